@@ -1,0 +1,72 @@
+"""Exact duplicates: FER-2013 holds many pixel-identical faces, some with conflicting labels.
+
+Deduplicating before the split is what makes the split leak-free: once every decoded
+image is unique, no val or test face can have a pixel-identical twin in train.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def pixel_hashes(images: np.ndarray) -> np.ndarray:
+    """One hex digest per image, over its decoded pixels."""
+    return np.asarray(
+        [hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
+         for image in images],
+        dtype=np.str_,
+    )
+
+
+@dataclass
+class DuplicateReport:
+    keep: np.ndarray  # boolean mask over the input images
+    groups: int  # groups of two or more identical images
+    duplicates_removed: int  # extra copies dropped from consistent groups
+    conflicting_groups: int  # groups whose copies carry different labels
+    conflicting_removed: int  # images dropped because their group conflicts
+    cross_split_groups: int  # groups that straddle two source split folders
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "duplicate_groups": self.groups,
+            "duplicates_removed": self.duplicates_removed,
+            "conflicting_groups": self.conflicting_groups,
+            "conflicting_removed": self.conflicting_removed,
+            "cross_split_groups": self.cross_split_groups,
+            "kept": int(self.keep.sum()),
+        }
+
+
+def deduplicate(images: np.ndarray, labels: np.ndarray, splits: np.ndarray | None = None,
+                on_conflict: str = "drop") -> DuplicateReport:
+    """Keep the first image of each identical group; drop or keep-first conflicting groups.
+
+    on_conflict: "drop" removes every copy of a group whose labels disagree (its true
+    label is unknown); "keep_first" keeps its first copy like any other group.
+    """
+    if on_conflict not in ("drop", "keep_first"):
+        raise ValueError(f"on_conflict must be 'drop' or 'keep_first', not {on_conflict!r}")
+    hashes = pixel_hashes(images)
+    _, first_index, group_of, sizes = np.unique(
+        hashes, return_index=True, return_inverse=True, return_counts=True)
+    keep = np.zeros(len(images), dtype=bool)
+    keep[first_index] = True
+
+    conflicting_groups = conflicting_removed = cross_split = 0
+    for group in np.flatnonzero(sizes > 1):
+        members = np.flatnonzero(group_of == group)
+        if splits is not None and len(set(splits[members])) > 1:
+            cross_split += 1
+        if len(set(labels[members])) > 1:
+            conflicting_groups += 1
+            if on_conflict == "drop":
+                keep[members] = False
+                conflicting_removed += len(members)
+    groups = int((sizes > 1).sum())
+    duplicates_removed = int(len(images) - keep.sum() - conflicting_removed)
+    return DuplicateReport(keep, groups, duplicates_removed, conflicting_groups,
+                           conflicting_removed, cross_split)

@@ -1,0 +1,177 @@
+"""Stage parameters: one schema, checked before a stage does any work.
+
+DVC cannot interpolate YAML lists into a command line, so list-valued params are
+written in params.yaml as space-separated strings ("0.05 0.1 0.2") and parsed here.
+Papermill passes `true`/`false` through as strings, so booleans are parsed here too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from fer import CLASS_NAMES
+
+
+class ParamsError(ValueError):
+    """A bad parameter: the message names the key, the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Param:
+    kind: str  # "str", "int", "float", "bool", "choice", "str_list", "float_list"
+    help: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+def _registered_archs() -> tuple[str, ...]:
+    from fer.models import ARCHITECTURES  # local import: keras loads only when needed
+
+    return tuple(ARCHITECTURES)
+
+
+SCHEMA: dict[str, dict[str, Param]] = {
+    "data": {
+        "source": Param("str", "raw data: Kaggle folder layout <split>/<emotion>/*.jpg|png"),
+        "classes": Param("str_list", "emotions to use, space-separated, in output order",
+                         choices=CLASS_NAMES),
+        "on_conflict": Param("choice", "identical faces with different labels",
+                             choices=("drop", "keep_first")),
+    },
+    "explore": {
+        "faces_per_class": Param("int", "faces shown per class in the sample grid", 1, 50),
+        "seed": Param("int", "seed for the faces shown", 0, 2**32 - 1),
+    },
+    "split": {
+        "train": Param("float", "fraction for training", 0.0, 1.0),
+        "val": Param("float", "fraction for validation", 0.0, 1.0),
+        "test": Param("float", "fraction for the test split", 0.0, 1.0),
+        "seed": Param("int", "split seed", 0, 2**32 - 1),
+    },
+    "train": {
+        "arch": Param("choice", "model architecture from the registry"),
+        "epochs": Param("int", "maximum epochs", 1, 10_000),
+        "batch_size": Param("int", "batch size", 1, 65_536),
+        "learning_rate": Param("float", "initial learning rate", 1e-7, 10.0),
+        "seed": Param("int", "seed for weights, shuffling and augmentation", 0, 2**32 - 1),
+        "class_weights": Param("bool", "weight the loss by balanced class weights"),
+        "augment": Param("bool", "rotation, shift, zoom and flip augmentation"),
+        "early_stopping_patience": Param("int", "epochs without val-loss gain before stopping",
+                                         1, 10_000),
+        "reduce_lr_patience": Param("int", "epochs without val-loss gain before cutting the LR",
+                                    1, 10_000),
+        "reduce_lr_factor": Param("float", "factor the LR is multiplied by on a plateau",
+                                  0.01, 0.99),
+    },
+    "evaluate": {
+        "batch_size": Param("int", "batch size for prediction and batched latency", 1, 65_536),
+        "latency_repeats": Param("int", "single-image predictions timed", 1, 100_000),
+    },
+    "robustness": {
+        "noise_sigmas": Param("float_list", "Gaussian noise sigmas on [0,1] pixels", 0.0, 1.0),
+        "seed": Param("int", "seed for the noise", 0, 2**32 - 1),
+    },
+}
+
+
+def _fail(key: str, value: Any, allowed: str) -> None:
+    raise ParamsError(f"params: {key} = {value!r} is invalid: {allowed}")
+
+
+def _number(key: str, value: Any, spec: Param, cast: Callable[[Any], Any]) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(key, value, f"expected {'an integer' if cast is int else 'a number'}")
+    if cast is int and value != int(value):
+        _fail(key, value, "expected an integer")
+    number = cast(value)
+    if (spec.low is not None and number < spec.low) or (spec.high is not None and number > spec.high):
+        _fail(key, value, f"expected a value in [{spec.low:g}, {spec.high:g}]")
+    return number
+
+
+def _check_value(key: str, value: Any, spec: Param) -> Any:
+    if spec.kind == "str":
+        if not isinstance(value, str) or not value:
+            _fail(key, value, "expected a non-empty string")
+        return value
+    if spec.kind in ("int", "float"):
+        return _number(key, value, spec, int if spec.kind == "int" else float)
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        _fail(key, value, "expected true or false")
+    if spec.kind == "choice":
+        if value not in spec.choices:
+            _fail(key, value, f"expected one of {list(spec.choices)}")
+        return value
+    if spec.kind == "str_list":
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            _fail(key, value, "expected a space-separated list of names")
+        unknown = [item for item in items if item not in spec.choices]
+        if unknown:
+            _fail(key, value, f"unknown name(s) {unknown}; allowed: {list(spec.choices)}")
+        if len(set(items)) != len(items):
+            _fail(key, value, "names must not repeat")
+        return tuple(items)
+    if spec.kind == "float_list":
+        items = value.split() if isinstance(value, str) else value
+        if isinstance(items, (int, float)):
+            items = [items]
+        if not isinstance(items, list) or not items:
+            _fail(key, value, "expected a space-separated list of numbers")
+        try:
+            numbers = [float(item) for item in items]
+        except (TypeError, ValueError):
+            _fail(key, value, "expected a space-separated list of numbers")
+        return tuple(_number(key, n, spec, float) for n in numbers)
+    raise AssertionError(f"unknown kind {spec.kind}")
+
+
+def check(section: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Validate some of one section's values against the schema; return them parsed.
+
+    Unknown keys are refused, so a typo cannot silently fall back to a default.
+    """
+    if section not in SCHEMA:
+        raise ParamsError(f"params: unknown section '{section}'; known: {sorted(SCHEMA)}")
+    schema = SCHEMA[section]
+    unknown = sorted(set(values) - set(schema))
+    if unknown:
+        raise ParamsError(
+            f"params: unknown key(s) {[f'{section}.{k}' for k in unknown]}; "
+            f"known keys of '{section}': {sorted(schema)}"
+        )
+    parsed = {}
+    for name, value in values.items():
+        spec = schema[name]
+        if section == "train" and name == "arch":
+            spec = Param("choice", spec.help, choices=_registered_archs())
+        parsed[name] = _check_value(f"{section}.{name}", value, spec)
+    return parsed
+
+
+def load(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
+    """Read and validate a whole params file: every key present, none unknown."""
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"params file '{path}' does not exist")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise ParamsError(f"params: unknown section(s) {unknown} in {path}; known: {sorted(SCHEMA)}")
+    params = {}
+    for section, schema in SCHEMA.items():
+        values = raw.get(section) or {}
+        missing = sorted(set(schema) - set(values))
+        if missing:
+            raise ParamsError(f"params: missing key(s) {[f'{section}.{k}' for k in missing]} in {path}")
+        params[section] = check(section, values)
+    return params

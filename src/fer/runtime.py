@@ -1,0 +1,50 @@
+"""Seeding, determinism and a description of the machine a stage ran on."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+
+def configure_determinism() -> None:
+    """Ask the backend for deterministic kernels; call before Keras is imported.
+
+    TensorFlow reads TF_DETERMINISTIC_OPS at start-up; the other backends are
+    deterministic on CPU already. Environment variables keep this backend-agnostic.
+    """
+    os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of reports
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and the Keras backend in one call."""
+    import keras
+
+    keras.utils.set_random_seed(int(seed))
+
+
+def environment_info() -> dict[str, object]:
+    """Keras backend, library versions and devices, for reports and the model sidecar."""
+    import keras
+    import numpy
+
+    info: dict[str, object] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "processor": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "keras": keras.__version__,
+        "keras_backend": keras.config.backend(),
+        "numpy": numpy.__version__,
+    }
+    backend = keras.config.backend()
+    try:
+        module = __import__({"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend])
+        info[f"{backend}_version"] = module.__version__
+    except (KeyError, ImportError):
+        pass
+    try:
+        info["devices"] = keras.distribution.list_devices()
+    except Exception as error:  # noqa: BLE001 - device listing is informative only
+        info["devices"] = [f"unknown ({error})"]
+    return info
