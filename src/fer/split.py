@@ -27,20 +27,22 @@ def check_fractions(fractions: dict[str, float], key: str = "split") -> None:
 def _class_allocation(count: int, fractions: list[float]) -> list[int]:
     """Split `count` items by `fractions` with the largest-remainder method.
 
-    When there are at least as many items as non-empty fractions, each of those gets one.
+    Then every split with a non-zero fraction that got nothing takes one item from the
+    largest split, as long as that split stays within one item of its exact share:
+    every size is always within one item of `fraction * count`.
     """
     exact = np.asarray(fractions) * count
     sizes = np.floor(exact).astype(int)
     order = np.argsort(-(exact - sizes), kind="stable")
     for i in order[: count - sizes.sum()]:
         sizes[i] += 1
-    wanted = [i for i, f in enumerate(fractions) if f > 0]
-    if count >= len(wanted):
-        for i in wanted:
-            if sizes[i] == 0:
-                donor = int(np.argmax(sizes))
-                sizes[donor] -= 1
-                sizes[i] += 1
+    for i in np.flatnonzero((np.asarray(fractions) > 0) & (sizes == 0)):
+        # Donors keep at least one item and stay within one item of their share.
+        can_give = (sizes > 1) & (sizes - 1 >= exact - 1)
+        if can_give.any():
+            donor = int(np.argmax(np.where(can_give, sizes - exact, -np.inf)))
+            sizes[donor] -= 1
+            sizes[i] += 1
     return sizes.tolist()
 
 
@@ -48,8 +50,9 @@ def stratified_split(labels: np.ndarray, fractions: dict[str, float],
                      seed: int) -> dict[str, np.ndarray]:
     """Indices for train/val/test, split per class so every split keeps the class mix.
 
-    Each split's share of a class is within one item of its fraction; the same seed
-    gives the same split. Indices come back sorted.
+    Each split's share of a class is within one item of its fraction, and every split
+    gets each class whose share there is at least half an item. The same seed gives the
+    same split. Indices come back sorted.
     """
     check_fractions(fractions)
     labels = np.asarray(labels)

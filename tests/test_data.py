@@ -1,0 +1,95 @@
+"""The folder loader: layouts, conversion, and a clear error for each bad input."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer import CLASS_NAMES
+from fer.data import DataError, find_images, load_folder_dataset, load_image
+
+
+def test_loads_every_face_as_48x48_uint8_with_folder_labels(tiny_source: Path) -> None:
+    dataset = load_folder_dataset(tiny_source)
+    assert dataset.images.shape == (56, 48, 48)
+    assert dataset.images.dtype == np.uint8
+    assert dataset.class_counts() == {name: 8 for name in CLASS_NAMES}
+    for file, label, split in zip(dataset.files, dataset.labels, dataset.splits):
+        assert Path(file).parts[0] == split
+        assert Path(file).parts[1] == CLASS_NAMES[label]
+
+
+def test_pixels_match_a_direct_decode(tiny_source: Path) -> None:
+    dataset = load_folder_dataset(tiny_source)
+    first = tiny_source / dataset.files[0]
+    np.testing.assert_array_equal(dataset.images[0], np.asarray(Image.open(first).convert("L")))
+
+
+def test_flat_layout_of_class_folders(tiny_source: Path) -> None:
+    dataset = load_folder_dataset(tiny_source / "train")
+    assert len(dataset) == 42
+    assert set(dataset.splits) == {""}
+
+
+def test_class_subset_keeps_configured_order_and_skips_the_rest(tiny_source: Path) -> None:
+    subset = ("surprise", "happy")
+    dataset = load_folder_dataset(tiny_source, subset)
+    assert dataset.class_names == subset
+    assert dataset.class_counts() == {"surprise": 8, "happy": 8}
+    assert all(Path(f).parts[1] == subset[label] for label, f in zip(dataset.labels, dataset.files))
+    assert set(dataset.skipped_classes) == set(CLASS_NAMES) - set(subset)
+
+
+def test_rgb_and_large_images_are_converted(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (200, 120), color=(255, 0, 0)).save(path)
+    image = load_image(path)
+    assert image.shape == (48, 48) and image.dtype == np.uint8
+    assert int(image[0, 0]) == round(0.299 * 255)  # ITU-R 601 luma of pure red
+
+
+def test_missing_source_names_the_key_and_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere"
+    with pytest.raises(DataError) as error:
+        load_folder_dataset(missing)
+    assert "data.source" in str(error.value)
+    assert str(missing) in str(error.value)
+
+
+def test_unknown_class_folder_is_named(tiny_source: Path) -> None:
+    (tiny_source / "train" / "contempt").mkdir()
+    with pytest.raises(DataError, match="unknown class folder .*contempt"):
+        find_images(tiny_source)
+
+
+def test_stray_non_image_file_is_named(tiny_source: Path) -> None:
+    stray = tiny_source / "train" / "happy" / "notes.txt"
+    stray.write_text("not a face")
+    with pytest.raises(DataError, match="notes.txt"):
+        find_images(tiny_source)
+
+
+def test_hidden_files_are_skipped_and_counted(tiny_source: Path) -> None:
+    (tiny_source / "train" / "happy" / ".DS_Store").write_bytes(b"\0\1")
+    dataset = load_folder_dataset(tiny_source)
+    assert dataset.skipped_hidden == 1
+    assert len(dataset) == 56
+
+
+def test_corrupt_image_is_named(tiny_source: Path) -> None:
+    corrupt = tiny_source / "train" / "sad" / "broken.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff this is not a jpeg")
+    with pytest.raises(DataError, match="broken.jpg"):
+        load_folder_dataset(tiny_source)
+
+
+def test_empty_class_is_named(tiny_source: Path) -> None:
+    for split in ("train", "test"):
+        shutil.rmtree(tiny_source / split / "disgust")
+        (tiny_source / split / "disgust").mkdir()
+    with pytest.raises(DataError, match="disgust"):
+        find_images(tiny_source)

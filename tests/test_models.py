@@ -1,0 +1,97 @@
+"""Model registry: shapes, parameter counts, one training step, determinism, save/load."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from fer.models import ARCHITECTURES, build_model, make_augmentation
+from fer.runtime import seed_everything
+from fer.train import compile_model, save_model
+
+
+def conv_params(c_in: int, c_out: int) -> int:
+    return 3 * 3 * c_in * c_out + c_out
+
+
+def dense_params(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def batch_norm_params(channels: int) -> int:
+    return 4 * channels  # gamma, beta, moving mean, moving variance
+
+
+def expected_seed_cnn_params(num_classes: int) -> int:
+    """Count the seed CNN's parameters from its specification, independently of Keras."""
+    convs = [(1, 32), (32, 32), (32, 64), (64, 64), (64, 128), (128, 128), (128, 256)]
+    total = sum(conv_params(i, o) + batch_norm_params(o) for i, o in convs)
+    flat = (48 // 16) * (48 // 16) * 256  # four 2x2 poolings
+    total += dense_params(flat, 512) + batch_norm_params(512)
+    total += dense_params(512, 256) + batch_norm_params(256)
+    return total + dense_params(256, num_classes)
+
+
+@pytest.mark.parametrize("num_classes", [7, 4])
+def test_seed_cnn_shape_and_parameter_count(num_classes: int) -> None:
+    model = build_model("seed_cnn", num_classes, augmentation=make_augmentation(0))
+    assert model.input_shape == (None, 48, 48, 1)
+    assert model.output_shape == (None, num_classes)
+    assert model.count_params() == expected_seed_cnn_params(num_classes)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_registered_model_trains_one_step_on_raw_pixels(arch: str, rng) -> None:
+    seed_everything(0)
+    model = build_model(arch, 7, augmentation=make_augmentation(0))
+    compile_model(model, 1e-3)
+    x = rng.integers(0, 256, size=(8, 48, 48, 1)).astype("float32")
+    y = np.arange(8) % 7
+    before = [w.copy() for w in model.get_weights()]
+    history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    probabilities = model.predict(x, verbose=0)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_unknown_architecture_is_refused() -> None:
+    with pytest.raises(ValueError, match="not registered"):
+        build_model("no_such_net", 7)
+
+
+def test_normalisation_is_inside_the_model(rng) -> None:
+    model = build_model("seed_cnn", 7)
+    rescale = model.get_layer("normalise")
+    x = rng.integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(rescale(x)), x / 255.0, rtol=1e-6)
+
+
+def train_once(seed: int, rng_seed: int = 1) -> list[np.ndarray]:
+    data = np.random.default_rng(rng_seed)
+    x = data.integers(0, 256, size=(32, 48, 48, 1)).astype("float32")
+    y = np.arange(32) % 7
+    seed_everything(seed)
+    model = build_model("seed_cnn", 7, augmentation=make_augmentation(seed))
+    compile_model(model, 1e-3)
+    model.fit(x, y, epochs=2, batch_size=8, shuffle=True, verbose=0)
+    return model.get_weights()
+
+
+def test_same_seed_gives_identical_weights_on_cpu() -> None:
+    first, second = train_once(7), train_once(7)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    third = train_once(8)
+    assert any(not np.array_equal(a, b) for a, b in zip(first, third))
+
+
+def test_saved_model_reloads_in_safe_mode_with_equal_outputs(tmp_path, rng) -> None:
+    model = build_model("seed_cnn", 7, augmentation=make_augmentation(0))
+    path = tmp_path / "model.keras"
+    save_model(model, path)
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]  # no temporary left behind
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = rng.integers(0, 256, size=(4, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)

@@ -1,0 +1,138 @@
+"""End to end: `dvc repro` in a temporary git copy of the repo, on tiny real data.
+
+One module-scoped run is shared by the checks, in order: a full repro, a no-op
+repro, a train-param change, `dvc metrics diff`, and a forced rerun for determinism.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from conftest import REPO, copy_tiny_source
+from fer import CLASS_NAMES
+
+pytestmark = pytest.mark.e2e
+
+STAGES = ("explore", "preprocess", "train", "evaluate", "robustness")
+QUALITY_METRICS = ("metrics/preprocess.json", "metrics/train.json", "metrics/evaluate.json",
+                   "metrics/robustness.json")  # latency.json holds timings, which vary
+
+
+def run(args: list[str], cwd: Path) -> str:
+    env = dict(os.environ)
+    # papermill, jupyter and the kernel must come from the environment running the tests.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("KERAS_BACKEND", "tensorflow")
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
+    return output
+
+
+def dvc(*args: str, cwd: Path) -> str:
+    return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '(\w+)'", output))
+
+
+def set_param(repo: Path, section: str, key: str, value) -> None:
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params[section][key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def read_metrics(repo: Path) -> dict:
+    return {name: json.loads((repo / name).read_text()) for name in QUALITY_METRICS}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git repo holding the tracked files, tiny data and a tiny profile; repro'd once."""
+    repo = tmp_path_factory.mktemp("pipeline")
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split("\0")
+    for name in filter(None, tracked):
+        source = REPO / name
+        if source.is_file() and not name.startswith("data/sample/"):
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, repo / name)
+    tiny = repo / "data" / "tiny"
+    copy_tiny_source(tiny, {name: 10 for name in CLASS_NAMES}, "train")
+    copy_tiny_source(tiny, {name: 2 for name in CLASS_NAMES}, "test")
+    set_param(repo, "data", "source", "data/tiny")
+    for key, value in {"epochs": 2, "batch_size": 16, "early_stopping_patience": 2}.items():
+        set_param(repo, "train", key, value)
+    set_param(repo, "evaluate", "latency_repeats", 3)
+    run(["git", "init", "-q"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "tiny"], repo)
+    output = dvc("repro", cwd=repo)
+    assert stages_run(output) == set(STAGES)
+    return repo
+
+
+def declared_outputs(repo: Path) -> list[Path]:
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    paths = []
+    for stage in stages.values():
+        for entry in stage.get("outs", []) + stage.get("metrics", []):
+            paths.append(repo / (next(iter(entry)) if isinstance(entry, dict) else entry))
+    return paths
+
+
+def test_repro_writes_every_output_and_report_without_errors(project: Path) -> None:
+    for path in declared_outputs(project):
+        assert path.exists(), f"{path.relative_to(project)} was not written"
+    for number, stage in enumerate(STAGES, start=1):
+        executed = nbformat.read(project / "reports" / f"0{number}_{stage}.ipynb", as_version=4)
+        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                  if o.output_type == "error"]
+        assert errors == [], f"{stage}: {errors}"
+        assert (project / "reports" / f"0{number}_{stage}.html").stat().st_size > 10_000
+    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    assert evaluation["n_samples"] == len(
+        (project / "plots/confusion.csv").read_text().strip().splitlines()) - 1
+    sidecar = json.loads((project / "models/model.json").read_text())
+    assert sidecar["class_names"] == list(CLASS_NAMES)
+    assert sidecar["input"]["shape"] == [48, 48, 1]
+
+
+def test_second_repro_runs_nothing(project: Path) -> None:
+    output = dvc("repro", cwd=project)
+    assert stages_run(output) == set()
+    assert "up to date" in output
+
+
+def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_diff(project: Path) -> None:
+    run(["git", "add", "-A"], project)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"],
+        project)
+    set_param(project, "train", "learning_rate", 0.01)
+    output = dvc("repro", cwd=project)
+    assert stages_run(output) == {"train", "evaluate", "robustness"}
+    diff = json.loads(dvc("metrics", "diff", "--json", cwd=project))
+    changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
+    assert "metrics/train.json" in changed, diff
+    params_diff = json.loads(dvc("params", "diff", "--json", cwd=project))
+    change = params_diff["params.yaml"]["train.learning_rate"]
+    assert (change["old"], change["new"]) == (0.001, 0.01)
+
+
+def test_forced_rerun_with_the_same_params_gives_identical_metrics(project: Path) -> None:
+    before = read_metrics(project)
+    output = dvc("repro", "--force", "--single-item", "train", "evaluate", "robustness", cwd=project)
+    assert {"train", "evaluate", "robustness"} <= stages_run(output)
+    assert read_metrics(project) == before
