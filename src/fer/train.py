@@ -56,14 +56,18 @@ def compile_model(model: keras.Model, learning_rate: float) -> None:
     )
 
 
-def standard_callbacks(checkpoint_path: str | Path, early_stopping_patience: int,
+MONITOR_MODES = {"val_accuracy": "max", "val_loss": "min"}
+
+
+def standard_callbacks(checkpoint_path: str | Path, monitor: str, early_stopping_patience: int,
                        reduce_lr_patience: int, reduce_lr_factor: float) -> list[keras.callbacks.Callback]:
-    """Best checkpoint on val loss, early stopping, and LR reduction on a plateau."""
+    """Best checkpoint, early stopping and LR reduction on a plateau, all on `monitor`."""
+    mode = MONITOR_MODES[monitor]
     return [
-        keras.callbacks.ModelCheckpoint(str(checkpoint_path), monitor="val_loss",
+        keras.callbacks.ModelCheckpoint(str(checkpoint_path), monitor=monitor, mode=mode,
                                         save_best_only=True, save_weights_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=early_stopping_patience),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=reduce_lr_factor,
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=reduce_lr_factor,
                                           patience=reduce_lr_patience, min_lr=1e-6),
     ]
 
@@ -79,9 +83,10 @@ def fit(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.
     )
 
 
-def best_epoch(history: dict[str, list[float]]) -> int:
-    """Index of the epoch with the lowest validation loss (the checkpoint kept)."""
-    return int(np.argmin(history["val_loss"]))
+def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
+    """Index of the epoch the checkpoint kept: the first with the best `monitor` value."""
+    values = np.asarray(history[monitor])
+    return int(np.argmax(values) if MONITOR_MODES[monitor] == "max" else np.argmin(values))
 
 
 def save_model(model: keras.Model, path: str | Path) -> None:
