@@ -1,11 +1,13 @@
-"""Loading FER-2013 from the Kaggle folder layout, with validation before any decoding.
+"""Loading FER-2013 in either of its published forms, with validation before any work.
 
-Layouts accepted under `data.source`:
+Forms accepted under `data.source`:
 
-    <source>/<split>/<emotion>/*.jpg|*.jpeg|*.png   (train/ + test/, or any split names)
-    <source>/<emotion>/*.jpg|*.jpeg|*.png           (a single folder of class folders)
+    <source>/<split>/<emotion>/*.jpg|*.jpeg|*.png   Kaggle folders (train/ + test/, any split names)
+    <source>/<emotion>/*.jpg|*.jpeg|*.png           a single folder of class folders
+    <source>.csv                                    the contest's fer2013.csv (emotion,pixels,Usage)
 
-Every image is converted to 48x48 uint8 grey.
+Every image is converted to 48x48 uint8 grey. Bad items (a corrupt image, a malformed
+CSV row) stop the load with their file or line, or are skipped and listed, by policy.
 """
 
 from __future__ import annotations
@@ -40,15 +42,16 @@ class ImageList:
 
 @dataclass
 class Dataset:
-    """Decoded images with their labels, source files and the split folder each came from."""
+    """Decoded images with their labels, where each came from, and what was skipped."""
 
     images: np.ndarray  # (n, 48, 48) uint8
     labels: np.ndarray  # (n,) int64, index into class_names
-    files: np.ndarray  # (n,) str, path relative to the source
-    splits: np.ndarray  # (n,) str, the split folder ("" for a flat layout)
+    files: np.ndarray  # (n,) str: path relative to the source, or "line N" of a CSV
+    splits: np.ndarray  # (n,) str: the source's split folder or CSV Usage ("" if none)
     class_names: tuple[str, ...]
     skipped_hidden: int = 0
     skipped_classes: tuple[str, ...] = ()
+    skipped_bad: list[tuple[str, str]] = field(default_factory=list)  # (item, reason)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -56,6 +59,11 @@ class Dataset:
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(count) for name, count in zip(self.class_names, counts)}
+
+    def subset(self, mask: np.ndarray) -> "Dataset":
+        """The same data set restricted to the items where `mask` is true."""
+        return Dataset(self.images[mask], self.labels[mask], self.files[mask], self.splits[mask],
+                       self.class_names, self.skipped_hidden, self.skipped_classes, self.skipped_bad)
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
@@ -137,32 +145,59 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ) from error
 
 
-def decode_images(files: list[Path], workers: int | None = None) -> np.ndarray:
-    """Decode many files into one (n, 48, 48) uint8 array, in threads (PIL decodes outside the GIL)."""
+def decode_images(files: list[Path], on_bad: str = "error",
+                  workers: int | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode files into one (n, 48, 48) uint8 array, in threads (PIL decodes outside the GIL).
+
+    on_bad="error" raises on the first undecodable file, naming it; "skip" returns the
+    decodable images only, with (file, reason) for each skipped one.
+    """
+    if on_bad not in ("error", "skip"):
+        raise ValueError(f"on_bad must be 'error' or 'skip', not {on_bad!r}")
     out = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    problems: dict[int, str] = {}
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
 
     def decode_into(index: int) -> None:
-        out[index] = load_image(files[index])
+        try:
+            out[index] = load_image(files[index])
+        except DataError as error:
+            if on_bad == "error":
+                raise
+            problems[index] = str(error)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        # list() re-raises the first decoding error, naming its file.
-        list(pool.map(decode_into, range(len(files)), chunksize=256))
-    return out
+        list(pool.map(decode_into, range(len(files))))  # list() re-raises the first error
+    good = np.setdiff1d(np.arange(len(files)), list(problems), assume_unique=True)
+    skipped = [(str(files[i]), problems[i]) for i in sorted(problems)]
+    return out[good], skipped
 
 
 def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
-                        key: str = "data.source") -> Dataset:
-    """Find, validate and decode every image under `source`."""
+                        key: str = "data.source", on_bad: str = "error") -> Dataset:
+    """Find, validate and decode every image under a Kaggle-layout folder."""
     found = find_images(source, class_names, key=key)
-    images = decode_images(found.files)
+    images, skipped = decode_images(found.files, on_bad)
+    bad = {path for path, _ in skipped}
+    good = [i for i, path in enumerate(found.files) if str(path) not in bad]
     root = Path(source)
     return Dataset(
         images=images,
-        labels=np.asarray(found.labels, dtype=np.int64),
-        files=np.asarray([str(p.relative_to(root)) for p in found.files], dtype=np.str_),
-        splits=np.asarray(found.splits, dtype=np.str_),
+        labels=np.asarray(found.labels, dtype=np.int64)[good],
+        files=np.asarray([str(found.files[i].relative_to(root)) for i in good], dtype=np.str_),
+        splits=np.asarray(found.splits, dtype=np.str_)[good] if good else np.asarray([], dtype=np.str_),
         class_names=tuple(class_names),
         skipped_hidden=len(found.skipped_hidden),
         skipped_classes=tuple(found.skipped_classes),
+        skipped_bad=skipped,
     )
+
+
+def load_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
+                 key: str = "data.source", on_bad: str = "error") -> Dataset:
+    """Load `source`, a Kaggle-layout folder or the contest's CSV file, whichever it is."""
+    if str(source).lower().endswith(".csv"):
+        from fer.csv_data import load_csv_dataset  # noqa: PLC0415 - keeps pandas out of folder loads
+
+        return load_csv_dataset(source, class_names, key=key, on_bad=on_bad)
+    return load_folder_dataset(source, class_names, key=key, on_bad=on_bad)

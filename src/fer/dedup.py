@@ -29,6 +29,8 @@ class DuplicateReport:
     conflicting_groups: int  # groups whose copies carry different labels
     conflicting_removed: int  # images dropped because their group conflicts
     cross_split_groups: int  # groups that straddle two source split folders
+    group_of: np.ndarray  # group index of every input image
+    group_sizes: np.ndarray  # images per group
 
     def as_dict(self) -> dict[str, int]:
         return {
@@ -42,19 +44,25 @@ class DuplicateReport:
 
 
 def deduplicate(images: np.ndarray, labels: np.ndarray, splits: np.ndarray | None = None,
-                on_conflict: str = "drop") -> DuplicateReport:
-    """Keep the first image of each identical group; drop or keep-first conflicting groups.
+                on_conflict: str = "drop", priority: np.ndarray | None = None) -> DuplicateReport:
+    """Keep one image of each identical group; drop or keep conflicting groups.
 
-    on_conflict: "drop" removes every copy of a group whose labels disagree (its true
-    label is unknown); "keep_first" keeps its first copy like any other group.
+    The copy kept is the one with the highest `priority` (for example test over train,
+    so an official test set stays whole), then the first. on_conflict: "drop" removes every
+    copy of a group whose labels disagree (its true label is unknown); "keep_first" keeps
+    one copy like any other group.
     """
     if on_conflict not in ("drop", "keep_first"):
         raise ValueError(f"on_conflict must be 'drop' or 'keep_first', not {on_conflict!r}")
+    priority = np.zeros(len(images), dtype=np.int64) if priority is None else np.asarray(priority)
     hashes = pixel_hashes(images)
-    _, first_index, group_of, sizes = np.unique(
-        hashes, return_index=True, return_inverse=True, return_counts=True)
+    _, group_of, sizes = np.unique(hashes, return_inverse=True, return_counts=True)
+    # Within each group, the first image in (-priority, index) order is kept.
+    order = np.lexsort((np.arange(len(images)), -priority, group_of))
+    first_in_group = np.ones(len(order), dtype=bool)
+    first_in_group[1:] = group_of[order][1:] != group_of[order][:-1]
     keep = np.zeros(len(images), dtype=bool)
-    keep[first_index] = True
+    keep[order[first_in_group]] = True
 
     conflicting_groups = conflicting_removed = cross_split = 0
     for group in np.flatnonzero(sizes > 1):
@@ -69,4 +77,9 @@ def deduplicate(images: np.ndarray, labels: np.ndarray, splits: np.ndarray | Non
     groups = int((sizes > 1).sum())
     duplicates_removed = int(len(images) - keep.sum() - conflicting_removed)
     return DuplicateReport(keep, groups, duplicates_removed, conflicting_groups,
-                           conflicting_removed, cross_split)
+                           conflicting_removed, cross_split, group_of, sizes)
+
+
+def blank_mask(images: np.ndarray, threshold: float) -> np.ndarray:
+    """Near-blank faces: the standard deviation of their grey values is below `threshold`."""
+    return images.reshape(len(images), -1).std(axis=1) < threshold

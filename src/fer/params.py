@@ -42,6 +42,9 @@ SCHEMA: dict[str, dict[str, Param]] = {
                          choices=CLASS_NAMES),
         "on_conflict": Param("choice", "identical faces with different labels",
                              choices=("drop", "keep_first")),
+        "on_bad": Param("choice", "a corrupt image or malformed CSV row", choices=("error", "skip")),
+        "blank_threshold": Param("float", "grey-value std below which a face is blank", 0.0, 128.0),
+        "on_blank": Param("choice", "near-blank faces", choices=("drop", "keep")),
     },
     "explore": {
         "faces_per_class": Param("int", "faces shown per class in the sample grid", 1, 50),
@@ -52,6 +55,8 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "val": Param("float", "fraction for validation", 0.0, 1.0),
         "test": Param("float", "fraction for the test split", 0.0, 1.0),
         "seed": Param("int", "split seed", 0, 2**32 - 1),
+        "strategy": Param("choice", "pool and re-split, or keep the source's own test split",
+                          choices=("stratified", "official")),
     },
     "train": {
         "arch": Param("choice", "model architecture from the registry"),

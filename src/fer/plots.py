@@ -107,3 +107,32 @@ def noise_curve(results: pd.DataFrame, title: str) -> plt.Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def face_strip(images: np.ndarray, titles: list[str], title: str, per_row: int = 8) -> plt.Figure:
+    """Faces in rows, each with a short caption (for blanks, duplicates, errors)."""
+    count = max(len(images), 1)
+    rows = (count + per_row - 1) // per_row
+    fig, axes = plt.subplots(rows, per_row, figsize=(per_row * 1.3, rows * 1.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, caption in zip(axes.ravel(), images, titles):
+        ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+        ax.set_title(caption, fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def mean_faces(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+               title: str) -> plt.Figure:
+    """The pixel-wise mean face of each class."""
+    fig, axes = plt.subplots(1, len(class_names), figsize=(len(class_names) * 1.5, 2.0), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[0], class_names)):
+        members = images[labels == i]
+        ax.imshow(members.mean(axis=0), cmap="gray", vmin=0, vmax=255)
+        ax.set_title(f"{name}\n(n={len(members)})", fontsize=8)
+        ax.axis("off")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from fer.data import Dataset
-from fer.dedup import DuplicateReport, deduplicate
+from fer.dedup import DuplicateReport, blank_mask, deduplicate
 from fer.io import load_npz, save_npz
 from fer.split import SPLIT_NAMES, class_weights, stratified_split
 
@@ -30,17 +30,79 @@ class ProcessedData:
         }
 
 
-def prepare(dataset: Dataset, fractions: dict[str, float], seed: int,
-            on_conflict: str = "drop") -> tuple[ProcessedData, DuplicateReport]:
-    """Deduplicate, then split the unique images stratified by class.
+# Source split names (Kaggle folders and CSV Usage values) and where `official` puts them.
+OFFICIAL_SPLITS = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "publictest": "val",
+    "test": "test", "testing": "test", "privatetest": "test",
+}
+PRIORITY = {"train": 0, "val": 1, "test": 2}  # which copy of a duplicate to keep
 
-    Splitting after deduplication is what guarantees that no val or test image has a
-    pixel-identical twin in train.
+
+def official_assignment(splits: np.ndarray) -> np.ndarray:
+    """Map each item's source split to train/val/test; refuse names that cannot be mapped."""
+    if "" in set(splits.tolist()):
+        raise ValueError("split.strategy = 'official' needs a test split in the source, but it is a "
+                         "single folder of class folders; use split.strategy: stratified")
+    unknown = sorted({s for s in set(splits.tolist()) if s.lower() not in OFFICIAL_SPLITS})
+    if unknown:
+        raise ValueError(
+            f"split.strategy = 'official' cannot place source split(s) {unknown}: name the "
+            f"folders train/, validation/ and test/, or use split.strategy: stratified"
+        )
+    assigned = np.asarray([OFFICIAL_SPLITS[s.lower()] for s in splits.tolist()], dtype=np.str_)
+    if "test" not in set(assigned.tolist()):
+        raise ValueError("split.strategy = 'official' needs a test split in the source "
+                         "(a test/ folder or PrivateTest rows); use split.strategy: stratified")
+    return assigned
+
+
+@dataclass
+class PrepareReport:
+    """What preprocessing removed, for the report and metrics/preprocess.json."""
+
+    duplicates: DuplicateReport
+    blank: int  # near-blank faces found
+    blank_removed: int  # blank faces dropped (those not already dropped as duplicates)
+    kept: int  # faces left for the split
+
+    def as_dict(self) -> dict[str, int]:
+        return {**self.duplicates.as_dict(), "blank_faces": self.blank,
+                "blank_removed": self.blank_removed, "kept": self.kept}
+
+
+def prepare(dataset: Dataset, fractions: dict[str, float], seed: int, on_conflict: str = "drop",
+            strategy: str = "stratified", blank_threshold: float = 1.0,
+            on_blank: str = "drop") -> tuple[ProcessedData, PrepareReport]:
+    """Remove blanks and duplicates, then split.
+
+    stratified: pool everything and split it by `fractions`, per class.
+    official: keep the source's own test split (and validation split, if any) and carve
+    validation from train otherwise. Duplicates keep their test or validation copy.
+    Splitting after deduplication guarantees no val or test image has a twin in train.
     """
-    report = deduplicate(dataset.images, dataset.labels, dataset.splits, on_conflict=on_conflict)
-    kept = np.flatnonzero(report.keep)
-    indices = stratified_split(dataset.labels[kept], fractions, seed)
-    chosen = {split: kept[indices[split]] for split in SPLIT_NAMES}
+    if strategy not in ("stratified", "official"):
+        raise ValueError(f"split.strategy must be 'stratified' or 'official', not {strategy!r}")
+    if on_blank not in ("drop", "keep"):
+        raise ValueError(f"data.on_blank must be 'drop' or 'keep', not {on_blank!r}")
+    assigned = official_assignment(dataset.splits) if strategy == "official" else None
+    priority = None if assigned is None else np.asarray([PRIORITY[a] for a in assigned.tolist()])
+    duplicates = deduplicate(dataset.images, dataset.labels, dataset.splits, on_conflict, priority)
+    blank = blank_mask(dataset.images, blank_threshold)
+    drop_blank = blank if on_blank == "drop" else np.zeros_like(blank)
+    kept = np.flatnonzero(duplicates.keep & ~drop_blank)
+    report = PrepareReport(duplicates, int(blank.sum()), int((duplicates.keep & drop_blank).sum()), len(kept))
+
+    if assigned is None:
+        local = stratified_split(dataset.labels[kept], fractions, seed)
+        chosen = {split: kept[local[split]] for split in SPLIT_NAMES}
+    else:
+        chosen = {split: kept[assigned[kept] == split] for split in SPLIT_NAMES}
+        if len(chosen["val"]) == 0:
+            train = chosen["train"]
+            share = fractions["val"] / (fractions["train"] + fractions["val"])
+            local = stratified_split(dataset.labels[train], {"train": 1 - share, "val": share, "test": 0.0}, seed)
+            chosen["train"], chosen["val"] = train[local["train"]], train[local["val"]]
     data = ProcessedData(
         x={s: dataset.images[i] for s, i in chosen.items()},
         y={s: dataset.labels[i] for s, i in chosen.items()},
