@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+from fer.runtime import native_stderr_silenced
+
 
 def as_model_input(images: np.ndarray) -> np.ndarray:
     """(n, 48, 48) uint8 -> (n, 48, 48, 1) float32 raw pixels, what every model takes."""
@@ -17,7 +19,9 @@ def as_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
+    """Class probabilities for raw-pixel faces (native start-up logs silenced, as in training)."""
+    with native_stderr_silenced():
+        return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")  # headless: stages run under papermill without a display
-
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def configure_determinism() -> None:
@@ -14,6 +17,35 @@ def configure_determinism() -> None:
     """
     os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of reports
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 to /dev/null for a while.
+
+    TensorFlow's C++ start-up notes (oneDNN, a missing CUDA driver) ignore
+    TF_CPP_MIN_LOG_LEVEL and would otherwise land in every report. Python errors still raise.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_backend() -> str:
+    """Configure determinism, then load Keras and its backend quietly; return the backend name."""
+    configure_determinism()
+    with native_stderr_silenced():
+        import keras
+
+        keras.ops.convert_to_numpy(keras.ops.ones(1))  # the backend finds its devices here
+    return keras.config.backend()
 
 
 def seed_everything(seed: int) -> None:

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 
 from fer.io import atomic_path
+from fer.runtime import native_stderr_silenced
 
 
 class LiveLogger(keras.callbacks.Callback):
@@ -75,12 +76,17 @@ def standard_callbacks(checkpoint_path: str | Path, monitor: str, early_stopping
 def fit(model: keras.Model, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         y_val: np.ndarray, epochs: int, batch_size: int,
         class_weight: dict[int, float] | None, callbacks: list) -> keras.callbacks.History:
-    """Train on plain arrays of raw pixels (n, 48, 48, 1); shuffling follows the Keras seed."""
-    return model.fit(
-        x_train.astype("float32"), y_train, validation_data=(x_val.astype("float32"), y_val),
-        epochs=epochs, batch_size=batch_size, class_weight=class_weight, shuffle=True,
-        callbacks=callbacks, verbose=2,
-    )
+    """Train on plain arrays of raw pixels (n, 48, 48, 1); shuffling follows the Keras seed.
+
+    TensorFlow 2.21 logs a harmless op-definition mismatch from native code for every input
+    pipeline Keras 3.15 builds; it is kept out of the report. Python output is untouched.
+    """
+    with native_stderr_silenced():
+        return model.fit(
+            x_train.astype("float32"), y_train, validation_data=(x_val.astype("float32"), y_val),
+            epochs=epochs, batch_size=batch_size, class_weight=class_weight, shuffle=True,
+            callbacks=callbacks, verbose=2,
+        )
 
 
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
