@@ -87,6 +87,17 @@ def test_corrupt_image_is_named(tiny_source: Path) -> None:
         load_folder_dataset(tiny_source)
 
 
+def test_skip_policy_leaves_corrupt_images_out_and_lists_them(tiny_source: Path) -> None:
+    for name in ("broken1.jpg", "broken2.png"):
+        (tiny_source / "train" / "sad" / name).write_bytes(b"not an image at all")
+    with pytest.raises(DataError, match=r"broken1.jpg.*\(1 more undecodable files"):
+        load_folder_dataset(tiny_source)
+    dataset = load_folder_dataset(tiny_source, on_bad="skip")
+    assert len(dataset) == 56
+    assert [Path(item).name for item, _ in dataset.skipped_bad] == ["broken1.jpg", "broken2.png"]
+    assert all("cannot decode image" in reason for _, reason in dataset.skipped_bad)
+
+
 def test_empty_class_is_named(tiny_source: Path) -> None:
     for split in ("train", "test"):
         shutil.rmtree(tiny_source / split / "disgust")

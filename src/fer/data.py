@@ -12,8 +12,8 @@ CSV row) stop the load with their file or line, or are skipped and listed, by po
 
 from __future__ import annotations
 
+import io
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,10 +108,14 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
                 skipped_classes.add(class_dir.name)
                 continue
             label = class_names.index(class_dir.name)
-            for path in sorted(class_dir.iterdir()):
-                if path.name.startswith("."):
+            # scandir and string sorting: far cheaper than Path objects for 30,000 files.
+            with os.scandir(class_dir) as entries:
+                listing = sorted((entry.name, entry.is_dir()) for entry in entries)
+            for name, is_dir in listing:
+                path = class_dir / name
+                if name.startswith("."):
                     images.skipped_hidden.append(path)
-                elif path.is_dir() or path.suffix.lower() not in IMAGE_SUFFIXES:
+                elif is_dir or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                     raise DataError(
                         f"{key}: '{path}' is not a .jpg, .jpeg or .png image. "
                         "Move it out of the data folder."
@@ -134,8 +138,9 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Decode one image file to a 48x48 uint8 grey array (any size, grey or colour)."""
     try:
-        with Image.open(path) as image:
-            grey = image.convert("L")
+        # One read per file: PIL's own reads of a small JPEG are many tiny system calls.
+        with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
+            grey = image if image.mode == "L" else image.convert("L")
             if grey.size != (IMAGE_SIZE, IMAGE_SIZE):
                 grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
             return np.asarray(grey, dtype=np.uint8)
@@ -145,32 +150,31 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ) from error
 
 
-def decode_images(files: list[Path], on_bad: str = "error",
-                  workers: int | None = None) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Decode files into one (n, 48, 48) uint8 array, in threads (PIL decodes outside the GIL).
+def decode_images(files: list[Path], on_bad: str = "error") -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode files into one (n, 48, 48) uint8 array.
 
-    on_bad="error" raises on the first undecodable file, naming it; "skip" returns the
-    decodable images only, with (file, reason) for each skipped one.
+    Every file is decoded before any error is raised, so on_bad="error" names the first
+    undecodable file in order (and counts the rest); "skip" returns the decodable images
+    only, with (file, reason) for each skipped one. One process: decoding 48x48 JPEGs is
+    dominated by per-file Python overhead, which threads do not share out and a process
+    pool's start-up and copying eat on two cores.
     """
     if on_bad not in ("error", "skip"):
         raise ValueError(f"on_bad must be 'error' or 'skip', not {on_bad!r}")
-    out = np.empty((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
-    problems: dict[int, str] = {}
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
-
-    def decode_into(index: int) -> None:
+    images = np.zeros((len(files), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    skipped: list[tuple[str, str]] = []
+    good = np.ones(len(files), dtype=bool)
+    for i, path in enumerate(files):
         try:
-            out[index] = load_image(files[index])
+            images[i] = load_image(path)
         except DataError as error:
-            if on_bad == "error":
-                raise
-            problems[index] = str(error)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(decode_into, range(len(files))))  # list() re-raises the first error
-    good = np.setdiff1d(np.arange(len(files)), list(problems), assume_unique=True)
-    skipped = [(str(files[i]), problems[i]) for i in sorted(problems)]
-    return out[good], skipped
+            skipped.append((str(path), str(error)))
+            good[i] = False
+    if skipped and on_bad == "error":
+        more = len(skipped) - 1
+        raise DataError(skipped[0][1] + (f" ({more} more undecodable files; set data.on_bad: skip "
+                                         "to leave them out)" if more else ""))
+    return images[good], skipped
 
 
 def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
@@ -184,7 +188,7 @@ def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] 
     return Dataset(
         images=images,
         labels=np.asarray(found.labels, dtype=np.int64)[good],
-        files=np.asarray([str(found.files[i].relative_to(root)) for i in good], dtype=np.str_),
+        files=np.asarray([str(found.files[i])[len(str(root)) + 1:] for i in good], dtype=np.str_),
         splits=np.asarray(found.splits, dtype=np.str_)[good] if good else np.asarray([], dtype=np.str_),
         class_names=tuple(class_names),
         skipped_hidden=len(found.skipped_hidden),

@@ -64,22 +64,31 @@ def deduplicate(images: np.ndarray, labels: np.ndarray, splits: np.ndarray | Non
     keep = np.zeros(len(images), dtype=bool)
     keep[order[first_in_group]] = True
 
-    conflicting_groups = conflicting_removed = cross_split = 0
-    for group in np.flatnonzero(sizes > 1):
-        members = np.flatnonzero(group_of == group)
-        if splits is not None and len(set(splits[members])) > 1:
-            cross_split += 1
-        if len(set(labels[members])) > 1:
-            conflicting_groups += 1
-            if on_conflict == "drop":
-                keep[members] = False
-                conflicting_removed += len(members)
+    # Per group: do the labels (and the source splits) of its members differ?
+    by_group = np.argsort(group_of, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(group_of[by_group]) != 0])
+    conflicting = _varies(np.asarray(labels)[by_group], starts)
+    cross_split = 0
+    if splits is not None:
+        split_codes = np.unique(np.asarray(splits), return_inverse=True)[1]
+        cross_split = int(_varies(split_codes[by_group], starts).sum())
+    conflicting_groups = int(conflicting.sum())
+    conflicting_removed = 0
+    if on_conflict == "drop":
+        in_conflict = conflicting[group_of]
+        keep &= ~in_conflict
+        conflicting_removed = int(in_conflict.sum())
     groups = int((sizes > 1).sum())
     duplicates_removed = int(len(images) - keep.sum() - conflicting_removed)
     return DuplicateReport(keep, groups, duplicates_removed, conflicting_groups,
                            conflicting_removed, cross_split, group_of, sizes)
 
 
+def _varies(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """For runs of `values` beginning at `starts`: does the run hold more than one value?"""
+    return np.minimum.reduceat(values, starts) != np.maximum.reduceat(values, starts)
+
+
 def blank_mask(images: np.ndarray, threshold: float) -> np.ndarray:
     """Near-blank faces: the standard deviation of their grey values is below `threshold`."""
-    return images.reshape(len(images), -1).std(axis=1) < threshold
+    return images.reshape(len(images), -1).astype(np.float32).std(axis=1) < threshold
