@@ -45,3 +45,14 @@ def test_npz_round_trip_without_pickle(tmp_path) -> None:
 def test_object_arrays_are_refused(tmp_path) -> None:
     with pytest.raises(TypeError, match="dtype object"):
         save_npz(tmp_path / "d.npz", bad=np.asarray([{"a": 1}], dtype=object))
+
+
+def test_outputs_get_ordinary_permissions(tmp_path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644

@@ -1,7 +1,8 @@
 """End to end: `dvc repro` in a temporary git copy of the repo, on tiny real data.
 
 One module-scoped run is shared by the checks, in order: a full repro, a no-op
-repro, a train-param change, `dvc metrics diff`, and a forced rerun for determinism.
+repro, a train-param change with `dvc metrics diff`, a forced rerun for determinism,
+a mistyped param, a queued two-point sweep, and a push/pull round trip to a remote.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -23,20 +25,29 @@ from fer import CLASS_NAMES
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ("explore", "preprocess", "train", "evaluate", "robustness")
+STAGES = ("explore", "preprocess", "train", "evaluate", "robustness", "report")
+AFTER_TRAIN = {"train", "evaluate", "robustness", "report"}
 QUALITY_METRICS = ("metrics/preprocess.json", "metrics/train.json", "metrics/evaluate.json",
                    "metrics/robustness.json")  # latency.json holds timings, which vary
 
 
-def run(args: list[str], cwd: Path) -> str:
+def run(args: list[str], cwd: Path, check: bool = True) -> str:
     env = dict(os.environ)
     # papermill, jupyter and the kernel must come from the environment running the tests.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("KERAS_BACKEND", "tensorflow")
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
+    if check:
+        assert result.returncode == 0, f"{' '.join(args)} failed:\n{output[-6000:]}"
+    else:
+        assert result.returncode != 0, f"{' '.join(args)} should have failed:\n{output[-3000:]}"
     return output
+
+
+def commit(repo: Path, message: str) -> None:
+    run(["git", "add", "-A"], repo)
+    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", message], repo)
 
 
 def dvc(*args: str, cwd: Path) -> str:
@@ -60,10 +71,11 @@ def read_metrics(repo: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A git repo holding the tracked files, tiny data and a tiny profile; repro'd once."""
+    """A git repo holding the project's files, tiny data and a tiny profile; repro'd once."""
     repo = tmp_path_factory.mktemp("pipeline")
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True,
-                             check=True).stdout.split("\0")
+    # Tracked files plus new ones not yet committed (but not ignored ones): the code under test.
+    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
     for name in filter(None, tracked):
         source = REPO / name
         if source.is_file() and not name.startswith("data/sample/"):
@@ -77,8 +89,7 @@ def project(tmp_path_factory) -> Path:
         set_param(repo, "train", key, value)
     set_param(repo, "evaluate", "latency_repeats", 3)
     run(["git", "init", "-q"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "tiny"], repo)
+    commit(repo, "tiny")
     output = dvc("repro", cwd=repo)
     assert stages_run(output) == set(STAGES)
     return repo
@@ -96,12 +107,15 @@ def declared_outputs(repo: Path) -> list[Path]:
 def test_repro_writes_every_output_and_report_without_errors(project: Path) -> None:
     for path in declared_outputs(project):
         assert path.exists(), f"{path.relative_to(project)} was not written"
-    for number, stage in enumerate(STAGES, start=1):
+    notebook_stages = [s for s in STAGES if s != "report"]
+    for number, stage in enumerate(notebook_stages, start=1):
         executed = nbformat.read(project / "reports" / f"0{number}_{stage}.ipynb", as_version=4)
         errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.output_type == "error"]
         assert errors == [], f"{stage}: {errors}"
         assert (project / "reports" / f"0{number}_{stage}.html").stat().st_size > 10_000
+    index = (project / "reports/index.html").read_text()
+    assert index.count('<img src="data:image/png;base64,') == 3 and "03_train.html" in index
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert evaluation["n_samples"] == len(
         (project / "plots/confusion.csv").read_text().strip().splitlines()) - 1
@@ -117,12 +131,10 @@ def test_second_repro_runs_nothing(project: Path) -> None:
 
 
 def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_diff(project: Path) -> None:
-    run(["git", "add", "-A"], project)
-    run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", "commit", "-qm", "baseline"],
-        project)
+    commit(project, "baseline")
     set_param(project, "train", "learning_rate", 0.01)
     output = dvc("repro", cwd=project)
-    assert stages_run(output) == {"train", "evaluate", "robustness"}
+    assert stages_run(output) == AFTER_TRAIN
     diff = json.loads(dvc("metrics", "diff", "--json", cwd=project))
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
     assert "metrics/train.json" in changed, diff
@@ -136,3 +148,57 @@ def test_forced_rerun_with_the_same_params_gives_identical_metrics(project: Path
     output = dvc("repro", "--force", "--single-item", "train", "evaluate", "robustness", cwd=project)
     assert {"train", "evaluate", "robustness"} <= stages_run(output)
     assert read_metrics(project) == before
+    dvc("repro", cwd=project)  # the report catches up
+    commit(project, "lr 0.01")
+
+
+def test_a_mistyped_param_stops_the_stage_before_any_work(project: Path) -> None:
+    path = project / "params.yaml"
+    original = path.read_text()
+    params = yaml.safe_load(original)
+    params["train"]["epcohs"] = 50
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    output = run([sys.executable, "-m", "dvc", "repro"], project, check=False)
+    assert "unknown key(s) ['train.epcohs']" in output
+    assert stages_run(output) == {"train"}  # the section changed, so its stage ran and refused
+    executed = (project / "reports/03_train.ipynb").read_text()
+    assert "Epoch 1/" not in executed  # stopped before training
+    path.write_text(original)
+    dvc("checkout", cwd=project)
+    assert stages_run(dvc("repro", cwd=project)) == set()
+
+
+def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(project: Path) -> None:
+    dvc("exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.003", cwd=project)
+    dvc("queue", "start", "-j", "1", cwd=project)
+    deadline = time.monotonic() + 900
+    while True:
+        status = dvc("queue", "status", cwd=project)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(5)
+    assert status.count("Success") == 2, status
+    table = json.loads(dvc("exp", "show", "--json", cwd=project))
+    rates, accuracies = set(), []
+    for commit_entry in table:
+        for experiment in commit_entry.get("experiments") or []:
+            for revision in experiment["revs"]:
+                data = revision["data"]
+                rates.add(data["params"]["params.yaml"]["data"]["train"]["learning_rate"])
+                accuracies.append(data["metrics"]["metrics/evaluate.json"]["data"]["accuracy"])
+    assert {0.002, 0.003} <= rates
+    assert len(accuracies) >= 2 and all(0.0 <= a <= 1.0 for a in accuracies)
+
+
+def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(project: Path, tmp_path) -> None:
+    remote = tmp_path / "remote"
+    dvc("remote", "add", "--local", "-f", "-d", "scratch", str(remote), cwd=project)
+    dvc("push", cwd=project)
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    dvc("remote", "add", "--local", "-f", "-d", "scratch", str(remote), cwd=clone)
+    dvc("pull", cwd=clone)
+    assert (clone / "models/model.keras").read_bytes() == (project / "models/model.keras").read_bytes()
+    assert (clone / "reports/03_train.html").exists()
+    assert stages_run(dvc("repro", cwd=clone)) == set()

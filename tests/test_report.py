@@ -1,0 +1,56 @@
+"""The report index page: links, metrics, embedded figures, params, versions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from fer.report import STAGE_REPORTS, build_index
+
+REPO = Path(__file__).resolve().parents[1]
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+def fake_run(root: Path) -> None:
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "metrics").mkdir()
+    (root / "plots").mkdir()
+    (root / "models").mkdir()
+    (root / "metrics/evaluate.json").write_text(json.dumps(
+        {"accuracy": 0.6123, "n_samples": 50, "macro": {"f1": 0.5}, "weighted": {"f1": 0.55}}))
+    (root / "metrics/train.json").write_text(json.dumps({"best_val_accuracy": 0.6, "epochs_run": 4, "best_epoch": 3}))
+    (root / "metrics/robustness.json").write_text(json.dumps(
+        {"gaussian_noise": {"sigma_0.1": {"accuracy": 0.5, "drop": 0.1123}}}))
+    (root / "metrics/latency.json").write_text(json.dumps({"single_ms_p50": 3.21}))
+    (root / "models/model.json").write_text(json.dumps({"environment": {"keras_backend": "jax"}}))
+    for name in ("training_curves", "confusion_matrix_normalised", "robustness"):
+        (root / f"plots/{name}.png").write_bytes(PNG)
+    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "train": {"cmd": "x", "deps": [{"path": "data/processed/dataset.npz", "md5": "abc123"}],
+                  "outs": [{"path": "models/model.keras", "md5": "def456"}]}}}))
+
+
+def test_index_links_every_stage_and_shows_metrics_figures_params_versions(tmp_path) -> None:
+    fake_run(tmp_path)
+    page = build_index(tmp_path)
+    for file in STAGE_REPORTS.values():
+        assert f'href="{file}"' in page
+    assert "61.23%" in page and "3.21 ms" in page and "σ=0.1" in page
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 3
+    assert "train.learning_rate" in page
+    assert "abc123" in page and "def456" in page
+    assert "not a git checkout" in page
+    assert "keras_backend" in page and "jax" in page
+
+
+def test_missing_figures_and_metrics_do_not_break_the_page(tmp_path) -> None:
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    page = build_index(tmp_path)
+    assert "<img" not in page
+    assert "n/a" in page
