@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from fer import CLASS_NAMES
-from fer.data import DataError, find_images, load_folder_dataset, load_image
+from fer.data import DataError, find_images, load_dataset, load_folder_dataset, load_image
 
 
 def test_loads_every_face_as_48x48_uint8_with_folder_labels(tiny_source: Path) -> None:
@@ -104,3 +104,9 @@ def test_empty_class_is_named(tiny_source: Path) -> None:
         (tiny_source / split / "disgust").mkdir()
     with pytest.raises(DataError, match="disgust"):
         find_images(tiny_source)
+
+
+def test_classes_can_be_renamed_and_reordered(tiny_source: Path) -> None:
+    dataset = load_dataset(tiny_source, ("surprise", "happy=joy"))
+    assert dataset.class_names == ("surprise", "joy")
+    assert all(Path(f).parts[1] == ("surprise", "happy")[label] for label, f in zip(dataset.labels, dataset.files))

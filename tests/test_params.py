@@ -29,6 +29,8 @@ def test_the_shipped_params_file_is_valid() -> None:
     ("train", {"arch": "resnet9000"}, r"train.arch = 'resnet9000' is invalid: expected one of \['seed_cnn'"),
     ("data", {"classes": "happy contempt"}, r"unknown name\(s\) \['contempt'\]"),
     ("data", {"classes": "happy happy"}, r"must not repeat"),
+    ("data", {"classes": "happy=joy sad=joy"}, r"must not repeat"),
+    ("data", {"classes": "happy=9lives"}, r"new name\(s\) \['9lives'\] must be a letter"),
     ("data", {"on_conflict": "merge"}, r"data.on_conflict = 'merge' is invalid: expected one of \['drop', 'keep_first'\]"),
     ("robustness", {"noise_sigmas": "0.1 lots"}, r"list of numbers"),
     ("robustness", {"noise_sigmas": "0.1 1.5"}, r"expected a value in \[0, 1\]"),
@@ -44,6 +46,7 @@ def test_papermill_strings_are_parsed() -> None:
     assert parsed == {"class_weights": False, "augment": True}
     assert params.check("robustness", {"noise_sigmas": "0.05 0.1"})["noise_sigmas"] == (0.05, 0.1)
     assert params.check("data", {"classes": "sad happy"})["classes"] == ("sad", "happy")
+    assert params.check("data", {"classes": "sad happy=joy"})["classes"] == ("sad", "happy=joy")
 
 
 def test_a_file_with_a_missing_or_unknown_key_is_refused(tmp_path: Path) -> None:

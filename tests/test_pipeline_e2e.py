@@ -163,8 +163,11 @@ def test_a_mistyped_param_stops_the_stage_before_any_work(project: Path) -> None
     assert stages_run(output) == {"train"}  # the section changed, so its stage ran and refused
     executed = (project / "reports/03_train.ipynb").read_text()
     assert "Epoch 1/" not in executed  # stopped before training
-    path.write_text(original)
-    dvc("checkout", cwd=project)
+    # Undo: params and the git-tracked outputs from git, the cached ones from DVC (the
+    # failed run removed the stage's outputs and left its partial report for reading).
+    run(["git", "checkout", "--", "."], project)
+    assert path.read_text() == original
+    dvc("checkout", "--force", cwd=project)
     assert stages_run(dvc("repro", cwd=project)) == set()
 
 

@@ -60,10 +60,12 @@ class Dataset:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(count) for name, count in zip(self.class_names, counts)}
 
-    def subset(self, mask: np.ndarray) -> "Dataset":
-        """The same data set restricted to the items where `mask` is true."""
-        return Dataset(self.images[mask], self.labels[mask], self.files[mask], self.splits[mask],
-                       self.class_names, self.skipped_hidden, self.skipped_classes, self.skipped_bad)
+    def renamed(self, class_names: tuple[str, ...]) -> "Dataset":
+        """The same data with the classes shown under other names (same order)."""
+        if len(class_names) != len(self.class_names):
+            raise ValueError(f"{len(class_names)} names for {len(self.class_names)} classes")
+        return Dataset(self.images, self.labels, self.files, self.splits, tuple(class_names),
+                       self.skipped_hidden, self.skipped_classes, self.skipped_bad)
 
 
 def _visible_dirs(folder: Path) -> list[Path]:
@@ -197,11 +199,24 @@ def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] 
     )
 
 
-def load_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
+def split_classes(items: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """('happy=joy', 'sad') -> (('happy', 'sad'), ('joy', 'sad')): data names and the names shown."""
+    pairs = [item.split("=", 1) if "=" in item else [item, item] for item in items]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def load_dataset(source: str | os.PathLike, classes: tuple[str, ...] = CLASS_NAMES,
                  key: str = "data.source", on_bad: str = "error") -> Dataset:
-    """Load `source`, a Kaggle-layout folder or the contest's CSV file, whichever it is."""
+    """Load `source`, a Kaggle-layout folder or the contest's CSV file, whichever it is.
+
+    `classes` lists the emotions to keep, in output order; "happy=joy" keeps happy faces
+    and names the class "joy" in every output.
+    """
+    sources, labels = split_classes(classes)
     if str(source).lower().endswith(".csv"):
         from fer.csv_data import load_csv_dataset  # noqa: PLC0415 - keeps pandas out of folder loads
 
-        return load_csv_dataset(source, class_names, key=key, on_bad=on_bad)
-    return load_folder_dataset(source, class_names, key=key, on_bad=on_bad)
+        dataset = load_csv_dataset(source, sources, key=key, on_bad=on_bad)
+    else:
+        dataset = load_folder_dataset(source, sources, key=key, on_bad=on_bad)
+    return dataset.renamed(labels)

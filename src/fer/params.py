@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import re
+
 import yaml
 
 from fer import CLASS_NAMES
+from fer.data import split_classes
 
 
 class ParamsError(ValueError):
@@ -22,7 +25,7 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    kind: str  # "str", "int", "float", "bool", "choice", "str_list", "float_list"
+    kind: str  # "str", "int", "float", "bool", "choice", "class_list", "float_list"
     help: str
     low: float | None = None
     high: float | None = None
@@ -38,7 +41,7 @@ def _registered_archs() -> tuple[str, ...]:
 SCHEMA: dict[str, dict[str, Param]] = {
     "data": {
         "source": Param("str", "raw data: Kaggle folder layout <split>/<emotion>/*.jpg|png"),
-        "classes": Param("str_list", "emotions to use, space-separated, in output order",
+        "classes": Param("class_list", "emotions to use in output order; 'happy=joy' renames",
                          choices=CLASS_NAMES),
         "on_conflict": Param("choice", "identical faces with different labels",
                              choices=("drop", "keep_first")),
@@ -118,14 +121,18 @@ def _check_value(key: str, value: Any, spec: Param) -> Any:
         if value not in spec.choices:
             _fail(key, value, f"expected one of {list(spec.choices)}")
         return value
-    if spec.kind == "str_list":
+    if spec.kind == "class_list":
         items = value.split() if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
             _fail(key, value, "expected a space-separated list of names")
-        unknown = [item for item in items if item not in spec.choices]
+        sources, labels = split_classes(items)
+        unknown = [item for item in sources if item not in spec.choices]
         if unknown:
             _fail(key, value, f"unknown name(s) {unknown}; allowed: {list(spec.choices)}")
-        if len(set(items)) != len(items):
+        bad_labels = [label for label in labels if not re.fullmatch(r"[A-Za-z][\w-]*", label)]
+        if bad_labels:
+            _fail(key, value, f"new name(s) {bad_labels} must be a letter then letters, digits, _ or -")
+        if len(set(sources)) != len(sources) or len(set(labels)) != len(labels):
             _fail(key, value, "names must not repeat")
         return tuple(items)
     if spec.kind == "float_list":
