@@ -53,6 +53,11 @@ def test_same_seed_same_split(counts, seed) -> None:
         np.testing.assert_array_equal(first[split], second[split])
 
 
+def test_no_labels_give_empty_splits() -> None:
+    parts = stratified_split(np.array([], dtype=np.int64), FRACTIONS, 0)
+    assert all(len(parts[s]) == 0 for s in SPLIT_NAMES)
+
+
 def test_different_seeds_give_different_splits() -> None:
     labels = labels_from([50, 50, 50])
     assert not np.array_equal(stratified_split(labels, FRACTIONS, 1)["test"],

@@ -91,4 +91,8 @@ def _varies(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
 
 def blank_mask(images: np.ndarray, threshold: float) -> np.ndarray:
     """Near-blank faces: the standard deviation of their grey values is below `threshold`."""
-    return images.reshape(len(images), -1).astype(np.float32).std(axis=1) < threshold
+    flat = images.reshape(len(images), -1)
+    std = np.empty(len(images), dtype=np.float32)
+    for start in range(0, len(images), 1024):  # in chunks: a float copy of all 30,000 faces is slow
+        std[start:start + 1024] = flat[start:start + 1024].astype(np.float32).std(axis=1)
+    return std < threshold

@@ -66,7 +66,8 @@ def stratified_split(labels: np.ndarray, fractions: dict[str, float],
         for name, size in zip(SPLIT_NAMES, sizes):
             parts[name].append(members[start:start + size])
             start += size
-    return {name: np.sort(np.concatenate(parts[name])).astype(np.int64) for name in SPLIT_NAMES}
+    return {name: np.sort(np.concatenate(parts[name] or [np.empty(0, np.int64)])).astype(np.int64)
+            for name in SPLIT_NAMES}
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
