@@ -56,6 +56,12 @@ def test_every_registered_model_trains_one_step_on_raw_pixels(arch: str, rng) ->
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_params_know_exactly_the_registered_architectures() -> None:
+    from fer import ARCHITECTURE_NAMES
+
+    assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+
+
 def test_unknown_architecture_is_refused() -> None:
     with pytest.raises(ValueError, match="not registered"):
         build_model("no_such_net", 7)

@@ -60,3 +60,13 @@ def test_a_file_with_a_missing_or_unknown_key_is_refused(tmp_path: Path) -> None
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"unknown section\(s\) \['trian'\]"):
         params.load(path)
+
+
+def test_checking_params_does_not_load_keras() -> None:
+    # Stages that never touch a model (explore, preprocess) check the whole file too.
+    import subprocess
+    import sys
+
+    code = "import sys; from fer import params; params.load('params.yaml'); print('keras' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

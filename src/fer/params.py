@@ -15,7 +15,7 @@ import re
 
 import yaml
 
-from fer import CLASS_NAMES
+from fer import ARCHITECTURE_NAMES, CLASS_NAMES
 from fer.data import split_classes
 
 
@@ -30,12 +30,6 @@ class Param:
     low: float | None = None
     high: float | None = None
     choices: tuple[str, ...] | None = None
-
-
-def _registered_archs() -> tuple[str, ...]:
-    from fer.models import ARCHITECTURES  # local import: keras loads only when needed
-
-    return tuple(ARCHITECTURES)
 
 
 SCHEMA: dict[str, dict[str, Param]] = {
@@ -62,7 +56,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
                           choices=("stratified", "official")),
     },
     "train": {
-        "arch": Param("choice", "model architecture from the registry"),
+        "arch": Param("choice", "model architecture from the registry", choices=ARCHITECTURE_NAMES),
         "epochs": Param("int", "maximum epochs", 1, 10_000),
         "batch_size": Param("int", "batch size", 1, 65_536),
         "learning_rate": Param("float", "initial learning rate", 1e-7, 10.0),
@@ -166,8 +160,6 @@ def check(section: str, values: dict[str, Any]) -> dict[str, Any]:
     parsed = {}
     for name, value in values.items():
         spec = schema[name]
-        if section == "train" and name == "arch":
-            spec = Param("choice", spec.help, choices=_registered_archs())
         parsed[name] = _check_value(f"{section}.{name}", value, spec)
     return parsed
 
