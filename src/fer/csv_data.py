@@ -16,6 +16,7 @@ import pandas as pd
 
 from fer import IMAGE_SIZE
 from fer.data import DataError, Dataset
+from fer.io import write_text
 
 CONTEST_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -131,8 +132,6 @@ def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
 def write_contest_csv(path: str | os.PathLike, images: np.ndarray, class_names: list[str],
                       usages: list[str]) -> None:
     """Write faces in the contest's CSV format (for tests, benchmarks and conversions)."""
-    from fer.io import write_text  # noqa: PLC0415
-
     codes = [CONTEST_EMOTIONS.index(name) for name in class_names]
     rows = [f"{code},{' '.join(map(str, image.ravel().tolist()))},{usage}"
             for code, image, usage in zip(codes, images, usages)]

@@ -152,12 +152,13 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         ) from error
 
 
-def decode_images(files: list[Path], on_bad: str = "error") -> tuple[np.ndarray, list[tuple[str, str]]]:
+def decode_images(files: list[Path], on_bad: str = "error"
+                  ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Decode files into one (n, 48, 48) uint8 array.
 
     Every file is decoded before any error is raised, so on_bad="error" names the first
     undecodable file in order (and counts the rest); "skip" returns the decodable images
-    only, with (file, reason) for each skipped one. One process: decoding 48x48 JPEGs is
+    only, the mask of which files they are, and (file, reason) for each skipped one. One process: decoding 48x48 JPEGs is
     dominated by per-file Python overhead, which threads do not share out and a process
     pool's start-up and copying eat on two cores.
     """
@@ -176,22 +177,20 @@ def decode_images(files: list[Path], on_bad: str = "error") -> tuple[np.ndarray,
         more = len(skipped) - 1
         raise DataError(skipped[0][1] + (f" ({more} more undecodable files; set data.on_bad: skip "
                                          "to leave them out)" if more else ""))
-    return images[good], skipped
+    return images[good], good, skipped
 
 
 def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
                         key: str = "data.source", on_bad: str = "error") -> Dataset:
     """Find, validate and decode every image under a Kaggle-layout folder."""
     found = find_images(source, class_names, key=key)
-    images, skipped = decode_images(found.files, on_bad)
-    bad = {path for path, _ in skipped}
-    good = [i for i, path in enumerate(found.files) if str(path) not in bad]
-    root = Path(source)
+    images, good, skipped = decode_images(found.files, on_bad)
+    prefix = len(str(Path(source))) + 1  # paths are stored relative to the source
     return Dataset(
         images=images,
         labels=np.asarray(found.labels, dtype=np.int64)[good],
-        files=np.asarray([str(found.files[i])[len(str(root)) + 1:] for i in good], dtype=np.str_),
-        splits=np.asarray(found.splits, dtype=np.str_)[good] if good else np.asarray([], dtype=np.str_),
+        files=np.asarray([str(path)[prefix:] for path in found.files], dtype=np.str_)[good],
+        splits=np.asarray(found.splits, dtype=np.str_)[good],
         class_names=tuple(class_names),
         skipped_hidden=len(found.skipped_hidden),
         skipped_classes=tuple(found.skipped_classes),
