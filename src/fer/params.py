@@ -15,7 +15,7 @@ import re
 
 import yaml
 
-from fer import ARCHITECTURE_NAMES, CLASS_NAMES
+from fer import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
 from fer.data import split_classes
 
 
@@ -25,7 +25,7 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    kind: str  # "str", "int", "float", "bool", "choice", "class_list", "float_list"
+    kind: str  # "str", "int", "float", "bool", "choice", "class_list", "name_list", "float_list"
     help: str
     low: float | None = None
     high: float | None = None
@@ -57,12 +57,26 @@ SCHEMA: dict[str, dict[str, Param]] = {
     },
     "train": {
         "arch": Param("choice", "model architecture from the registry", choices=ARCHITECTURE_NAMES),
+        "weights": Param("choice", "pretrained backbone weights (efficientnet_b0 only)",
+                         choices=("none", "imagenet")),
         "epochs": Param("int", "maximum epochs", 1, 10_000),
         "batch_size": Param("int", "batch size", 1, 65_536),
-        "learning_rate": Param("float", "initial learning rate", 1e-7, 10.0),
+        "optimizer": Param("choice", "optimizer", choices=("adam", "adamw", "sgd")),
+        "learning_rate": Param("float", "initial (peak) learning rate", 1e-7, 10.0),
+        "weight_decay": Param("float", "weight decay (0 = none)", 0.0, 1.0),
+        "schedule": Param("choice", "LR schedule: cut on plateaus, or cosine after a warm-up",
+                          choices=("plateau", "cosine")),
+        "warmup_epochs": Param("int", "linear warm-up epochs of the cosine schedule", 0, 1_000),
+        "label_smoothing": Param("float", "label smoothing of the cross-entropy", 0.0, 0.5),
+        "mixup_alpha": Param("float", "mixup Beta(alpha, alpha); 0 = off", 0.0, 10.0),
+        "crop_size": Param("int", "random crops of this size in training, centre crop at test; 0 = off",
+                           0, 48),
+        "random_erasing": Param("float", "probability of random erasing per face", 0.0, 1.0),
+        "corruption_augment": Param("float", "probability of Gaussian noise or blur per face", 0.0, 1.0),
         "seed": Param("int", "seed for weights, shuffling and augmentation", 0, 2**32 - 1),
         "class_weights": Param("bool", "weight the loss by balanced class weights"),
         "augment": Param("bool", "rotation, shift, zoom and flip augmentation"),
+        "mixed_precision": Param("bool", "float16 compute on a GPU (ignored on CPU)"),
         "monitor": Param("choice", "validation metric for checkpoint, early stopping and LR",
                          choices=("val_accuracy", "val_loss")),
         "early_stopping_patience": Param("int", "epochs without a better monitor before stopping",
@@ -75,9 +89,13 @@ SCHEMA: dict[str, dict[str, Param]] = {
     "evaluate": {
         "batch_size": Param("int", "batch size for prediction and batched latency", 1, 65_536),
         "latency_repeats": Param("int", "single-image predictions timed", 1, 100_000),
+        "tta": Param("choice", "test-time augmentation reported beside plain predictions",
+                     choices=("flip", "tencrop")),
+        "occlusion_patch": Param("int", "side in pixels of the grey patch for occlusion maps", 2, 24),
     },
     "robustness": {
-        "noise_sigmas": Param("float_list", "Gaussian noise sigmas on [0,1] pixels", 0.0, 1.0),
+        "corruptions": Param("name_list", "corruptions to test, from fer.robustness.CORRUPTIONS",
+                             choices=CORRUPTION_NAMES),
         "seed": Param("int", "seed for the noise", 0, 2**32 - 1),
     },
 }
@@ -128,6 +146,14 @@ def _check_value(key: str, value: Any, spec: Param) -> Any:
             _fail(key, value, f"new name(s) {bad_labels} must be a letter then letters, digits, _ or -")
         if len(set(sources)) != len(sources) or len(set(labels)) != len(labels):
             _fail(key, value, "names must not repeat")
+        return tuple(items)
+    if spec.kind == "name_list":
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            _fail(key, value, "expected a space-separated list of names")
+        unknown = [item for item in items if item not in spec.choices]
+        if unknown or len(set(items)) != len(items):
+            _fail(key, value, f"unknown or repeated name(s) {unknown}; allowed: {list(spec.choices)}")
         return tuple(items)
     if spec.kind == "float_list":
         items = value.split() if isinstance(value, str) else value

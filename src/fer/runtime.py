@@ -80,3 +80,16 @@ def environment_info() -> dict[str, object]:
     except Exception as error:  # noqa: BLE001 - device listing is informative only
         info["devices"] = [f"unknown ({error})"]
     return info
+
+
+def use_mixed_precision(requested: bool) -> bool:
+    """Switch Keras to float16 compute with float32 variables when asked and a GPU is present.
+
+    On CPU, float16 is slower and less accurate, so the request is ignored (and reported).
+    Call before building the model. Returns whether mixed precision is on.
+    """
+    import keras
+
+    on = bool(requested) and bool(keras.distribution.list_devices("gpu"))
+    keras.config.set_dtype_policy("mixed_float16" if on else "float32")
+    return on
