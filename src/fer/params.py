@@ -195,7 +195,12 @@ def load(path: str | Path = "params.yaml") -> dict[str, dict[str, Any]]:
     path = Path(path)
     if not path.exists():
         raise ParamsError(f"params file '{path}' does not exist")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return check_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def check_text(text: str, path: str = "params.yaml") -> dict[str, dict[str, Any]]:
+    """Validate the text of a whole params file (named `path` in messages)."""
+    raw = yaml.safe_load(text) or {}
     unknown = sorted(set(raw) - set(SCHEMA))
     if unknown:
         raise ParamsError(f"params: unknown section(s) {unknown} in {path}; known: {sorted(SCHEMA)}")
