@@ -1,13 +1,25 @@
-"""Training helpers: checkpoint choice, DVCLive logging on any backend."""
+"""Training: recipe pieces, the batch generator, DVCLive logging, and resuming after a kill."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import keras
 import numpy as np
+import pytest
 from dvclive import Live
 
-from fer.models import build_model
-from fer.runtime import seed_everything
-from fer.train import LiveLogger, best_epoch, compile_model, fit, standard_callbacks
+from fer.train import (TrainingBatches, best_epoch, load_resume_state, log_history, make_learning_rate,
+                       make_optimizer, one_hot, random_erasing)
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_best_epoch_follows_the_monitor_direction() -> None:
@@ -16,22 +28,167 @@ def test_best_epoch_follows_the_monitor_direction() -> None:
     assert best_epoch(history, "val_loss") == 2
 
 
-def test_fit_logs_curves_for_dvc_plots_and_keeps_the_best_checkpoint(tmp_path, rng) -> None:
-    x = rng.integers(0, 256, size=(14, 48, 48, 1)).astype("float32")
-    y = np.arange(14) % 7
-    seed_everything(0)  # with deterministic ops, TensorFlow refuses unseeded random ops
-    model = build_model("seed_cnn", 7)
-    compile_model(model, 1e-3)
-    checkpoint = tmp_path / "best.weights.h5"
+def test_history_is_logged_for_dvc_plots(tmp_path) -> None:
+    history = {"loss": [2.0, 1.5], "accuracy": [0.2, 0.3], "val_loss": [2.1, 1.9],
+               "val_accuracy": [0.1, 0.25], "learning_rate": [1e-3, 5e-4]}
     with Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        callbacks = standard_callbacks(checkpoint, "val_accuracy", 5, 2, 0.5)
-        history = fit(model, x, y, x, y, epochs=2, batch_size=7, class_weight=None,
-                      callbacks=callbacks + [LiveLogger(live)])
-    assert checkpoint.exists()
+        log_history(live, history)
     for split in ("train", "val"):
         for metric in ("loss", "accuracy"):
             rows = (tmp_path / "live" / "plots" / "metrics" / split / f"{metric}.tsv").read_text().splitlines()
             assert rows[0] == f"step\t{metric}"
-            logged = [float(r.split("\t")[1]) for r in rows[1:]]
             key = metric if split == "train" else f"val_{metric}"
-            np.testing.assert_allclose(logged, history.history[key], rtol=1e-6)
+            assert [float(r.split("\t")[1]) for r in rows[1:]] == history[key]
+            assert [int(r.split("\t")[0]) for r in rows[1:]] == [0, 1]
+
+
+def test_cosine_schedule_warms_up_then_decays_to_one_percent() -> None:
+    schedule = make_learning_rate(0.01, "cosine", epochs=10, steps_per_epoch=5, warmup_epochs=2)
+    rate = lambda step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    assert rate(0) == pytest.approx(1e-4)
+    assert rate(10) == pytest.approx(0.01)  # the end of the warm-up is the peak
+    assert rate(5) < rate(10) and rate(30) < rate(10)
+    assert rate(50) == pytest.approx(1e-4, rel=1e-3)  # alpha 0.01 of the peak at the end
+    assert make_learning_rate(0.01, "plateau", 10, 5, 2) == 0.01
+
+
+def test_optimizers_and_weight_decay() -> None:
+    sgd = make_optimizer("sgd", 0.1, 5e-4)
+    assert isinstance(sgd, keras.optimizers.SGD) and sgd.nesterov and sgd.momentum == 0.9
+    assert sgd.weight_decay == 5e-4
+    assert isinstance(make_optimizer("adamw", 1e-3, 0.05), keras.optimizers.AdamW)
+    assert make_optimizer("adam", 1e-3, 0.0).weight_decay is None
+    with pytest.raises(ValueError, match="train.optimizer"):
+        make_optimizer("rmsprop", 1e-3, 0.0)
+
+
+def test_batches_cover_every_face_once_per_epoch_and_depend_only_on_seed_and_epoch(rng) -> None:
+    x = np.arange(10)[:, None, None] * np.ones((10, 48, 48), dtype=np.uint8)  # face i is all i
+    y = np.arange(10) % 3
+    batches = TrainingBatches(x, y, 3, batch_size=4, seed=1)
+    assert len(batches) == 3
+    seen = np.concatenate([batches[i][0][:, 0, 0, 0] for i in range(3)])
+    assert sorted(seen) == list(range(10))
+    first = [batches[i][0] for i in range(3)]
+    batches.on_epoch_end()
+    second = [batches[i][0] for i in range(3)]
+    assert any(not np.array_equal(a, b) for a, b in zip(first, second))  # reshuffled
+    again = TrainingBatches(x, y, 3, batch_size=4, seed=1, first_epoch=1)
+    for a, b in zip(second, [again[i][0] for i in range(3)]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batches_carry_class_weights_and_mixup_keeps_labels_summing_to_one(rng) -> None:
+    x = rng.integers(0, 256, size=(12, 48, 48)).astype(np.uint8)
+    y = np.arange(12) % 3
+    plain = TrainingBatches(x, y, 3, 12, seed=0, class_weight={0: 1.0, 1: 2.0, 2: 4.0})
+    images, labels, weights = plain[0]
+    assert images.shape == (12, 48, 48, 1) and images.dtype == np.float32
+    np.testing.assert_array_equal(weights, np.array([1.0, 2.0, 4.0])[labels.argmax(axis=1)])
+    mixed = TrainingBatches(x, y, 3, 12, seed=0, class_weight={0: 1.0, 1: 2.0, 2: 4.0}, mixup_alpha=0.4)
+    images, labels, weights = mixed[0]
+    np.testing.assert_allclose(labels.sum(axis=1), 1.0, rtol=1e-6)
+    assert not set(np.unique(labels)) <= {0.0, 1.0}  # soft labels
+    assert weights.min() >= 1.0 and weights.max() <= 4.0
+    assert images.min() >= 0 and images.max() <= 255
+
+
+def test_random_erasing_changes_only_some_faces_and_is_seeded(rng) -> None:
+    faces = np.full((50, 48, 48), 128.0, dtype=np.float32)
+    erased = random_erasing(faces, 0.5, np.random.default_rng(3))
+    changed = (erased != faces).any(axis=(1, 2))
+    assert 10 < changed.sum() < 40
+    assert erased.min() >= 0 and erased.max() <= 255
+    np.testing.assert_array_equal(erased, random_erasing(faces, 0.5, np.random.default_rng(3)))
+    np.testing.assert_array_equal(random_erasing(faces, 0.0, np.random.default_rng(3)), faces)
+
+
+def test_one_hot() -> None:
+    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+
+
+def test_a_finished_or_foreign_checkpoint_starts_afresh(tmp_path) -> None:
+    directory = tmp_path / "checkpoints"
+    directory.mkdir()
+    (directory / "epoch-2.keras").write_bytes(b"x")
+    state = {"fingerprint": "abc", "complete": False, "checkpoint": "epoch-2.keras", "epochs_done": 2}
+    (directory / "state.json").write_text(json.dumps(state))
+    assert load_resume_state(directory, "abc")["epochs_done"] == 2
+    assert load_resume_state(directory, "other") is None
+    assert list(directory.iterdir()) == []  # cleared
+    (directory / "state.json").write_text("{not json")
+    assert load_resume_state(directory, "abc") is None
+
+
+# A tiny training run, as a script so that the test can kill it like a user would.
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys, time
+    from fer.runtime import start_backend
+    start_backend()
+    import keras, numpy as np
+    from fer.models import build_model, make_augmentation
+    from fer.runtime import seed_everything
+    from fer.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
+                           make_optimizer, training_callbacks)
+
+    class Pause(keras.callbacks.Callback):  # makes room for the kill between epochs
+        def on_epoch_end(self, epoch, logs=None):
+            time.sleep(float(sys.argv[2]))
+
+    def run(checkpoints, pause):
+        rng = np.random.default_rng(0)
+        x = rng.integers(0, 256, (40, 48, 48)).astype(np.uint8)
+        y = np.arange(40) % 7
+        seed_everything(3)
+        model = build_model("seed_cnn_compact", 7, make_augmentation(3, crop_size=44), crop_size=44)
+        batches = TrainingBatches(x, y, 7, 16, 3, {i: 1.0 + i / 10 for i in range(7)}, mixup_alpha=0.2,
+                                  erasing_probability=0.5, corruption_probability=0.5)
+        rate = make_learning_rate(1e-3, "cosine", 4, len(batches), 1)
+        compile_model(model, make_optimizer("adamw", rate, 1e-4), 0.1)
+        callbacks = training_callbacks("val_loss", 10, "cosine", 2, 0.5)
+        model, history, first = fit_resumable(model, batches, x, y, 4, checkpoints, "fingerprint", "val_loss",
+                                              callbacks, [Pause()] if pause else [])
+        return model, history, first
+
+    if __name__ == "__main__":
+        run(sys.argv[1], True)
+""")
+
+
+def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_path) -> None:
+    script = tmp_path / "tiny_train.py"
+    script.write_text(TRAIN_SCRIPT)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        import tiny_train
+    finally:
+        sys.path.remove(str(tmp_path))
+    checkpoints = tmp_path / "checkpoints"
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    process = subprocess.Popen([sys.executable, str(script), str(checkpoints), "5"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state_path = checkpoints / "state.json"
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if state_path.exists() and json.loads(state_path.read_text()).get("epochs_done", 0) >= 1:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "the training run ended before it could be killed"
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    killed_state = json.loads(state_path.read_text())
+    assert 1 <= killed_state["epochs_done"] < 4 and not killed_state["complete"]
+
+    resumed_model, resumed_history, first = tiny_train.run(checkpoints, pause=False)
+    assert first == killed_state["epochs_done"]
+    assert json.loads(state_path.read_text())["complete"]
+
+    fresh_model, fresh_history, fresh_first = tiny_train.run(tmp_path / "fresh", pause=False)
+    assert fresh_first == 0
+    assert resumed_history == fresh_history  # every epoch, the resumed ones included
+    for a, b in zip(resumed_model.get_weights(), fresh_model.get_weights()):
+        np.testing.assert_array_equal(a, b)

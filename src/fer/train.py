@@ -123,7 +123,8 @@ def random_erasing(images: np.ndarray, probability: float, rng: np.random.Genera
     of 2-25% of the face with uniform noise. Works in place on a float copy."""
     out = np.array(images, dtype=np.float32, copy=True)
     size_h, size_w = out.shape[1], out.shape[2]
-    for face in out[rng.random(len(out)) < probability]:
+    for index in np.flatnonzero(rng.random(len(out)) < probability):
+        face = out[index]  # a view: writing to it changes `out`
         target = rng.uniform(*area) * size_h * size_w
         ratio = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1])))
         h = int(min(size_h, round(np.sqrt(target * ratio))))
