@@ -8,7 +8,7 @@ import pytest
 
 from fer.models import ARCHITECTURES, build_model, make_augmentation
 from fer.runtime import seed_everything
-from fer.train import compile_model, save_model
+from fer.train import compile_model, one_hot, save_model
 
 
 def conv_params(c_in: int, c_out: int) -> int:
@@ -47,7 +47,7 @@ def test_every_registered_model_trains_one_step_on_raw_pixels(arch: str, rng) ->
     model = build_model(arch, 7, augmentation=make_augmentation(0))
     compile_model(model, 1e-3)
     x = rng.integers(0, 256, size=(8, 48, 48, 1)).astype("float32")
-    y = np.arange(8) % 7
+    y = one_hot(np.arange(8) % 7, 7)
     before = [w.copy() for w in model.get_weights()]
     history = model.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert np.isfinite(history.history["loss"][0])
@@ -60,6 +60,33 @@ def test_params_know_exactly_the_registered_architectures() -> None:
     from fer import ARCHITECTURE_NAMES
 
     assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("crop", [40, 44])
+def test_crop_is_inside_the_model_random_in_training_centred_at_test(crop: int, rng) -> None:
+    seed_everything(0)
+    model = build_model("seed_cnn_compact", 7, augmentation=make_augmentation(0, crop_size=crop), crop_size=crop)
+    assert model.input_shape == (None, 48, 48, 1)
+    x = rng.integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
+    centre = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(x))
+    margin = (48 - crop) // 2
+    np.testing.assert_array_equal(centre, x[:, margin:margin + crop, margin:margin + crop])
+    # The augmentation shifts by at least the margin, so the crop lands anywhere in the face.
+    translation = model.get_layer("augmentation").layers[1]
+    assert translation.height_factor * 48 >= margin and translation.width_factor * 48 >= margin
+
+
+def test_vgg_follows_the_published_layout() -> None:
+    model = build_model("vgg", 7)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert sum(isinstance(layer, keras.layers.MaxPooling2D) for layer in model.layers) == 4
+    assert model.count_params() * 4 < 30e6  # float32 weights fit the 30 MB budget
+
+
+def test_pretrained_weights_only_for_backbones_that_take_them() -> None:
+    with pytest.raises(ValueError, match="train.weights"):
+        build_model("seed_cnn", 7, weights="imagenet")
 
 
 def test_unknown_architecture_is_refused() -> None:
@@ -77,7 +104,7 @@ def test_normalisation_is_inside_the_model(rng) -> None:
 def train_once(seed: int, rng_seed: int = 1) -> list[np.ndarray]:
     data = np.random.default_rng(rng_seed)
     x = data.integers(0, 256, size=(32, 48, 48, 1)).astype("float32")
-    y = np.arange(32) % 7
+    y = one_hot(np.arange(32) % 7, 7)
     seed_everything(seed)
     model = build_model("seed_cnn", 7, augmentation=make_augmentation(seed))
     compile_model(model, 1e-3)

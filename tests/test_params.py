@@ -32,8 +32,11 @@ def test_the_shipped_params_file_is_valid() -> None:
     ("data", {"classes": "happy=joy sad=joy"}, r"must not repeat"),
     ("data", {"classes": "happy=9lives"}, r"new name\(s\) \['9lives'\] must be a letter"),
     ("data", {"on_conflict": "merge"}, r"data.on_conflict = 'merge' is invalid: expected one of \['drop', 'keep_first'\]"),
-    ("robustness", {"noise_sigmas": "0.1 lots"}, r"list of numbers"),
-    ("robustness", {"noise_sigmas": "0.1 1.5"}, r"expected a value in \[0, 1\]"),
+    ("robustness", {"corruptions": "gaussian_noise fog"}, r"unknown or repeated name\(s\) \['fog'\]"),
+    ("robustness", {"corruptions": "jpeg jpeg"}, r"unknown or repeated"),
+    ("train", {"optimizer": "rmsprop"}, r"train.optimizer = 'rmsprop' is invalid"),
+    ("train", {"crop_size": 50}, r"train.crop_size = 50 is invalid: expected a value in \[0, 48\]"),
+    ("evaluate", {"tta": "fivecrop"}, r"evaluate.tta"),
     ("nonsense", {}, r"unknown section 'nonsense'"),
 ])
 def test_bad_values_are_refused_with_a_clear_message(section, values, message) -> None:
@@ -44,7 +47,7 @@ def test_bad_values_are_refused_with_a_clear_message(section, values, message) -
 def test_papermill_strings_are_parsed() -> None:
     parsed = params.check("train", {"class_weights": "false", "augment": "true"})
     assert parsed == {"class_weights": False, "augment": True}
-    assert params.check("robustness", {"noise_sigmas": "0.05 0.1"})["noise_sigmas"] == (0.05, 0.1)
+    assert params.check("robustness", {"corruptions": "jpeg rotation"})["corruptions"] == ("jpeg", "rotation")
     assert params.check("data", {"classes": "sad happy"})["classes"] == ("sad", "happy")
     assert params.check("data", {"classes": "sad happy=joy"})["classes"] == ("sad", "happy=joy")
 

@@ -1,48 +1,113 @@
-"""Gaussian noise: shape, dtype, range, identity at zero, determinism, accuracy table."""
+"""Corruption suite: every corruption's shape, dtype, range, identity at 0 and seeding; the tables."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from fer.models import build_model
-from fer.robustness import gaussian_noise, noise_accuracy
+from fer import CORRUPTION_NAMES
+from fer.robustness import (CORRUPTIONS, augment_with_corruptions, contrast, corrupt, gaussian_noise,
+                            robustness_table, salt_and_pepper, summarise)
 
 
 @pytest.fixture
 def faces(rng) -> np.ndarray:
-    return rng.integers(0, 256, size=(5, 48, 48)).astype(np.uint8)
+    return rng.integers(0, 256, size=(6, 48, 48)).astype(np.uint8)
 
 
-def test_noise_keeps_shape_and_range(faces) -> None:
-    noisy = gaussian_noise(faces, 0.2, seed=0)
-    assert noisy.shape == faces.shape
-    assert noisy.dtype == np.float32
-    assert noisy.min() >= 0.0 and noisy.max() <= 255.0
+def test_params_know_exactly_the_corruptions() -> None:
+    assert tuple(CORRUPTIONS) == CORRUPTION_NAMES
 
 
-def test_zero_sigma_is_identity(faces) -> None:
-    np.testing.assert_array_equal(gaussian_noise(faces, 0.0, seed=0), faces.astype(np.float32))
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_each_corruption_has_three_severities_and_keeps_shape_dtype_range(name, faces) -> None:
+    levels = CORRUPTIONS[name].levels
+    assert len(levels) >= 3 and list(levels) == sorted(levels)
+    for severity in range(1, len(levels) + 1):
+        out = corrupt(faces, name, severity, seed=0)
+        assert out.shape == faces.shape
+        assert out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 255.0
+        assert not np.array_equal(out, faces)  # it does something at every severity
+    with_channel = corrupt(faces[..., None], name, 2, seed=0)
+    assert with_channel.shape == faces.shape + (1,)
 
 
-def test_same_seed_same_noise_and_other_seed_other_noise(faces) -> None:
-    np.testing.assert_array_equal(gaussian_noise(faces, 0.1, 3), gaussian_noise(faces, 0.1, 3))
-    assert not np.array_equal(gaussian_noise(faces, 0.1, 3), gaussian_noise(faces, 0.1, 4))
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_each_corruption_at_severity_zero_is_the_identity(name, faces) -> None:
+    np.testing.assert_array_equal(corrupt(faces, name, 0, seed=0), faces.astype(np.float32))
+    np.testing.assert_array_equal(CORRUPTIONS[name].function(faces, 0.0, np.random.default_rng(0)),
+                                  faces.astype(np.float32))
+
+
+@pytest.mark.parametrize("name", sorted(CORRUPTIONS))
+def test_each_corruption_is_deterministic_given_the_seed(name, faces) -> None:
+    np.testing.assert_array_equal(corrupt(faces, name, 2, seed=5), corrupt(faces, name, 2, seed=5))
+
+
+@pytest.mark.parametrize("name", ["gaussian_noise", "salt_and_pepper", "random_patch", "rotation", "horizontal_shift"])
+def test_random_corruptions_differ_with_another_seed(name, faces) -> None:
+    assert not np.array_equal(corrupt(faces, name, 2, seed=5), corrupt(faces, name, 2, seed=6))
+
+
+def test_severity_outside_the_levels_and_unknown_names_are_refused(faces) -> None:
+    with pytest.raises(ValueError, match="severity 4 outside 0..3"):
+        corrupt(faces, "jpeg", 4, seed=0)
+    with pytest.raises(ValueError, match="unknown corruption 'fog'"):
+        corrupt(faces, "fog", 1, seed=0)
 
 
 def test_noise_strength_follows_sigma() -> None:
     grey = np.full((20, 48, 48), 128, dtype=np.uint8)  # mid-grey: clipping is negligible
     for sigma in (0.05, 0.1):
-        measured = (gaussian_noise(grey, sigma, 0) / 255.0 - 128 / 255.0).std()
+        measured = (gaussian_noise(grey, sigma, np.random.default_rng(0)) / 255.0 - 128 / 255.0).std()
         assert measured == pytest.approx(sigma, rel=0.05)
 
 
-def test_noise_accuracy_table(faces) -> None:
-    model = build_model("seed_cnn", 7)
-    labels = np.arange(5) % 7
-    results = noise_accuracy(model, faces, labels, (0.05, 0.2), seed=0)
-    assert [r["sigma"] for r in results] == [0.0, 0.05, 0.2]
-    assert results[0]["drop"] == 0.0
-    for r in results:
-        assert 0.0 <= r["accuracy"] <= 1.0
-        assert r["drop"] == pytest.approx(results[0]["accuracy"] - r["accuracy"])
+def test_salt_and_pepper_hits_the_requested_fraction() -> None:
+    grey = np.full((20, 48, 48), 128, dtype=np.uint8)
+    out = salt_and_pepper(grey, 0.1, np.random.default_rng(0))
+    assert (out != 128).mean() == pytest.approx(0.1, rel=0.1)
+    assert set(np.unique(out)) == {0.0, 128.0, 255.0}
+
+
+def test_contrast_keeps_the_mean_and_shrinks_the_spread(faces) -> None:
+    out = contrast(faces, 0.5, np.random.default_rng(0))
+    np.testing.assert_allclose(out.mean(axis=(1, 2)), faces.mean(axis=(1, 2)), rtol=1e-4)
+    np.testing.assert_allclose(out.std(axis=(1, 2)), faces.std(axis=(1, 2)) * 0.5, rtol=1e-4)
+
+
+def test_eye_band_covers_the_eyes_and_mouth_band_the_mouth(faces) -> None:
+    eyes = corrupt(faces, "eye_occlusion", 2, seed=0)
+    mouth = corrupt(faces, "mouth_occlusion", 2, seed=0)
+    assert (eyes[:, 18] == 128).all() and (eyes[:, 40] == faces[:, 40]).all()
+    assert (mouth[:, 37] == 128).all() and (mouth[:, 18] == faces[:, 18]).all()
+
+
+def test_robustness_table_and_summary_on_a_hand_computed_case() -> None:
+    labels = np.array([0, 0, 1, 1])
+    images = np.zeros((4, 48, 48), dtype=np.float32)
+    calls = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch)
+        # Clean: all right. Corrupted: the first face of each class wrong.
+        return labels.copy() if len(calls) == 1 else np.array([1, 0, 0, 1])
+
+    table = robustness_table(predict, images, labels, ["brightness", "jpeg"], seed=0)
+    assert len(table) == 2 * 4 and len(calls) == 1 + 2 * 3  # clean measured once
+    assert table[table.severity == 0].accuracy.tolist() == [1.0, 1.0]
+    assert table[table.severity > 0].accuracy.tolist() == [0.5] * 6
+    assert table[table.severity > 0].relative_drop.tolist() == [0.5] * 6
+    summary = summarise(table, ("angry", "happy"))
+    assert summary["clean_accuracy"] == 1.0 and summary["mean_corruption_accuracy"] == 0.5
+    assert summary["per_class_sensitivity"] == {"angry": 0.5, "happy": 0.5}
+    assert summary["per_corruption"]["jpeg"] == {"severity_1": 0.5, "severity_2": 0.5, "severity_3": 0.5}
+
+
+def test_training_corruption_augmentation_touches_about_the_requested_share(faces) -> None:
+    many = np.repeat(faces, 20, axis=0)
+    out = augment_with_corruptions(many, 0.3, np.random.default_rng(0))
+    changed = (out != many).any(axis=(1, 2)).mean()
+    assert 0.2 < changed < 0.4
+    np.testing.assert_array_equal(augment_with_corruptions(many, 0.0, np.random.default_rng(0)), many)

@@ -1,7 +1,7 @@
 """Stage parameters: one schema, checked before a stage does any work.
 
 DVC cannot interpolate YAML lists into a command line, so list-valued params are
-written in params.yaml as space-separated strings ("0.05 0.1 0.2") and parsed here.
+written in params.yaml as space-separated strings ("jpeg rotation") and parsed here.
 Papermill passes `true`/`false` through as strings, so booleans are parsed here too.
 """
 
@@ -25,7 +25,7 @@ class ParamsError(ValueError):
 
 @dataclass(frozen=True)
 class Param:
-    kind: str  # "str", "int", "float", "bool", "choice", "class_list", "name_list", "float_list"
+    kind: str  # "str", "int", "float", "bool", "choice", "class_list", "name_list"
     help: str
     low: float | None = None
     high: float | None = None
@@ -155,17 +155,6 @@ def _check_value(key: str, value: Any, spec: Param) -> Any:
         if unknown or len(set(items)) != len(items):
             _fail(key, value, f"unknown or repeated name(s) {unknown}; allowed: {list(spec.choices)}")
         return tuple(items)
-    if spec.kind == "float_list":
-        items = value.split() if isinstance(value, str) else value
-        if isinstance(items, (int, float)):
-            items = [items]
-        if not isinstance(items, list) or not items:
-            _fail(key, value, "expected a space-separated list of numbers")
-        try:
-            numbers = [float(item) for item in items]
-        except (TypeError, ValueError):
-            _fail(key, value, "expected a space-separated list of numbers")
-        return tuple(_number(key, n, spec, float) for n in numbers)
     raise AssertionError(f"unknown kind {spec.kind}")
 
 
