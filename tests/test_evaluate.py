@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer.evaluate import classification_metrics, confusion_counts, confusion_rows, measure_latency
+import keras
+from sklearn.metrics import log_loss
+
+from fer.evaluate import (calibration_metrics, classification_metrics, confusion_counts, confusion_rows,
+                          measure_latency, misclassified, occlusion_map, predict_tta, reliability_bins,
+                          shift_faces, top_confusions, tta_views)
 from fer.models import build_model
 
 NAMES = ("a", "b", "c")
@@ -51,3 +56,85 @@ def test_latency_reports_positive_timings(rng) -> None:
     assert latency["batch_size"] == 4
     assert latency["single_ms_p95"] >= latency["single_ms_p50"] > 0
     assert latency["batched_images_per_s"] == pytest.approx(1000.0 / latency["batched_ms_per_image"])
+
+
+def test_ece_is_zero_on_a_perfectly_calibrated_toy_case() -> None:
+    # 10 faces at confidence 0.7 with 7 right, 10 at 0.9 with 9 right: calibrated in every bin.
+    probabilities = np.array([[0.7, 0.3]] * 10 + [[0.9, 0.1]] * 10)
+    y_true = np.array([0] * 7 + [1] * 3 + [0] * 9 + [1])
+    assert calibration_metrics(probabilities, y_true)["ece"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ece_nll_and_brier_on_a_hand_computed_case() -> None:
+    probabilities = np.array([[0.8, 0.2], [0.6, 0.4]])
+    y_true = np.array([0, 1])
+    metrics = calibration_metrics(probabilities, y_true, bins=15)
+    # One right at 0.8, one wrong at 0.6, in different bins: (|1 - 0.8| + |0 - 0.6|) / 2.
+    assert metrics["ece"] == pytest.approx(0.4)
+    assert metrics["nll"] == pytest.approx(log_loss(y_true, probabilities))
+    assert metrics["brier"] == pytest.approx(((0.2**2 + 0.2**2) + (0.6**2 + 0.6**2)) / 2)
+
+
+def test_reliability_bins_keep_every_bin_and_count_every_face(rng) -> None:
+    probabilities = rng.dirichlet(np.ones(7), size=100)
+    bins = reliability_bins(probabilities, rng.integers(0, 7, size=100), bins=15)
+    assert len(bins) == 15 and bins["count"].sum() == 100
+    filled = bins[bins["count"] > 0]
+    assert ((filled["confidence"] > filled["bin_low"]) & (filled["confidence"] <= filled["bin_high"])).all()
+
+
+def test_top_confusions_and_misclassified_faces() -> None:
+    counts = np.array([[5, 3, 0], [1, 4, 0], [0, 6, 2]])
+    table = top_confusions(counts, NAMES, k=2)
+    assert table.to_dict("records") == [
+        {"true": "c", "predicted": "b", "faces": 6, "share_of_true": 0.75},
+        {"true": "a", "predicted": "b", "faces": 3, "share_of_true": 0.375},
+    ]
+    probabilities = np.array([[0.2, 0.7, 0.1], [0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.3, 0.6, 0.1]])
+    y_true = np.array([0, 0, 0, 1])
+    np.testing.assert_array_equal(misclassified(y_true, probabilities, 0, 1, limit=5), [1, 0])
+
+
+def test_shift_moves_faces_and_repeats_edges() -> None:
+    face = np.arange(48 * 48, dtype=np.float32).reshape(1, 48, 48)
+    moved = shift_faces(face, 4, -4)[0, :, :, 0]
+    np.testing.assert_array_equal(moved[4:, :-4], face[0, :-4, 4:])
+    np.testing.assert_array_equal(moved[:4, 10], np.full(4, face[0, 0, 14]))
+
+
+def test_tencrop_views_put_each_corner_crop_in_the_centre(rng) -> None:
+    faces = rng.integers(0, 256, size=(2, 48, 48)).astype(np.float32)
+    views = tta_views(faces, "tencrop", crop_size=40)
+    assert len(views) == 10 and len(tta_views(faces, "flip", 40)) == 2 and len(tta_views(faces, "none", 40)) == 1
+    centre = lambda x: x[:, 4:44, 4:44, 0]  # noqa: E731 - what the model's centre crop sees
+    np.testing.assert_array_equal(centre(views[0]), faces[:, 4:44, 4:44])
+    np.testing.assert_array_equal(centre(views[1]), faces[:, 0:40, 0:40])  # top-left crop
+    np.testing.assert_array_equal(centre(views[4]), faces[:, 8:48, 8:48])  # bottom-right crop
+    np.testing.assert_array_equal(centre(views[5]), faces[:, 4:44, 4:44][:, :, ::-1])  # flipped centre
+    with pytest.raises(ValueError, match="evaluate.tta"):
+        tta_views(faces, "fivecrop", 40)
+
+
+def region_model() -> keras.Model:
+    """A fixed model that only looks at the top-left 12x12 corner: class 1 when it is bright."""
+    inputs = keras.Input((48, 48, 1))
+    corner = keras.layers.Cropping2D(((0, 36), (0, 36)))(inputs)
+    mean = keras.layers.GlobalAveragePooling2D()(corner)
+    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[0.0, 0.1]]),
+                                bias_initializer=keras.initializers.Constant([0.0, -22.0]))(mean)
+    return keras.Model(inputs, keras.layers.Softmax()(logits))
+
+
+def test_occlusion_map_lights_up_only_where_the_model_looks() -> None:
+    face = np.full((48, 48), 255.0, dtype=np.float32)
+    heat = occlusion_map(region_model(), face, class_index=1, patch=8)
+    assert heat.shape == (48, 48)
+    assert heat[:8, :8].min() > 0.01  # covering the corner lowers the class-1 probability
+    assert np.abs(heat[20:, 20:]).max() == 0.0  # elsewhere nothing changes
+
+
+def test_tta_probabilities_are_a_mean_of_distributions(rng) -> None:
+    faces = rng.integers(0, 256, size=(3, 48, 48)).astype(np.float32)
+    probabilities = predict_tta(region_model(), faces, "tencrop", crop_size=40)
+    assert probabilities.shape == (3, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)

@@ -80,3 +80,143 @@ def measure_latency(model: keras.Model, images: np.ndarray, batch_size: int,
         "batch_size": int(len(batch)),
         "batched_images_per_s": len(batch) / (batch_ms / 1000.0),
     }
+
+
+# ----------------------------------------------------------------------------- calibration
+
+
+def reliability_bins(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15) -> pd.DataFrame:
+    """Top-class confidence against accuracy in `bins` equal-width bins over (0, 1].
+
+    Empty bins are kept (count 0, NaN confidence and accuracy) so the table always has `bins` rows.
+    """
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # Bin i holds confidences in (edges[i], edges[i+1]]; a confidence of exactly 0 goes to bin 0.
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    rows = []
+    for i in range(bins):
+        members = index == i
+        count = int(members.sum())
+        rows.append({"bin_low": edges[i], "bin_high": edges[i + 1], "count": count,
+                     "confidence": float(confidence[members].mean()) if count else np.nan,
+                     "accuracy": float(correct[members].mean()) if count else np.nan})
+    return pd.DataFrame(rows)
+
+
+def calibration_metrics(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 15) -> dict[str, float]:
+    """Expected calibration error (`bins` equal-width bins), negative log-likelihood, Brier score.
+
+    ECE = sum over bins of (bin size / n) * |accuracy - mean confidence|. The Brier score is the
+    mean over faces of the squared distance between the probability vector and the one-hot label.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    table = reliability_bins(probabilities, y_true, bins)
+    filled = table[table["count"] > 0]
+    ece = float((filled["count"] / len(y_true) * (filled["accuracy"] - filled["confidence"]).abs()).sum())
+    true_probability = probabilities[np.arange(len(y_true)), y_true]
+    nll = float(-np.log(np.clip(true_probability, 1e-12, 1.0)).mean())
+    one_hot = np.eye(probabilities.shape[1])[y_true]
+    brier = float(((probabilities - one_hot) ** 2).sum(axis=1).mean())
+    return {"ece": ece, "nll": nll, "brier": brier, "bins": bins}
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def top_confusions(counts: np.ndarray, class_names: tuple[str, ...], k: int = 8) -> pd.DataFrame:
+    """The `k` largest off-diagonal cells: true class, predicted class, faces, share of the true class."""
+    rows = []
+    for i, true_name in enumerate(class_names):
+        total = counts[i].sum()
+        for j, predicted_name in enumerate(class_names):
+            if i != j and counts[i, j] > 0:
+                rows.append({"true": true_name, "predicted": predicted_name, "faces": int(counts[i, j]),
+                             "share_of_true": float(counts[i, j] / total)})
+    table = pd.DataFrame(rows, columns=["true", "predicted", "faces", "share_of_true"])
+    return table.sort_values(["faces", "true", "predicted"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+
+
+def misclassified(y_true: np.ndarray, probabilities: np.ndarray, true_class: int, predicted_class: int,
+                  limit: int) -> np.ndarray:
+    """Indices of faces of `true_class` predicted as `predicted_class`, most confident first."""
+    predicted = probabilities.argmax(axis=1)
+    members = np.flatnonzero((np.asarray(y_true) == true_class) & (predicted == predicted_class))
+    order = np.argsort(-probabilities[members, predicted_class], kind="stable")
+    return members[order][:limit]
+
+
+# ----------------------------------------------------------------------------- test-time augmentation
+
+
+def shift_faces(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Move faces down by `dy` and right by `dx` pixels, repeating the edge pixels.
+
+    With a model that centre-crops, shifting by the crop margin puts a corner crop in the
+    centre: this is how ten-crop works on a model that takes the whole 48x48 face.
+    """
+    x = as_model_input(images)
+    size_h, size_w = x.shape[1], x.shape[2]
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+    return padded[:, pad - dy:pad - dy + size_h, pad - dx:pad - dx + size_w]
+
+
+def tta_views(images: np.ndarray, mode: str, crop_size: int) -> list[np.ndarray]:
+    """The views averaged at test time: none (1), flip (2), tencrop (5 crops x 2 flips).
+
+    Ten-crop uses the margin of the model's crop, or 4 pixels for a model trained on whole faces.
+    """
+    x = as_model_input(images)
+    if mode == "none":
+        return [x]
+    flipped = x[:, :, ::-1]
+    if mode == "flip":
+        return [x, flipped]
+    if mode != "tencrop":
+        raise ValueError(f"evaluate.tta = {mode!r}: expected 'none', 'flip' or 'tencrop'")
+    m = (x.shape[1] - crop_size) // 2 if crop_size else 4
+    offsets = [(0, 0), (m, m), (m, -m), (-m, m), (-m, -m)]
+    return [shift_faces(view, dy, dx) for view in (x, flipped) for dy, dx in offsets]
+
+
+def predict_tta(model: keras.Model, images: np.ndarray, mode: str, crop_size: int = 0,
+                batch_size: int = 256) -> np.ndarray:
+    """Class probabilities averaged over the test-time views of each face."""
+    views = tta_views(images, mode, crop_size)
+    return np.mean([predict_proba(model, view, batch_size) for view in views], axis=0)
+
+
+# ----------------------------------------------------------------------------- occlusion
+
+
+def occlusion_map(model: keras.Model, image: np.ndarray, class_index: int, patch: int,
+                  stride: int | None = None, fill: float = 128.0) -> np.ndarray:
+    """Drop in the probability of `class_index` when a grey `patch` covers each place of the face.
+
+    Returns a (48, 48) map: each pixel holds the mean drop over the patch positions covering it.
+    Needs only predictions, so it works on every Keras backend.
+    """
+    face = as_model_input(np.asarray(image)[None])[0]
+    size = face.shape[0]
+    stride = stride or max(1, patch // 2)
+    starts = list(range(0, size - patch + 1, stride))
+    if starts[-1] != size - patch:
+        starts.append(size - patch)
+    batch, places = [], []
+    for top in starts:
+        for left in starts:
+            occluded = face.copy()
+            occluded[top:top + patch, left:left + patch] = fill
+            batch.append(occluded)
+            places.append((top, left))
+    base = predict_proba(model, face[None])[0, class_index]
+    probabilities = predict_proba(model, np.stack(batch))[:, class_index]
+    total = np.zeros((size, size))
+    covered = np.zeros((size, size))
+    for (top, left), p in zip(places, probabilities):
+        total[top:top + patch, left:left + patch] += base - p
+        covered[top:top + patch, left:left + patch] += 1
+    return total / np.maximum(covered, 1)

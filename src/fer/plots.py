@@ -93,18 +93,6 @@ def confusion_matrix(counts: np.ndarray, class_names: tuple[str, ...], title: st
     return fig
 
 
-def noise_curve(results: pd.DataFrame, title: str) -> plt.Figure:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(results["sigma"], results["accuracy"], marker="o")
-    ax.set_title(title)
-    ax.set_xlabel("Gaussian noise sigma (pixels on [0, 1])")
-    ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
 def face_strip(images: np.ndarray, titles: list[str], title: str, per_row: int = 8) -> plt.Figure:
     """Faces in rows, each with a short caption (for blanks, duplicates, errors)."""
     count = max(len(images), 1)
@@ -130,5 +118,94 @@ def mean_faces(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, .
         ax.set_title(f"{name}\n(n={len(members)})", fontsize=8)
         ax.axis("off")
     fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_f1(per_class: dict[str, dict[str, float]], title: str) -> plt.Figure:
+    """Bar chart of F1 per emotion, with its support in the tick label."""
+    names = list(per_class)
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.bar(range(len(names)), [per_class[n]["f1"] for n in names], color="tab:blue")
+    ax.set_xticks(range(len(names)), [f"{n}\n(n={per_class[n]['support']})" for n in names])
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("emotion (test faces)")
+    ax.set_ylabel("F1")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_diagram(bins: pd.DataFrame, ece: float, title: str) -> plt.Figure:
+    """Accuracy against confidence per bin; the diagonal is perfect calibration."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    filled = bins[bins["count"] > 0]
+    width = float(bins["bin_high"].iloc[0] - bins["bin_low"].iloc[0])
+    ax.bar(filled["bin_low"], filled["accuracy"], width=width, align="edge", edgecolor="black",
+           color="tab:blue", alpha=0.8, label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.plot(filled["confidence"], filled["accuracy"], marker="o", color="tab:orange", label="mean confidence")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the predicted class")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}\nECE = {ece:.3f}")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def occlusion_maps(faces: list[np.ndarray], maps: list[np.ndarray], captions: list[str], title: str) -> plt.Figure:
+    """Each face beside its occlusion map (red: covering this region lowers the class's probability)."""
+    count = len(faces)
+    fig, axes = plt.subplots(2, max(count, 1), figsize=(max(count, 1) * 1.8, 4.0), squeeze=False)
+    limit = max((np.abs(m).max() for m in maps), default=1.0) or 1.0
+    image = None
+    for i, (face, heat, caption) in enumerate(zip(faces, maps, captions)):
+        axes[0, i].imshow(np.squeeze(face), cmap="gray", vmin=0, vmax=255)
+        axes[0, i].set_title(caption, fontsize=8)
+        axes[1, i].imshow(np.squeeze(face), cmap="gray", vmin=0, vmax=255)
+        image = axes[1, i].imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
+        for ax in axes[:, i]:
+            ax.axis("off")
+    if image is not None:
+        fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8, label="drop in class probability")
+    fig.suptitle(title)
+    return fig
+
+
+def corruption_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Accuracy for each corruption (rows) and severity (columns)."""
+    grid = table[table["severity"] > 0].pivot(index="corruption", columns="severity", values="accuracy")
+    grid = grid.loc[list(dict.fromkeys(table["corruption"]))]
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(grid) + 1.5))
+    image = ax.imshow(grid.values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, label="test accuracy")
+    ax.set_xticks(range(grid.shape[1]), [f"severity {c}" for c in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), grid.index)
+    ax.set_xlabel("severity")
+    ax.set_ylabel("corruption")
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, f"{grid.values[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                    color="white" if grid.values[i, j] < 0.5 else "black")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def corruption_curves(table: pd.DataFrame, title: str) -> plt.Figure:
+    """Accuracy against severity (0 = clean), one line per corruption."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, group in table.groupby("corruption", sort=False):
+        ax.plot(group["severity"], group["accuracy"], marker="o", label=name)
+    ax.set_xticks(sorted(table["severity"].unique()))
+    ax.set_xlabel("severity (0 = clean)")
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title(title)
     fig.tight_layout()
     return fig
