@@ -182,3 +182,21 @@ def build_model(arch: str, num_classes: int, augmentation: keras.Sequential | No
     x = ARCHITECTURES[arch](x, weights=weights) if arch in TAKES_WEIGHTS else ARCHITECTURES[arch](x)
     outputs = layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=arch)
+
+
+def without_augmentation(model: keras.Model) -> keras.Model:
+    """A copy of `model` with the augmentation block replaced by an identity layer.
+
+    Outputs are identical at inference (augmentation is inactive there anyway), but the graph
+    holds no random ops, which exporters such as tf2onnx cannot convert.
+    """
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if layer.name == "augmentation":
+            return keras.Sequential([keras.layers.Identity()], name="augmentation")
+        return layer.__class__.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    for layer in copy.layers:
+        if layer.name != "augmentation" and layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return copy

@@ -32,7 +32,9 @@ STAGE_REPORTS = {
 FIGURES = {
     "Training curves": "plots/training_curves.png",
     "Confusion matrix, row-normalised (test split)": "plots/confusion_matrix_normalised.png",
-    "Accuracy under Gaussian noise (test split)": "plots/robustness.png",
+    "F1 per emotion (test split)": "plots/per_class_f1.png",
+    "Reliability diagram (test split)": "plots/reliability.png",
+    "Accuracy under corruption (test split)": "plots/robustness_heatmap.png",
 }
 LIBRARIES = ("keras", "tensorflow", "jax", "torch", "numpy", "dvc", "dvclive", "papermill", "nbconvert")
 
@@ -74,8 +76,14 @@ def headline_metrics(root: Path) -> list[tuple[str, str]]:
         ("best validation accuracy", _percent(training.get("best_val_accuracy"))),
         ("epochs run (best)", f"{training.get('epochs_run', 'n/a')} ({training.get('best_epoch', 'n/a')})"),
     ]
+    if "tta" in evaluation:
+        rows.append((f"test accuracy with TTA ({evaluation['tta']['mode']})", _percent(evaluation["tta"]["accuracy"])))
+    if "calibration" in evaluation:
+        rows.append(("expected calibration error (15 bins)", f"{evaluation['calibration']['ece']:.4f}"))
     for name, result in robustness.get("gaussian_noise", {}).items():
         rows.append((f"accuracy, Gaussian noise {name.replace('sigma_', 'σ=')}", _percent(result["accuracy"])))
+    if "mean_corruption_accuracy" in robustness:
+        rows.append(("mean corruption accuracy", _percent(robustness["mean_corruption_accuracy"])))
     if latency:
         rows.append(("latency per face, single (p50)", f"{latency['single_ms_p50']:.2f} ms"))
     return rows

@@ -1,0 +1,134 @@
+"""The `fer` command: `fer predict` on photos and videos, `fer export` for serving.
+
+Exit codes of `fer predict`:
+  0  every input gave at least one face
+  1  some inputs had a problem (missing, unreadable, no face); the others were classified
+  2  bad usage, or the model cannot be used (missing, not Keras, classes not matching its sidecar)
+  3  no face was classified at all
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
+
+
+def _predict_parser(sub) -> None:
+    from fer.predict import DEFAULT_MODEL
+
+    p = sub.add_parser("predict", help="classify the emotion of every face in images, folders or videos",
+                       description="Find faces (OpenCV Haar cascade) and classify their emotion.",
+                       epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or videos")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a .keras model with its .json sidecar "
+                   "(default: the shipped models/pretrained/fer2013.keras)")
+    p.add_argument("--no-detect", action="store_true", help="the images are face crops already; classify them whole")
+    p.add_argument("--tta", action="store_true", help="average over flipped (and ten-crop) views")
+    p.add_argument("--json", type=Path, help="write one record per face to this JSON file")
+    p.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
+    p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
+    p.add_argument("--video-stride", type=int, metavar="N",
+                   help="also read videos, classifying every N-th frame")
+    p.add_argument("--margin", type=float, default=0.1, help="widen each face box by this share per side")
+    p.add_argument("--min-face", type=int, default=30, help="smallest face side in pixels to detect")
+
+
+def _export_parser(sub) -> None:
+    from fer.export import FORMATS
+    from fer.predict import DEFAULT_MODEL
+
+    p = sub.add_parser("export", help="export a model to ONNX, SavedModel or TFLite",
+                       description="Export a model for serving (TensorFlow backend).")
+    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--out", type=Path, help="output path (default: models/.../exported/<name>.<format>)")
+
+
+def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...]) -> None:
+    from fer.io import write_text
+
+    records = [face.record() for face in faces]
+    if json_path is not None:
+        write_text(json_path, json.dumps({"class_names": list(class_names), "faces": records}, indent=1) + "\n")
+    if csv_path is not None:
+        buffer = io.StringIO()
+        columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for record in records:
+            probabilities = record.pop("probabilities")
+            writer.writerow({**record, "frame": "" if record["frame"] is None else record["frame"], **probabilities})
+        write_text(csv_path, buffer.getvalue())
+
+
+def print_table(faces: list, out=sys.stdout) -> None:
+    if faces:
+        width = max(len("file"), *(len(f.file) for f in faces))
+        print(f"{'file':<{width}}  {'frame':>5}  {'box (x, y, w, h)':<22}  {'emotion':<9}  confidence", file=out)
+        for f in faces:
+            frame = "" if f.frame is None else str(f.frame)
+            print(f"{f.file:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
+
+
+def run_predict(args) -> int:
+    from fer.predict import ModelError, PredictOptions, load_classifier, predict_paths
+    from fer.runtime import configure_determinism
+
+    if args.video_stride is not None and args.video_stride < 1:
+        print("error: --video-stride must be 1 or more", file=sys.stderr)
+        return EXIT_USAGE
+    configure_determinism()
+    try:
+        classifier = load_classifier(args.model)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, min_face=args.min_face,
+                             video_stride=args.video_stride, annotate_dir=args.annotate)
+    result = predict_paths(args.paths, classifier, options)
+    print_table(result.faces)
+    for problem in result.problems:
+        print(f"{problem.kind}: {problem.message}", file=sys.stderr)
+    write_records(result.faces, args.json, args.csv, classifier.class_names)
+    print(f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
+          file=sys.stderr)
+    if not result.faces:
+        return EXIT_NOTHING
+    return EXIT_PARTIAL if result.problems else EXIT_OK
+
+
+def run_export(args) -> int:
+    from fer.export import default_output, export_model
+    from fer.predict import ModelError, load_classifier
+    from fer.runtime import configure_determinism
+
+    configure_determinism()
+    try:
+        classifier = load_classifier(args.model)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    out = args.out or default_output(args.model, args.format)
+    export_model(classifier.model, args.format, out)
+    print(f"wrote {out} ({args.format}); inputs: raw grey 48x48x1 pixels 0..255; "
+          f"outputs: probabilities of {list(classifier.class_names)}")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fer", description="Facial-emotion recognition on FER-2013.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _predict_parser(sub)
+    _export_parser(sub)
+    args = parser.parse_args(argv)
+    return run_predict(args) if args.command == "predict" else run_export(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

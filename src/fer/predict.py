@@ -1,0 +1,297 @@
+"""Use a trained model on photos and videos: find faces, classify their emotion, report.
+
+    from fer.predict import load_classifier, predict_paths
+    classifier = load_classifier("models/pretrained/fer2013.keras")
+    faces, problems = predict_paths(["photos/"], classifier)
+
+Faces are found with OpenCV's Haar cascade shipped inside the opencv package (nothing is
+downloaded), cropped with a margin, converted to grey and resized to 48x48 like FER-2013.
+Each problem (a missing path, an unreadable file, no face found) is reported per file and the
+run goes on; only a model that cannot be used stops everything, before any work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from fer import IMAGE_SIZE
+from fer.io import read_json
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "fer2013.keras"
+
+
+class ModelError(RuntimeError):
+    """The model cannot be used: missing, not a Keras model, or inconsistent with its sidecar."""
+
+
+@dataclass
+class Classifier:
+    model: object  # keras.Model
+    class_names: tuple[str, ...]
+    crop_size: int
+    path: Path
+
+
+@dataclass
+class FaceResult:
+    file: str
+    frame: int | None  # video frame index; None for images
+    box: tuple[int, int, int, int]  # x, y, width, height in the original image
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def record(self) -> dict:
+        x, y, w, h = self.box
+        return {"file": self.file, "frame": self.frame, "x": x, "y": y, "width": w, "height": h,
+                "emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
+
+
+@dataclass
+class Problem:
+    file: str
+    kind: str  # "missing", "unreadable", "no_face"
+    message: str
+
+
+@dataclass
+class Image:
+    file: str
+    frame: int | None
+    pixels: np.ndarray  # BGR or grey, as OpenCV reads it
+
+
+def sidecar_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".json")
+
+
+def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
+    """Load a .keras model in safe mode with its sidecar, checking that the two agree."""
+    from fer.runtime import native_stderr_silenced, start_backend
+
+    start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
+    import keras
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` "
+                         f"or pass --model PATH")
+    sidecar = sidecar_path(model_path)
+    if not sidecar.is_file():
+        raise ModelError(f"'{sidecar}' is missing: the model's sidecar names its classes; "
+                         f"keep the .json written by the train stage next to the .keras file")
+    try:
+        info = read_json(sidecar)
+        class_names = tuple(info["class_names"])
+    except (ValueError, KeyError, TypeError) as error:
+        raise ModelError(f"'{sidecar}' is not a model sidecar with 'class_names': {error}") from error
+    try:
+        with native_stderr_silenced():
+            model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelError(f"'{model_path}' is not a Keras model that loads in safe mode: {error}") from error
+    outputs = model.output_shape[-1]
+    if outputs != len(class_names):
+        raise ModelError(f"'{model_path}' predicts {outputs} classes but '{sidecar}' names "
+                         f"{len(class_names)} {list(class_names)}; they belong to different models")
+    if tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
+        raise ModelError(f"'{model_path}' takes input {model.input_shape}, not 48x48x1 grey faces")
+    crop_size = int(info.get("params", {}).get("crop_size", 0))
+    return Classifier(model, class_names, crop_size, model_path)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def expand_paths(paths: list[str | Path], include_videos: bool) -> tuple[list[Path], list[Problem]]:
+    """Files to process (directories searched recursively, sorted) and the paths that do not exist."""
+    suffixes = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if include_videos else set())
+    files, problems = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+                                and not p.name.startswith(".")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), "missing", f"'{path}' does not exist"))
+    return files, problems
+
+
+def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
+    """The image in `path`, or every `video_stride`-th frame of a video. Raises ValueError if unreadable."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        if not video_stride:
+            raise ValueError(f"'{path}' is a video; pass --video-stride N to classify every N-th frame")
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise ValueError(f"'{path}' cannot be opened as a video")
+        index, frames = 0, 0
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if index % video_stride == 0:
+                    frames += 1
+                    yield Image(str(path), index, frame)
+                index += 1
+        finally:
+            capture.release()
+        if frames == 0:
+            raise ValueError(f"'{path}' has no readable video frames")
+        return
+    data = np.fromfile(path, dtype=np.uint8)
+    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if pixels is None:
+        raise ValueError(f"'{path}' is not a readable image")
+    yield Image(str(path), None, pixels)
+
+
+# ----------------------------------------------------------------------------- faces
+
+
+def face_detector() -> cv2.CascadeClassifier:
+    """OpenCV's frontal-face Haar cascade, from the data files the opencv package ships."""
+    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+    detector = cv2.CascadeClassifier(str(path))
+    if detector.empty():
+        raise RuntimeError(f"OpenCV's face cascade '{path}' could not be loaded; reinstall opencv-python-headless")
+    return detector
+
+
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+
+
+def detect_faces(grey: np.ndarray, detector: cv2.CascadeClassifier,
+                 min_size: int = 30) -> list[tuple[int, int, int, int]]:
+    """Boxes (x, y, w, h) of the frontal faces found, largest first."""
+    boxes = detector.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=1.1, minNeighbors=5,
+                                      minSize=(min_size, min_size))
+    return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: -b[2] * b[3])
+
+
+def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
+    """The box widened by `margin` of its size on each side (clipped to the image), resized to 48x48."""
+    x, y, w, h = box
+    dx, dy = int(round(w * margin)), int(round(h * margin))
+    top, bottom = max(0, y - dy), min(grey.shape[0], y + h + dy)
+    left, right = max(0, x - dx), min(grey.shape[1], x + w + dx)
+    face = grey[top:bottom, left:right]
+    interpolation = cv2.INTER_AREA if face.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
+    return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+
+
+def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool) -> np.ndarray:
+    """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop) views."""
+    from fer.evaluate import predict_proba, predict_tta
+
+    if tta:
+        return predict_tta(classifier.model, faces, "tencrop" if classifier.crop_size else "flip",
+                           classifier.crop_size)
+    return predict_proba(classifier.model, faces)
+
+
+@dataclass
+class PredictOptions:
+    detect: bool = True
+    tta: bool = False
+    margin: float = 0.1
+    min_face: int = 30
+    video_stride: int | None = None
+    annotate_dir: Path | None = None
+
+
+@dataclass
+class Prediction:
+    faces: list[FaceResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files_seen: int = 0
+
+
+def predict_paths(paths: list[str | Path], classifier: Classifier,
+                  options: PredictOptions | None = None) -> Prediction:
+    """Find and classify every face in the images (and videos) under `paths`.
+
+    Per-file problems are collected, not raised, so one bad file does not stop the run.
+    """
+    options = options or PredictOptions()
+    files, problems = expand_paths(paths, include_videos=options.video_stride is not None)
+    result = Prediction(problems=problems)
+    detector = face_detector() if options.detect else None
+    for path in files:
+        result.files_seen += 1
+        try:
+            for image in read_images(path, options.video_stride):
+                faces = _faces_in(image, classifier, options, detector)
+                if not faces:
+                    where = f" (frame {image.frame})" if image.frame is not None else ""
+                    result.problems.append(Problem(image.file, "no_face", f"no face found in '{image.file}'{where}"))
+                result.faces.extend(faces)
+                if options.annotate_dir is not None and faces:
+                    annotate(image, faces, options.annotate_dir, paths)
+        except ValueError as error:
+            result.problems.append(Problem(str(path), "unreadable", str(error)))
+    return result
+
+
+def _faces_in(image: Image, classifier: Classifier, options: PredictOptions,
+              detector: cv2.CascadeClassifier | None) -> list[FaceResult]:
+    grey = to_grey(image.pixels)
+    if detector is None:  # the image is a face crop already
+        boxes = [(0, 0, grey.shape[1], grey.shape[0])]
+        crops = [cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)]
+    else:
+        boxes = detect_faces(grey, detector, options.min_face)
+        crops = [crop_face(grey, box, options.margin) for box in boxes]
+    if not boxes:
+        return []
+    probabilities = classify_faces(classifier, np.stack(crops), options.tta)
+    results = []
+    for box, row in zip(boxes, probabilities):
+        best = int(np.argmax(row))
+        results.append(FaceResult(image.file, image.frame, box, classifier.class_names[best], float(row[best]),
+                                  {name: float(p) for name, p in zip(classifier.class_names, row)}))
+    return results
+
+
+def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path]) -> Path:
+    """Write a copy of the image with a box and 'emotion confidence' over each face."""
+    canvas = image.pixels.copy() if image.pixels.ndim == 3 else cv2.cvtColor(image.pixels, cv2.COLOR_GRAY2BGR)
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    for face in faces:
+        x, y, w, h = face.box
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thickness)
+        cv2.putText(canvas, f"{face.emotion} {face.confidence:.2f}", (x, max(12, y - 4)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 200, 0), thickness)
+    source = Path(image.file)
+    name = source.stem + (f"_frame{image.frame:06d}" if image.frame is not None else "") + ".png"
+    target = Path(directory) / _relative_parent(source, roots) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    from fer.io import atomic_path
+
+    with atomic_path(target, suffix=".png") as tmp:
+        if not cv2.imwrite(str(tmp), canvas):
+            raise OSError(f"could not write '{target}'")
+    return target
+
+
+def _relative_parent(source: Path, roots: list[str | Path]) -> Path:
+    """Keep the folder structure below the directory given on the command line."""
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            try:
+                return source.parent.relative_to(root)
+            except ValueError:
+                continue
+    return Path()
