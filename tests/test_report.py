@@ -29,7 +29,7 @@ def fake_run(root: Path) -> None:
         {"gaussian_noise": {"sigma_0.1": {"accuracy": 0.5, "drop": 0.1123}}}))
     (root / "metrics/latency.json").write_text(json.dumps({"single_ms_p50": 3.21}))
     (root / "models/model.json").write_text(json.dumps({"environment": {"keras_backend": "jax"}}))
-    for name in ("training_curves", "confusion_matrix_normalised", "robustness"):
+    for name in ("training_curves", "confusion_matrix_normalised", "per_class_f1", "reliability", "robustness_heatmap"):
         (root / f"plots/{name}.png").write_bytes(PNG)
     (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
         "train": {"cmd": "x", "deps": [{"path": "data/processed/dataset.npz", "md5": "abc123"}],
@@ -42,7 +42,7 @@ def test_index_links_every_stage_and_shows_metrics_figures_params_versions(tmp_p
     for file in STAGE_REPORTS.values():
         assert f'href="{file}"' in page
     assert "61.23%" in page and "3.21 ms" in page and "σ=0.1" in page
-    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 3
+    assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 5
     assert "train.learning_rate" in page
     assert "abc123" in page and "def456" in page
     assert "not a git checkout" in page

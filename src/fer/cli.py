@@ -67,7 +67,8 @@ def write_records(faces: list, json_path: Path | None, csv_path: Path | None, cl
         write_text(csv_path, buffer.getvalue())
 
 
-def print_table(faces: list, out=sys.stdout) -> None:
+def print_table(faces: list, out=None) -> None:
+    out = out or sys.stdout
     if faces:
         width = max(len("file"), *(len(f.file) for f in faces))
         print(f"{'file':<{width}}  {'frame':>5}  {'box (x, y, w, h)':<22}  {'emotion':<9}  confidence", file=out)

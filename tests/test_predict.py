@@ -1,0 +1,206 @@
+"""`fer predict` and `fer export` on real faces: detection, outputs, every error case, parity."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skimage_data
+
+from fer import CLASS_NAMES
+from fer.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from fer.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, load_classifier,
+                         predict_paths)
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "test"
+# Two real FER-2013 faces from the embedded sample, placed on a canvas at known boxes (x, y, size).
+PLACED = {SAMPLE / "angry" / "PublicTest_53367661.jpg": (40, 60, 144),
+          SAMPLE / "fear" / "PublicTest_10150476.jpg": (280, 80, 144)}
+
+
+def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    """A small untrained model with its sidecar, as the train stage writes them."""
+    from fer.models import build_model, make_augmentation
+    from fer.runtime import seed_everything
+    from fer.train import save_model
+
+    folder = tmp_path_factory.mktemp("model")
+    seed_everything(0)
+    model = build_model("seed_cnn_compact", 7, make_augmentation(0, crop_size=44), crop_size=44)
+    save_model(model, folder / "fer.keras")
+    (folder / "fer.json").write_text(json.dumps({"class_names": list(CLASS_NAMES), "params": {"crop_size": 44}}))
+    return folder / "fer.keras"
+
+
+@pytest.fixture(scope="module")
+def classifier(model_path):
+    return load_classifier(model_path)
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A folder with the astronaut portrait, a canvas with two sample faces, and a nested copy."""
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(folder / "nested" / "two_faces.jpg"), two_face_canvas())
+    return folder
+
+
+def two_face_canvas() -> np.ndarray:
+    canvas = np.full((300, 480), 200, dtype=np.uint8)
+    for path, (x, y, size) in PLACED.items():
+        face = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        canvas[y:y + size, x:x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    return canvas
+
+
+def test_detector_finds_both_placed_faces_where_they_are() -> None:
+    boxes = detect_faces(two_face_canvas(), face_detector())
+    assert len(boxes) == 2
+    for x, y, size in PLACED.values():
+        assert max(iou(box, (x, y, size, size)) for box in boxes) > 0.5
+
+
+def test_astronaut_portrait_gives_one_face_with_a_distribution(photos, classifier) -> None:
+    result = predict_paths([photos / "astronaut.png"], classifier)
+    assert result.problems == [] and len(result.faces) == 1
+    face = result.faces[0]
+    x, y, w, h = face.box
+    assert 150 < x + w / 2 < 300 and 50 < y + h / 2 < 200  # her face, upper middle of the 512x512 photo
+    assert list(face.probabilities) == list(CLASS_NAMES)
+    assert sum(face.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert face.emotion == max(face.probabilities, key=face.probabilities.get)
+
+
+def test_crop_is_grey_48x48_and_clipped_at_the_border() -> None:
+    grey = np.zeros((100, 120), dtype=np.uint8)
+    assert crop_face(grey, (90, 70, 40, 40), margin=0.2).shape == (48, 48)
+
+
+def test_no_detect_classifies_the_whole_crop(classifier, tmp_path) -> None:
+    crop = tmp_path / "crop.png"
+    cv2.imwrite(str(crop), cv2.imread(str(next(iter(PLACED))), cv2.IMREAD_GRAYSCALE))
+    result = predict_paths([crop], classifier, PredictOptions(detect=False))
+    assert [f.box for f in result.faces] == [(0, 0, 48, 48)]
+
+
+def test_tta_gives_a_distribution_too(photos, classifier) -> None:
+    plain = predict_paths([photos / "astronaut.png"], classifier).faces[0]
+    tta = predict_paths([photos / "astronaut.png"], classifier, PredictOptions(tta=True)).faces[0]
+    assert sum(tta.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+    assert tta.box == plain.box and tta.probabilities != plain.probabilities
+
+
+def test_cli_writes_json_csv_and_annotations_for_every_face(photos, model_path, tmp_path, capsys) -> None:
+    out_json, out_csv, annotated = tmp_path / "faces.json", tmp_path / "faces.csv", tmp_path / "annotated"
+    code = main(["predict", str(photos), "--model", str(model_path), "--json", str(out_json),
+                 "--csv", str(out_csv), "--annotate", str(annotated)])
+    assert code == EXIT_OK
+    records = json.loads(out_json.read_text())
+    assert records["class_names"] == list(CLASS_NAMES)
+    assert len(records["faces"]) == 3  # the astronaut and the two canvas faces, found recursively
+    for record in records["faces"]:
+        assert set(record) == {"file", "frame", "x", "y", "width", "height", "emotion", "confidence", "probabilities"}
+        assert record["frame"] is None and record["emotion"] in CLASS_NAMES
+        assert record["confidence"] == max(record["probabilities"].values())
+    rows = list(csv.DictReader(out_csv.open()))
+    assert list(rows[0]) == ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *CLASS_NAMES]
+    assert [r["file"] for r in rows] == [r["file"] for r in records["faces"]]
+    assert sorted(p.relative_to(annotated).as_posix() for p in annotated.rglob("*.png")) == [
+        "astronaut.png", "nested/two_faces.png"]
+    assert "astronaut.png" in capsys.readouterr().out  # the table on stdout
+
+
+def test_each_bad_input_is_reported_and_the_run_goes_on(photos, model_path, capsys) -> None:
+    (photos / "notes.png").write_text("not an image")
+    (photos / "truncated.jpg").write_bytes((photos / "nested" / "two_faces.jpg").read_bytes()[:200])
+    cv2.imwrite(str(photos / "empty_wall.png"), np.full((200, 200), 128, dtype=np.uint8))
+    code = main(["predict", str(photos), str(photos / "no_such.jpg"), "--model", str(model_path)])
+    assert code == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert f"missing: '{photos / 'no_such.jpg'}' does not exist" in err
+    assert f"unreadable: '{photos / 'notes.png'}' is not a readable image" in err
+    assert f"unreadable: '{photos / 'truncated.jpg'}' is not a readable image" in err
+    assert f"no_face: no face found in '{photos / 'empty_wall.png'}'" in err
+    assert "3 face(s) in 5 file(s); 4 problem(s)" in err
+
+
+def test_nothing_classified_exits_3(model_path, tmp_path) -> None:
+    assert main(["predict", str(tmp_path / "nothing_here"), "--model", str(model_path)]) == EXIT_NOTHING
+
+
+def test_model_problems_stop_before_any_work(model_path, tmp_path, capsys) -> None:
+    assert main(["predict", str(tmp_path), "--model", str(tmp_path / "missing.keras")]) == EXIT_USAGE
+    assert "does not exist" in capsys.readouterr().err
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip")
+    fake.with_suffix(".json").write_text(json.dumps({"class_names": list(CLASS_NAMES)}))
+    with pytest.raises(ModelError, match="is not a Keras model"):
+        load_classifier(fake)
+    copy = tmp_path / "four.keras"
+    copy.write_bytes(model_path.read_bytes())
+    with pytest.raises(ModelError, match="'.*four.json' is missing"):
+        load_classifier(copy)
+    copy.with_suffix(".json").write_text(json.dumps({"class_names": ["happy", "neutral", "sad", "surprise"]}))
+    with pytest.raises(ModelError, match="predicts 7 classes but .* names 4"):
+        load_classifier(copy)
+
+
+def test_video_frames_are_read_with_a_stride(classifier, tmp_path) -> None:
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 300))
+    assert writer.isOpened()
+    frame = cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2BGR)
+    for _ in range(6):
+        writer.write(frame)
+    writer.release()
+    result = predict_paths([video], classifier, PredictOptions(video_stride=2))
+    assert sorted({f.frame for f in result.faces}) == [0, 2, 4]
+    assert len(result.faces) == 6 and result.problems == []
+    refused = predict_paths([video], classifier)  # a video named without --video-stride
+    assert refused.faces == [] and "pass --video-stride" in refused.problems[0].message
+    assert predict_paths([tmp_path], classifier).files_seen == 0  # folders list videos only with a stride
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "saved_model", "tflite"])
+def test_exported_model_matches_keras_on_sample_faces(fmt, model_path, classifier, tmp_path) -> None:
+    faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.jpg"))[:16]])
+    x = faces[..., None].astype(np.float32)
+    expected = classifier.model.predict(x, verbose=0)
+    out = tmp_path / f"model.{fmt}"
+    assert main(["export", "--format", fmt, "--model", str(model_path), "--out", str(out)]) == EXIT_OK
+    assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(out))
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    elif fmt == "saved_model":
+        import tensorflow as tf
+
+        loaded = tf.saved_model.load(str(out))  # keep a reference: its variables live in this object
+        got = loaded.serve(x).numpy()
+    else:
+        import tensorflow as tf
+
+        interpreter = tf.lite.Interpreter(model_path=str(out))
+        interpreter.resize_tensor_input(interpreter.get_input_details()[0]["index"], x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
+        interpreter.invoke()
+        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,50 @@
+"""`python -m fer.preset`: presets merge into params.yaml, keep comments, and refuse bad keys."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fer import params
+from fer.preset import PRESETS, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def params_file(tmp_path) -> Path:
+    path = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", path)
+    return path
+
+
+def test_full_preset_with_overrides_is_written_and_valid(params_file) -> None:
+    assert main(["full", "data.source=/data/fer2013", "train.epochs=7", "--params", str(params_file)]) == 0
+    written = params.load(params_file)
+    assert written["train"]["arch"] == PRESETS["full"]["train"]["arch"]
+    assert written["train"]["epochs"] == 7
+    assert written["data"]["source"] == "/data/fer2013"
+    assert written["split"]["strategy"] == "official"
+    assert "# Kaggle folders" in params_file.read_text()  # comments kept
+
+
+def test_quick_preset_restores_the_shipped_defaults(params_file) -> None:
+    shipped = yaml.safe_load(params_file.read_text())
+    main(["full", "--params", str(params_file)])
+    assert main(["quick", "--params", str(params_file)]) == 0
+    assert yaml.safe_load(params_file.read_text()) == shipped
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.epoch=3", "unknown key"),
+    ("train.epochs=zero", "expected an integer"),
+    ("epochs=3", "expected section.key=value"),
+])
+def test_bad_overrides_leave_the_file_untouched(params_file, override, message, capsys) -> None:
+    before = params_file.read_text()
+    assert main(["full", override, "--params", str(params_file)]) == 2
+    assert message in capsys.readouterr().err
+    assert params_file.read_text() == before
