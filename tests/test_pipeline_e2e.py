@@ -2,7 +2,8 @@
 
 One module-scoped run is shared by the checks, in order: a full repro, a no-op
 repro, a train-param change with `dvc metrics diff`, a forced rerun for determinism,
-a mistyped param, a queued two-point sweep, and a push/pull round trip to a remote.
+a mistyped param, a queued two-point sweep, a push/pull round trip to a remote, and a
+train stage killed mid-run that resumes on the next `dvc repro`.
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
         assert errors == [], f"{stage}: {errors}"
         assert (project / "reports" / f"0{number}_{stage}.html").stat().st_size > 10_000
     index = (project / "reports/index.html").read_text()
-    assert index.count('<img src="data:image/png;base64,') == 3 and "03_train.html" in index
+    assert index.count('<img src="data:image/png;base64,') == 5 and "03_train.html" in index
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())
     assert evaluation["n_samples"] == len(
         (project / "plots/confusion.csv").read_text().strip().splitlines()) - 1
@@ -205,3 +206,34 @@ def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(pr
     assert (clone / "models/model.keras").read_bytes() == (project / "models/model.keras").read_bytes()
     assert (clone / "reports/03_train.html").exists()
     assert stages_run(dvc("repro", cwd=clone)) == set()
+
+
+def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(project: Path) -> None:
+    for key, value in {"epochs": 30, "early_stopping_patience": 30}.items():
+        set_param(project, "train", key, value)
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=project, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = project / "models" / "checkpoints" / "state.json"
+    deadline = time.monotonic() + 600
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                done = json.loads(state.read_text()).get("epochs_done", 0) if state.exists() else 0
+            except ValueError:
+                done = 0
+            if done >= 2:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, "the stage ended before it could be killed"
+        os.killpg(process.pid, 9)  # dvc, papermill and the kernel, as Ctrl-C would not be so kind
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+    killed_at = json.loads(state.read_text())["epochs_done"]
+    assert 2 <= killed_at < 30
+    output = dvc("repro", cwd=project)
+    assert "train" in stages_run(output)
+    assert f"resumed after epoch {killed_at}" in (project / "reports/03_train.ipynb").read_text()
+    assert json.loads((project / "metrics/train.json").read_text())["epochs_run"] == 30

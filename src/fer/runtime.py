@@ -90,6 +90,28 @@ def use_mixed_precision(requested: bool) -> bool:
     """
     import keras
 
-    on = bool(requested) and bool(keras.distribution.list_devices("gpu"))
+    try:
+        on = bool(requested) and bool(keras.distribution.list_devices("gpu"))
+    except Exception:  # noqa: BLE001 - a backend without device listing has no GPU for us
+        on = False
     keras.config.set_dtype_policy("mixed_float16" if on else "float32")
     return on
+
+
+def use_data_parallel() -> int:
+    """Spread each batch over all GPUs with Keras's distribution API when there are several.
+
+    keras.distribution.DataParallel replicates the model on every device and splits each batch
+    between them; Keras 3 implements it for the JAX backend. Returns the number of devices used
+    (1 means a single device and no distribution set).
+    """
+    import keras
+
+    try:
+        gpus = keras.distribution.list_devices("gpu")
+    except Exception:  # noqa: BLE001 - a backend without device listing means one device
+        gpus = []
+    if len(gpus) < 2 or keras.config.backend() != "jax":
+        return 1
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=gpus))
+    return len(gpus)

@@ -1,0 +1,45 @@
+"""`python -m fer.ship`: the shipped model's sidecar joins the run's model, data and test results."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from fer.ship import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def fake_run(root: Path) -> None:
+    (root / "models").mkdir(parents=True)
+    (root / "metrics").mkdir()
+    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    (root / "models/model.keras").write_bytes(b"model bytes")
+    (root / "models/model.json").write_text(json.dumps({
+        "class_names": ["happy", "sad"], "input": {"shape": [48, 48, 1]}, "params": {"arch": "vgg"},
+        "data": {"dataset_sha256": "abc", "split_sizes": {"train": 10, "val": 2, "test": 3}},
+        "training_seconds": 12.5}))
+    (root / "metrics/preprocess.json").write_text(json.dumps({"unique_faces": 15}))
+    (root / "metrics/evaluate.json").write_text(json.dumps({
+        "accuracy": 0.7, "n_samples": 3, "macro": {"f1": 0.6},
+        "per_class": {"happy": {"f1": 0.8}, "sad": {"f1": 0.4}},
+        "tta": {"mode": "tencrop", "accuracy": 0.72}, "calibration": {"ece": 0.05}}))
+    (root / "metrics/robustness.json").write_text(json.dumps({
+        "gaussian_noise": {"sigma_0.1": {"accuracy": 0.66, "drop": 0.04}}, "mean_corruption_accuracy": 0.6}))
+
+
+def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
+    run = tmp_path / "run"
+    fake_run(run)
+    target = tmp_path / "pretrained" / "fer2013.keras"
+    assert main([str(run), "--source-name", "../shared/fer2013", "--target", str(target)]) == 0
+    assert target.read_bytes() == b"model bytes"
+    sidecar = json.loads(target.with_suffix(".json").read_text())
+    assert sidecar["class_names"] == ["happy", "sad"] and sidecar["training_seconds"] == 12.5
+    assert sidecar["data"]["source"] == "../shared/fer2013"
+    assert sidecar["data"]["split_sizes"]["test"] == 3 and sidecar["data"]["preprocess"] == {"unique_faces": 15}
+    assert sidecar["test_metrics"]["accuracy"] == 0.7 and sidecar["test_metrics"]["tta"]["accuracy"] == 0.72
+    assert sidecar["test_metrics"]["gaussian_noise"]["sigma_0.1"]["drop"] == 0.04
+    assert sidecar["test_metrics"]["per_class_f1"] == {"happy": 0.8, "sad": 0.4}
+    assert len(sidecar["model_sha256"]) == 64
