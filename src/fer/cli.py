@@ -77,18 +77,27 @@ def print_table(faces: list, out=None) -> None:
             print(f"{f.file:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
 
 
-def run_predict(args) -> int:
-    from fer.predict import ModelError, PredictOptions, load_classifier, predict_paths
+def load_or_report(model_path: Path):
+    """The classifier, or None after printing why the model cannot be used."""
+    from fer.predict import ModelError, load_classifier
     from fer.runtime import configure_determinism
+
+    configure_determinism()
+    try:
+        return load_classifier(model_path)
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return None
+
+
+def run_predict(args) -> int:
+    from fer.predict import PredictOptions, predict_paths
 
     if args.video_stride is not None and args.video_stride < 1:
         print("error: --video-stride must be 1 or more", file=sys.stderr)
         return EXIT_USAGE
-    configure_determinism()
-    try:
-        classifier = load_classifier(args.model)
-    except ModelError as error:
-        print(f"error: {error}", file=sys.stderr)
+    classifier = load_or_report(args.model)
+    if classifier is None:
         return EXIT_USAGE
     options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, min_face=args.min_face,
                              video_stride=args.video_stride, annotate_dir=args.annotate)
@@ -106,14 +115,9 @@ def run_predict(args) -> int:
 
 def run_export(args) -> int:
     from fer.export import default_output, export_model
-    from fer.predict import ModelError, load_classifier
-    from fer.runtime import configure_determinism
 
-    configure_determinism()
-    try:
-        classifier = load_classifier(args.model)
-    except ModelError as error:
-        print(f"error: {error}", file=sys.stderr)
+    classifier = load_or_report(args.model)
+    if classifier is None:
         return EXIT_USAGE
     out = args.out or default_output(args.model, args.format)
     export_model(classifier.model, args.format, out)
