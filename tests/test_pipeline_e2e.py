@@ -219,10 +219,11 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(proj
     try:
         while process.poll() is None and time.monotonic() < deadline:
             try:
-                done = json.loads(state.read_text()).get("epochs_done", 0) if state.exists() else 0
+                current = json.loads(state.read_text()) if state.exists() else {}
             except ValueError:
-                done = 0
-            if done >= 2:
+                current = {}
+            # The earlier runs left a finished state behind; wait for this run's own epochs.
+            if not current.get("complete", True) and current.get("epochs_done", 0) >= 2:
                 break
             time.sleep(0.1)
         assert process.poll() is None, "the stage ended before it could be killed"
@@ -231,8 +232,9 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(proj
     finally:
         if process.poll() is None:
             os.killpg(process.pid, 9)
-    killed_at = json.loads(state.read_text())["epochs_done"]
-    assert 2 <= killed_at < 30
+    killed = json.loads(state.read_text())
+    killed_at = killed["epochs_done"]
+    assert 2 <= killed_at < 30 and not killed["complete"]
     output = dvc("repro", cwd=project)
     assert "train" in stages_run(output)
     assert f"resumed after epoch {killed_at}" in (project / "reports/03_train.ipynb").read_text()
