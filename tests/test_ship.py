@@ -15,7 +15,13 @@ def fake_run(root: Path) -> None:
     (root / "models").mkdir(parents=True)
     (root / "metrics").mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "models/model.keras").write_bytes(b"model bytes")
+    from fer.models import build_model
+    from fer.train import compile_model, save_model
+
+    model = build_model("seed_cnn_compact", 2)
+    compile_model(model, 1e-3)
+    model.optimizer.build(model.trainable_variables)  # optimizer state, as after training
+    save_model(model, root / "models/model.keras")
     (root / "models/model.json").write_text(json.dumps({
         "class_names": ["happy", "sad"], "input": {"shape": [48, 48, 1]}, "params": {"arch": "vgg"},
         "data": {"dataset_sha256": "abc", "split_sizes": {"train": 10, "val": 2, "test": 3}},
@@ -34,7 +40,14 @@ def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
     fake_run(run)
     target = tmp_path / "pretrained" / "fer2013.keras"
     assert main([str(run), "--source-name", "../shared/fer2013", "--target", str(target)]) == 0
-    assert target.read_bytes() == b"model bytes"
+    run_model = run / "models/model.keras"
+    assert target.stat().st_size < 0.6 * run_model.stat().st_size  # no optimizer state
+    import keras
+    import numpy as np
+
+    x = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
+    np.testing.assert_allclose(keras.saving.load_model(target, safe_mode=True).predict(x, verbose=0),
+                               keras.saving.load_model(run_model, safe_mode=True).predict(x, verbose=0), rtol=1e-6)
     sidecar = json.loads(target.with_suffix(".json").read_text())
     assert sidecar["class_names"] == ["happy", "sad"] and sidecar["training_seconds"] == 12.5
     assert sidecar["data"]["source"] == "../shared/fer2013"
@@ -42,4 +55,4 @@ def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
     assert sidecar["test_metrics"]["accuracy"] == 0.7 and sidecar["test_metrics"]["tta"]["accuracy"] == 0.72
     assert sidecar["test_metrics"]["gaussian_noise"]["sigma_0.1"]["drop"] == 0.04
     assert sidecar["test_metrics"]["per_class_f1"] == {"happy": 0.8, "sad": 0.4}
-    assert len(sidecar["model_sha256"]) == 64
+    assert len(sidecar["model_sha256"]) == 64 and sidecar["model_sha256"] != sidecar["run_model_sha256"]

@@ -2,7 +2,8 @@
 
     python -m fer.ship /path/to/run-checkout [--source-name ../shared/fer2013]
 
-Copies the run's `models/model.keras` and writes a sidecar that merges the run's own
+Saves the run's `models/model.keras` without its optimizer state (inference needs only the
+weights, and the file shrinks to about a third) and writes a sidecar that merges the run's own
 `models/model.json` (class names, input spec, params, environment, training time) with the
 data it saw (params `data`/`split`, `metrics/preprocess.json`) and its test results
 (`metrics/evaluate.json`, `metrics/robustness.json`), plus the git commit of the run.
@@ -11,13 +12,12 @@ data it saw (params `data`/`split`, `metrics/preprocess.json`) and its test resu
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 from pathlib import Path
 
 import yaml
 
-from fer.io import atomic_path, read_json, sha256_file, write_json
+from fer.io import read_json, sha256_file, write_json
 
 TARGET = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "fer2013.keras"
 
@@ -53,8 +53,22 @@ def build_sidecar(run: Path, source_name: str | None) -> dict:
         "mean_corruption_accuracy": robustness.get("mean_corruption_accuracy"),
     }
     sidecar["run_git_commit"] = git_commit(run)
-    sidecar["model_sha256"] = sha256_file(run / "models" / "model.keras")
+    sidecar["run_model_sha256"] = sha256_file(run / "models" / "model.keras")
     return sidecar
+
+
+def save_for_inference(source: Path, target: Path) -> None:
+    """Re-save a .keras model without optimizer state (loaded uncompiled, in safe mode)."""
+    from fer.runtime import native_stderr_silenced, start_backend
+
+    start_backend()
+    import keras
+
+    from fer.train import save_model
+
+    with native_stderr_silenced():
+        model = keras.saving.load_model(source, safe_mode=True, compile=False)
+    save_model(model, target)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=Path, default=TARGET)
     args = parser.parse_args(argv)
     sidecar = build_sidecar(args.run, args.source_name)
-    with atomic_path(args.target, suffix=".keras") as tmp:
-        shutil.copyfile(args.run / "models" / "model.keras", tmp)
+    save_for_inference(args.run / "models" / "model.keras", args.target)
+    sidecar["model_sha256"] = sha256_file(args.target)
     write_json(args.target.with_suffix(".json"), sidecar)
     print(f"wrote {args.target} ({args.target.stat().st_size / 1e6:.1f} MB) and its sidecar; "
           f"test accuracy {sidecar['test_metrics']['accuracy']:.4f}")
