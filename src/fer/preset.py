@@ -21,35 +21,33 @@ from ruamel.yaml import YAML
 from fer import params
 from fer.io import write_text
 
+# The recipe both full-data presets share: cosine decay, label smoothing, random crops with
+# ten-crop at test, random erasing and noise/blur augmentation, on the official split (the
+# source's test folder stays the test set). The presets differ in network and optimizer.
+MODERN_RECIPE: dict[str, dict[str, object]] = {
+    "split": {"strategy": "official"},
+    "train": {
+        "batch_size": 64, "schedule": "cosine", "label_smoothing": 0.1, "mixup_alpha": 0.0,
+        "random_erasing": 0.25, "corruption_augment": 0.25, "class_weights": False, "augment": True,
+        "mixed_precision": True, "early_stopping_patience": 1000,
+    },
+    "evaluate": {"tta": "tencrop"},
+}
+
+
+def _modern(**train: object) -> dict[str, dict[str, object]]:
+    return {**MODERN_RECIPE, "train": {**MODERN_RECIPE["train"], **train}}
+
+
 PRESETS: dict[str, dict[str, dict[str, object]]] = {
-    # For a GPU: the VGG-style network (Khaireddin & Chen, 2021) with its SGD-Nesterov recipe,
-    # plus cosine decay, label smoothing, 40 px random crops with ten-crop at test, random
-    # erasing and noise/blur augmentation. Official split: the source's test folder stays the
-    # test set. Not run to the end here (no GPU was at hand): see README, Results.
-    "full": {
-        "split": {"strategy": "official"},
-        "train": {
-            "arch": "vgg", "epochs": 100, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.01,
-            "weight_decay": 0.0005, "schedule": "cosine", "warmup_epochs": 2, "label_smoothing": 0.1,
-            "mixup_alpha": 0.0, "crop_size": 40, "random_erasing": 0.25, "corruption_augment": 0.25,
-            "class_weights": False, "augment": True, "mixed_precision": True,
-            "early_stopping_patience": 1000,
-        },
-        "evaluate": {"tta": "tencrop"},
-    },
-    # For 2 CPU cores and about an hour: the seed CNN with the same modern recipe. This is
-    # what trained the shipped models/pretrained/fer2013.keras.
-    "cpu": {
-        "split": {"strategy": "official"},
-        "train": {
-            "arch": "seed_cnn", "epochs": 36, "batch_size": 64, "optimizer": "adamw", "learning_rate": 0.001,
-            "weight_decay": 0.01, "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
-            "mixup_alpha": 0.0, "crop_size": 44, "random_erasing": 0.25, "corruption_augment": 0.25,
-            "class_weights": False, "augment": True, "mixed_precision": True,
-            "early_stopping_patience": 1000,
-        },
-        "evaluate": {"tta": "tencrop"},
-    },
+    # For a GPU: the VGG-style network (Khaireddin & Chen, 2021) with its SGD-Nesterov recipe.
+    # Not run to the end here (no GPU was at hand): see README, Results.
+    "full": _modern(arch="vgg", epochs=100, optimizer="sgd", learning_rate=0.01, weight_decay=0.0005,
+                    warmup_epochs=2, crop_size=40),
+    # For 2 CPU cores and about an hour: the seed CNN with AdamW. This is what trained the
+    # shipped models/pretrained/fer2013.keras.
+    "cpu": _modern(arch="seed_cnn", epochs=36, optimizer="adamw", learning_rate=0.001, weight_decay=0.01,
+                   warmup_epochs=1, crop_size=44),
     # The defaults: the seed recipe on the embedded sample.
     "quick": {
         "data": {"source": "data/sample"},

@@ -64,8 +64,7 @@ class LearningRateLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if logs is not None:
             optimizer = self.model.optimizer
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
-                optimizer._get_current_learning_rate()))
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
 
 # ----------------------------------------------------------------------------- recipe
@@ -160,11 +159,12 @@ class TrainingBatches(keras.utils.PyDataset):
         self.mixup_alpha = mixup_alpha
         self.erasing_probability = erasing_probability
         self.corruption_probability = corruption_probability
-        self.epoch = first_epoch
-        self._order = self._shuffle()
+        self.start_at_epoch(first_epoch)
 
-    def _shuffle(self) -> np.ndarray:
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.labels))
+    def start_at_epoch(self, epoch: int) -> None:
+        """Serve the batches of `epoch` next (shuffled by seed and epoch alone)."""
+        self.epoch = epoch
+        self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.labels) / self.batch_size))
@@ -190,8 +190,7 @@ class TrainingBatches(keras.utils.PyDataset):
         return x, y, w.astype(np.float32)
 
     def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self._order = self._shuffle()
+        self.start_at_epoch(self.epoch + 1)
 
 
 # ----------------------------------------------------------------------------- resumable fit
@@ -326,8 +325,7 @@ def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarra
         for variable, value in zip(seed_state_variables(model), state["seed_states"], strict=True):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         first_epoch = state["epochs_done"]
-        batches.epoch = first_epoch
-        batches._order = batches._shuffle()
+        batches.start_at_epoch(first_epoch)
     keeper = ResumableCheckpoint(checkpoint_dir, fingerprint, monitor, state, callbacks)
     x_val = np.asarray(x_val, dtype=np.float32)
     x_val = x_val[..., None] if x_val.ndim == 3 else x_val
