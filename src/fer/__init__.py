@@ -7,8 +7,8 @@ CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", 
 IMAGE_SIZE = 48
 # Names in the model registry (fer.models.ARCHITECTURES), kept here so that params can be
 # checked without importing Keras; a test keeps the two equal.
-ARCHITECTURE_NAMES: tuple[str, ...] = ("seed_cnn", "seed_cnn_deep", "seed_cnn_compact", "vgg", "resnet_small",
-                                       "efficientnet_b0")
+ARCHITECTURE_NAMES: tuple[str, ...] = ("seed_cnn", "seed_cnn_deep", "seed_cnn_compact", "vgg", "vgg_half",
+                                       "vgg_half_deep", "resnet_small", "resnet_half", "efficientnet_b0")
 # Names in fer.robustness.CORRUPTIONS, for the same reason.
 CORRUPTION_NAMES: tuple[str, ...] = ("gaussian_noise", "salt_and_pepper", "gaussian_blur", "brightness", "contrast",
                                      "jpeg", "eye_occlusion", "mouth_occlusion", "random_patch", "rotation",

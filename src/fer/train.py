@@ -17,8 +17,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from fer.augment import Augmentation
 from fer.io import atomic_path, read_json, write_json
-from fer.robustness import augment_with_corruptions
 from fer.runtime import native_stderr_silenced
 
 MONITOR_MODES = {"val_accuracy": "max", "val_loss": "min"}
@@ -116,36 +116,17 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[np.asarray(labels)]
 
 
-def random_erasing(images: np.ndarray, probability: float, rng: np.random.Generator,
-                   area: tuple[float, float] = (0.02, 0.25), aspect: tuple[float, float] = (0.3, 3.3)) -> np.ndarray:
-    """Random erasing (Zhong et al., 2020): with `probability`, fill one random rectangle
-    of 2-25% of the face with uniform noise. Works in place on a float copy."""
-    out = np.array(images, dtype=np.float32, copy=True)
-    size_h, size_w = out.shape[1], out.shape[2]
-    for index in np.flatnonzero(rng.random(len(out)) < probability):
-        face = out[index]  # a view: writing to it changes `out`
-        target = rng.uniform(*area) * size_h * size_w
-        ratio = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1])))
-        h = int(min(size_h, round(np.sqrt(target * ratio))))
-        w = int(min(size_w, round(np.sqrt(target / ratio))))
-        top, left = rng.integers(0, size_h - h + 1), rng.integers(0, size_w - w + 1)
-        face[top:top + h, left:left + w] = rng.uniform(0, 255, size=face[top:top + h, left:left + w].shape)
-    return out
-
-
 class TrainingBatches(keras.utils.PyDataset):
     """Shuffled training batches of raw faces, one-hot labels and per-sample loss weights.
 
-    Pixel-level augmentations that Keras has no layer for are done here in NumPy:
-    corruption (noise/blur), random erasing and mixup. Every random choice comes from a
-    generator seeded by (seed, epoch, batch), so a resumed run sees the same batches as an
-    uninterrupted one. Geometric augmentation stays in the model as Keras layers.
+    The cheap augmentations (random crop, flip, erasing, noise: `fer.augment`) and mixup are
+    vectorised NumPy over the whole batch. Every random choice comes from a generator seeded
+    by (seed, epoch, batch), so a resumed run sees the same batches as an uninterrupted one.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  seed: int, class_weight: dict[int, float] | None = None, mixup_alpha: float = 0.0,
-                 erasing_probability: float = 0.0, corruption_probability: float = 0.0,
-                 first_epoch: int = 0) -> None:
+                 augmentation: Augmentation | None = None, first_epoch: int = 0) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images = np.asarray(images)
         self.labels = np.asarray(labels)
@@ -157,8 +138,7 @@ class TrainingBatches(keras.utils.PyDataset):
             weights[c] = w
         self.sample_weights = weights[self.labels]
         self.mixup_alpha = mixup_alpha
-        self.erasing_probability = erasing_probability
-        self.corruption_probability = corruption_probability
+        self.augmentation = augmentation
         self.start_at_epoch(first_epoch)
 
     def start_at_epoch(self, epoch: int) -> None:
@@ -177,10 +157,8 @@ class TrainingBatches(keras.utils.PyDataset):
             x = x[..., None]
         y = one_hot(self.labels[rows], self.num_classes)
         w = self.sample_weights[rows]
-        if self.corruption_probability > 0:
-            x = augment_with_corruptions(x, self.corruption_probability, rng)
-        if self.erasing_probability > 0:
-            x = random_erasing(x, self.erasing_probability, rng)
+        if self.augmentation is not None:
+            x = self.augmentation(x, rng)
         if self.mixup_alpha > 0:
             lam = np.float32(rng.beta(self.mixup_alpha, self.mixup_alpha))
             partner = rng.permutation(len(rows))
@@ -309,10 +287,12 @@ def training_callbacks(monitor: str, early_stopping_patience: int, schedule: str
 def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarray, y_val: np.ndarray,
                   epochs: int, checkpoint_dir: str | Path, fingerprint: str, monitor: str,
                   callbacks: list[keras.callbacks.Callback],
-                  extra_callbacks: list[keras.callbacks.Callback] = ()) -> tuple[keras.Model, dict, int]:
+                  extra_callbacks: list[keras.callbacks.Callback] = (),
+                  restore_best: bool = True) -> tuple[keras.Model, dict, int]:
     """Fit, resuming from `checkpoint_dir` if an unfinished run with this fingerprint left one.
 
-    Returns the model with the best epoch's weights, the full history (resumed epochs
+    Returns the model with the best epoch's weights (the last epoch's with
+    `restore_best=False`, as a schedule that decays to the end intends), the full history (resumed epochs
     included) and the epoch training started from (0 for a fresh run).
     `callbacks` are the stateful ones (early stopping, LR on plateau): their counters are
     saved and restored. Validation labels are class indices.
@@ -334,7 +314,8 @@ def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarra
         model.fit(batches, validation_data=(x_val, y_val_hot), epochs=epochs, initial_epoch=first_epoch,
                   callbacks=[LearningRateLogger(), *callbacks, *extra_callbacks, keeper], verbose=2,
                   shuffle=False)  # the batches shuffle themselves, by seed and epoch; Keras would use global state
-    model.load_weights(checkpoint_dir / "best.weights.h5")  # the best epoch, not the last
+    if restore_best:
+        model.load_weights(checkpoint_dir / "best.weights.h5")
     return model, keeper.state["history"], first_epoch
 
 
