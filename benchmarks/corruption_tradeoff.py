@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fer.runtime import start_backend
+from ferflow.runtime import start_backend
 
 
 def main() -> None:
@@ -33,13 +33,13 @@ def main() -> None:
     import numpy as np
     import pandas as pd
 
-    from fer.evaluate import predict_proba
-    from fer.io import sha256_file, write_text
-    from fer.models import build_model, make_augmentation
-    from fer.preprocess import load_processed
-    from fer.robustness import corrupt
-    from fer.runtime import environment_info, seed_everything
-    from fer.train import TrainingBatches, compile_model, fit_resumable, training_callbacks
+    from ferflow.evaluate import predict_proba
+    from ferflow.io import sha256_file, write_text
+    from ferflow.models import build_model, make_augmentation
+    from ferflow.preprocess import load_processed
+    from ferflow.robustness import corrupt
+    from ferflow.runtime import environment_info, seed_everything
+    from ferflow.train import TrainingBatches, compile_model, fit_resumable, training_callbacks
 
     data = load_processed(args.dataset)
     x_test, y_test = data.x["test"], data.y["test"]

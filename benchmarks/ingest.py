@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fer import CLASS_NAMES
-from fer.csv_data import write_contest_csv
-from fer.data import find_images, load_dataset
-from fer.preprocess import prepare, save_processed
+from ferflow import CLASS_NAMES
+from ferflow.csv_data import write_contest_csv
+from ferflow.data import find_images, load_dataset
+from ferflow.preprocess import prepare, save_processed
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

@@ -3,7 +3,7 @@
     python benchmarks/predict_latency.py --model models/pretrained/fer2013.keras --repeats 50
 
 End to end = read the file, detect faces (Haar cascade), crop, classify: what one call of
-`fer.predict.predict_paths` costs per photo once the model is loaded (model loading is
+`ferflow.predict.predict_paths` costs per photo once the model is loaded (model loading is
 timed separately). The photo is scikit-image's astronaut portrait (512x512, one face).
 Throughput = classification alone on 48x48 crops from data/sample in batches.
 One seed project reports 6.8 ms per face; compare with `single_photo_ms_p50`.
@@ -30,8 +30,8 @@ def main() -> None:
     import cv2
     from skimage import data as skimage_data
 
-    from fer.predict import DEFAULT_MODEL, PredictOptions, face_detector, load_classifier, predict_paths
-    from fer.runtime import environment_info
+    from ferflow.predict import DEFAULT_MODEL, PredictOptions, face_detector, load_classifier, predict_paths
+    from ferflow.runtime import environment_info
 
     start = time.perf_counter()
     classifier = load_classifier(args.model or DEFAULT_MODEL)

@@ -73,20 +73,20 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/recipe_study"))
     args = parser.parse_args()
 
-    from fer.runtime import start_backend
+    from ferflow.runtime import start_backend
 
     start_backend()
     import keras
     import numpy as np
 
-    from fer.augment import Augmentation
-    from fer.data import load_dataset
-    from fer.evaluate import predict_proba, predict_tta
-    from fer.models import build_model, make_augmentation
-    from fer.preprocess import prepare
-    from fer.robustness import gaussian_noise
-    from fer.runtime import seed_everything
-    from fer.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
+    from ferflow.augment import Augmentation
+    from ferflow.data import load_dataset
+    from ferflow.evaluate import predict_proba, predict_tta
+    from ferflow.models import build_model, make_augmentation
+    from ferflow.preprocess import prepare
+    from ferflow.robustness import gaussian_noise
+    from ferflow.runtime import seed_everything
+    from ferflow.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
                            make_optimizer)
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import argparse
 import json
 import time
 
-from fer.runtime import environment_info, seed_everything, start_backend
+from ferflow.runtime import environment_info, seed_everything, start_backend
 
 
 def main() -> None:
@@ -26,9 +26,9 @@ def main() -> None:
     start_backend()
     import numpy as np
 
-    from fer.models import build_model, make_augmentation
-    from fer.runtime import use_mixed_precision
-    from fer.train import compile_model, one_hot
+    from ferflow.models import build_model, make_augmentation
+    from ferflow.runtime import use_mixed_precision
+    from ferflow.train import compile_model, one_hot
 
     mixed = use_mixed_precision(args.mixed_precision)
     rng = np.random.default_rng(0)

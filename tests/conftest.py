@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fer import CLASS_NAMES
-from fer.runtime import configure_determinism
+from ferflow import CLASS_NAMES
+from ferflow.runtime import configure_determinism
 
 configure_determinism()  # before any test imports Keras
 

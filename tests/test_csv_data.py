@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from fer import CLASS_NAMES
-from fer.csv_data import CONTEST_EMOTIONS, load_csv_dataset, write_contest_csv
-from fer.data import DataError, load_dataset, load_folder_dataset
+from ferflow import CLASS_NAMES
+from ferflow.csv_data import CONTEST_EMOTIONS, load_csv_dataset, write_contest_csv
+from ferflow.data import DataError, load_dataset, load_folder_dataset
 
 HEADER = "emotion,pixels,Usage\n"
 

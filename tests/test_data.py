@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer import CLASS_NAMES
-from fer.data import DataError, find_images, load_dataset, load_folder_dataset, load_image
+from ferflow import CLASS_NAMES
+from ferflow.data import DataError, find_images, load_dataset, load_folder_dataset, load_image
 
 
 def test_loads_every_face_as_48x48_uint8_with_folder_labels(tiny_source: Path) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fer.data import Dataset, load_folder_dataset
-from fer.dedup import deduplicate, pixel_hashes
-from fer.preprocess import prepare
+from ferflow.data import Dataset, load_folder_dataset
+from ferflow.dedup import deduplicate, pixel_hashes
+from ferflow.preprocess import prepare
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

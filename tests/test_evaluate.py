@@ -8,10 +8,10 @@ import pytest
 import keras
 from sklearn.metrics import log_loss
 
-from fer.evaluate import (calibration_metrics, classification_metrics, confusion_counts, confusion_rows,
+from ferflow.evaluate import (calibration_metrics, classification_metrics, confusion_counts, confusion_rows,
                           measure_latency, misclassified, occlusion_map, predict_tta, reliability_bins,
                           shift_faces, top_confusions, tta_views)
-from fer.models import build_model
+from ferflow.models import build_model
 
 NAMES = ("a", "b", "c")
 

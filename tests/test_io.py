@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer.io import atomic_path, load_npz, read_json, save_npz, write_json
+from ferflow.io import atomic_path, load_npz, read_json, save_npz, write_json
 
 
 def test_failed_write_leaves_neither_output_nor_temporary(tmp_path) -> None:

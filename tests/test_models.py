@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from fer.models import ARCHITECTURES, build_model, make_augmentation
-from fer.runtime import seed_everything
-from fer.train import compile_model, one_hot, save_model
+from ferflow.models import ARCHITECTURES, build_model, make_augmentation
+from ferflow.runtime import seed_everything
+from ferflow.train import compile_model, one_hot, save_model
 
 
 def conv_params(c_in: int, c_out: int) -> int:
@@ -57,7 +57,7 @@ def test_every_registered_model_trains_one_step_on_raw_pixels(arch: str, rng) ->
 
 
 def test_params_know_exactly_the_registered_architectures() -> None:
-    from fer import ARCHITECTURE_NAMES
+    from ferflow import ARCHITECTURE_NAMES
 
     assert set(ARCHITECTURE_NAMES) == set(ARCHITECTURES)
 

@@ -85,12 +85,12 @@ def test_source_notebook_is_committed_clean(notebook_name: str) -> None:
 
 
 def test_report_stage_depends_on_what_the_page_shows() -> None:
-    from fer.report import FIGURES
+    from ferflow.report import FIGURES
 
     stage = load_dvc_yaml()["stages"]["report"]
     for path in FIGURES.values():
         assert path in stage["deps"]
-    assert "src/fer/report.py" in stage["deps"]
+    assert "src/ferflow/report.py" in stage["deps"]
     assert stage["outs"] == ["reports/index.html"]
 
 
@@ -100,10 +100,10 @@ def test_stage_deps_list_the_package_modules_its_notebook_imports(stage_name: st
     notebook = nbformat.read(REPO / "notebooks" / f"{STAGES[stage_name]}.ipynb", as_version=4)
     source = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     imported = set(re.findall(r"from fer\.(\w+) import", source))
-    imported |= {name.strip() for names in re.findall(r"from fer import ([\w, ]+)", source)
-                 for name in names.split(",") if (REPO / "src" / "fer" / f"{name.strip()}.py").exists()}
+    imported |= {name.strip() for names in re.findall(r"from ferflow import ([\w, ]+)", source)
+                 for name in names.split(",") if (REPO / "src" / "ferflow" / f"{name.strip()}.py").exists()}
     for module in imported:
-        assert f"src/fer/{module}.py" in stage["deps"], f"{stage_name} imports fer.{module}"
+        assert f"src/ferflow/{module}.py" in stage["deps"], f"{stage_name} imports fer.{module}"
 
 
 def test_every_passed_param_exists_in_params_yaml() -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fer import params
-from fer.params import ParamsError
+from ferflow import params
+from ferflow.params import ParamsError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,6 +70,6 @@ def test_checking_params_does_not_load_keras() -> None:
     import subprocess
     import sys
 
-    code = "import sys; from fer import params; params.load('params.yaml'); print('keras' in sys.modules)"
+    code = "import sys; from ferflow import params; params.load('params.yaml'); print('keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import REPO, copy_tiny_source
-from fer import CLASS_NAMES
+from ferflow import CLASS_NAMES
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from skimage import data as skimage_data
 
-from fer import CLASS_NAMES
-from fer.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
-from fer.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, load_classifier,
+from ferflow import CLASS_NAMES
+from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, load_classifier,
                          predict_paths)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "test"
@@ -33,9 +33,9 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
     """A small untrained model with its sidecar, as the train stage writes them."""
-    from fer.models import build_model, make_augmentation
-    from fer.runtime import seed_everything
-    from fer.train import save_model
+    from ferflow.models import build_model, make_augmentation
+    from ferflow.runtime import seed_everything
+    from ferflow.train import save_model
 
     folder = tmp_path_factory.mktemp("model")
     seed_everything(0)

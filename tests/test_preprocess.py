@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from fer import CLASS_NAMES
-from fer.data import Dataset, load_folder_dataset
-from fer.dedup import pixel_hashes
-from fer.preprocess import load_processed, prepare, save_processed, training_class_weights
+from ferflow import CLASS_NAMES
+from ferflow.data import Dataset, load_folder_dataset
+from ferflow.dedup import pixel_hashes
+from ferflow.preprocess import load_processed, prepare, save_processed, training_class_weights
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

@@ -1,4 +1,4 @@
-"""`python -m fer.preset`: presets merge into params.yaml, keep comments, and refuse bad keys."""
+"""`python -m ferflow.preset`: presets merge into params.yaml, keep comments, and refuse bad keys."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fer import params
-from fer.preset import PRESETS, main
+from ferflow import params
+from ferflow.preset import PRESETS, main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from fer.report import STAGE_REPORTS, build_index
+from ferflow.report import STAGE_REPORTS, build_index
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = base64.b64decode(

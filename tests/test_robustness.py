@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fer import CORRUPTION_NAMES
-from fer.robustness import (CORRUPTIONS, augment_with_corruptions, contrast, corrupt, gaussian_noise,
+from ferflow import CORRUPTION_NAMES
+from ferflow.robustness import (CORRUPTIONS, augment_with_corruptions, contrast, corrupt, gaussian_noise,
                             robustness_table, salt_and_pepper, summarise)
 
 

@@ -1,4 +1,4 @@
-"""`python -m fer.ship`: the shipped model's sidecar joins the run's model, data and test results."""
+"""`python -m ferflow.ship`: the shipped model's sidecar joins the run's model, data and test results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from fer.ship import main
+from ferflow.ship import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -15,8 +15,8 @@ def fake_run(root: Path) -> None:
     (root / "models").mkdir(parents=True)
     (root / "metrics").mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    from fer.models import build_model
-    from fer.train import compile_model, save_model
+    from ferflow.models import build_model
+    from ferflow.train import compile_model, save_model
 
     model = build_model("seed_cnn_compact", 2)
     compile_model(model, 1e-3)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from dvclive import Live
 
-from fer.train import (TrainingBatches, best_epoch, load_resume_state, log_history, make_learning_rate,
+from ferflow.train import (TrainingBatches, best_epoch, load_resume_state, log_history, make_learning_rate,
                        make_optimizer, one_hot, random_erasing)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,12 +123,12 @@ def test_a_finished_or_foreign_checkpoint_starts_afresh(tmp_path) -> None:
 # A tiny training run, as a script so that the test can kill it like a user would.
 TRAIN_SCRIPT = textwrap.dedent("""
     import sys, time
-    from fer.runtime import start_backend
+    from ferflow.runtime import start_backend
     start_backend()
     import keras, numpy as np
-    from fer.models import build_model, make_augmentation
-    from fer.runtime import seed_everything
-    from fer.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
+    from ferflow.models import build_model, make_augmentation
+    from ferflow.runtime import seed_everything
+    from ferflow.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
                            make_optimizer, training_callbacks)
 
     class Pause(keras.callbacks.Callback):  # makes room for the kill between epochs

@@ -1,6 +1,6 @@
 """Ship a pipeline run's model as the pretrained model: models/pretrained/fer2013.keras + .json.
 
-    python -m fer.ship /path/to/run-checkout [--source-name ../shared/fer2013]
+    python -m ferflow.ship /path/to/run-checkout [--source-name ../shared/fer2013]
 
 Saves the run's `models/model.keras` without its optimizer state (inference needs only the
 weights, and the file shrinks to about a third) and writes a sidecar that merges the run's own
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from fer.io import read_json, sha256_file, write_json
+from ferflow.io import read_json, sha256_file, write_json
 
 TARGET = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "fer2013.keras"
 
@@ -59,12 +59,12 @@ def build_sidecar(run: Path, source_name: str | None) -> dict:
 
 def save_for_inference(source: Path, target: Path) -> None:
     """Re-save a .keras model without optimizer state (loaded uncompiled, in safe mode)."""
-    from fer.runtime import native_stderr_silenced, start_backend
+    from ferflow.runtime import native_stderr_silenced, start_backend
 
     start_backend()
     import keras
 
-    from fer.train import save_model
+    from ferflow.train import save_model
 
     with native_stderr_silenced():
         model = keras.saving.load_model(source, safe_mode=True, compile=False)

@@ -25,8 +25,8 @@ def export_model(model, fmt: str, out: str | Path) -> Path:
     import keras
     import numpy as np
 
-    from fer.models import without_augmentation
-    from fer.runtime import native_stderr_silenced
+    from ferflow.models import without_augmentation
+    from ferflow.runtime import native_stderr_silenced
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; choose one of {sorted(FORMATS)}")

@@ -1,6 +1,6 @@
 """Use a trained model on photos and videos: find faces, classify their emotion, report.
 
-    from fer.predict import load_classifier, predict_paths
+    from ferflow.predict import load_classifier, predict_paths
     classifier = load_classifier("models/pretrained/fer2013.keras")
     faces, problems = predict_paths(["photos/"], classifier)
 
@@ -19,8 +19,8 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from fer import IMAGE_SIZE
-from fer.io import read_json
+from ferflow import IMAGE_SIZE
+from ferflow.io import read_json
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -74,7 +74,7 @@ def sidecar_path(model_path: Path) -> Path:
 
 def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     """Load a .keras model in safe mode with its sidecar, checking that the two agree."""
-    from fer.runtime import native_stderr_silenced, start_backend
+    from ferflow.runtime import native_stderr_silenced, start_backend
 
     start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
     import keras
@@ -197,8 +197,8 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool) -> np.n
     All views go through the model as one batch with `predict_on_batch`, which skips the
     per-call set-up of `predict`: a photo holds a few faces, not thousands.
     """
-    from fer.evaluate import tta_views
-    from fer.runtime import native_stderr_silenced
+    from ferflow.evaluate import tta_views
+    from ferflow.runtime import native_stderr_silenced
 
     mode = ("tencrop" if classifier.crop_size else "flip") if tta else "none"
     views = tta_views(faces, mode, classifier.crop_size)
@@ -283,7 +283,7 @@ def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list
     name = source.stem + (f"_frame{image.frame:06d}" if image.frame is not None else "") + ".png"
     target = Path(directory) / _relative_parent(source, roots) / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    from fer.io import atomic_path
+    from ferflow.io import atomic_path
 
     with atomic_path(target, suffix=".png") as tmp:
         if not cv2.imwrite(str(tmp), canvas):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer import IMAGE_SIZE
-from fer.data import DataError, Dataset
-from fer.io import write_text
+from ferflow import IMAGE_SIZE
+from ferflow.data import DataError, Dataset
+from ferflow.io import write_text
 
 CONTEST_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")

@@ -20,7 +20,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
 
 
 def _predict_parser(sub) -> None:
-    from fer.predict import DEFAULT_MODEL
+    from ferflow.predict import DEFAULT_MODEL
 
     p = sub.add_parser("predict", help="classify the emotion of every face in images, folders or videos",
                        description="Find faces (OpenCV Haar cascade) and classify their emotion.",
@@ -40,8 +40,8 @@ def _predict_parser(sub) -> None:
 
 
 def _export_parser(sub) -> None:
-    from fer.export import FORMATS
-    from fer.predict import DEFAULT_MODEL
+    from ferflow.export import FORMATS
+    from ferflow.predict import DEFAULT_MODEL
 
     p = sub.add_parser("export", help="export a model to ONNX, SavedModel or TFLite",
                        description="Export a model for serving (TensorFlow backend).")
@@ -51,7 +51,7 @@ def _export_parser(sub) -> None:
 
 
 def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...]) -> None:
-    from fer.io import write_text
+    from ferflow.io import write_text
 
     records = [face.record() for face in faces]
     if json_path is not None:
@@ -79,8 +79,8 @@ def print_table(faces: list, out=None) -> None:
 
 def load_or_report(model_path: Path):
     """The classifier, or None after printing why the model cannot be used."""
-    from fer.predict import ModelError, load_classifier
-    from fer.runtime import configure_determinism
+    from ferflow.predict import ModelError, load_classifier
+    from ferflow.runtime import configure_determinism
 
     configure_determinism()
     try:
@@ -91,7 +91,7 @@ def load_or_report(model_path: Path):
 
 
 def run_predict(args) -> int:
-    from fer.predict import PredictOptions, predict_paths
+    from ferflow.predict import PredictOptions, predict_paths
 
     if args.video_stride is not None and args.video_stride < 1:
         print("error: --video-stride must be 1 or more", file=sys.stderr)
@@ -114,7 +114,7 @@ def run_predict(args) -> int:
 
 
 def run_export(args) -> int:
-    from fer.export import default_output, export_model
+    from ferflow.export import default_output, export_model
 
     classifier = load_or_report(args.model)
     if classifier is None:

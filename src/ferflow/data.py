@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fer import CLASS_NAMES, IMAGE_SIZE
+from ferflow import CLASS_NAMES, IMAGE_SIZE
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -213,7 +213,7 @@ def load_dataset(source: str | os.PathLike, classes: tuple[str, ...] = CLASS_NAM
     """
     sources, labels = split_classes(classes)
     if str(source).lower().endswith(".csv"):
-        from fer.csv_data import load_csv_dataset  # noqa: PLC0415 - keeps pandas out of folder loads
+        from ferflow.csv_data import load_csv_dataset  # noqa: PLC0415 - keeps pandas out of folder loads
 
         dataset = load_csv_dataset(source, sources, key=key, on_bad=on_bad)
     else:

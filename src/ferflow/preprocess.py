@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.data import Dataset
-from fer.dedup import DuplicateReport, blank_mask, deduplicate
-from fer.io import load_npz, save_npz
-from fer.split import SPLIT_NAMES, class_weights, stratified_split
+from ferflow.data import Dataset
+from ferflow.dedup import DuplicateReport, blank_mask, deduplicate
+from ferflow.io import load_npz, save_npz
+from ferflow.split import SPLIT_NAMES, class_weights, stratified_split
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import Callable
 import keras
 from keras import layers
 
-from fer import IMAGE_SIZE
+from ferflow import IMAGE_SIZE
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 

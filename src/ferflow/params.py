@@ -15,8 +15,8 @@ import re
 
 import yaml
 
-from fer import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
-from fer.data import split_classes
+from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
+from ferflow.data import split_classes
 
 
 class ParamsError(ValueError):
@@ -94,7 +94,7 @@ SCHEMA: dict[str, dict[str, Param]] = {
         "occlusion_patch": Param("int", "side in pixels of the grey patch for occlusion maps", 2, 24),
     },
     "robustness": {
-        "corruptions": Param("name_list", "corruptions to test, from fer.robustness.CORRUPTIONS",
+        "corruptions": Param("name_list", "corruptions to test, from ferflow.robustness.CORRUPTIONS",
                              choices=CORRUPTION_NAMES),
         "seed": Param("int", "seed for the noise", 0, 2**32 - 1),
     },

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from fer.runtime import native_stderr_silenced
+from ferflow.runtime import native_stderr_silenced
 
 
 def as_model_input(images: np.ndarray) -> np.ndarray:

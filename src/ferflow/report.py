@@ -1,6 +1,6 @@
 """The report index: one self-contained page over the whole pipeline run.
 
-    python -m fer.report --out reports/index.html
+    python -m ferflow.report --out reports/index.html
 
 It links every stage report, shows the headline metrics and key figures (embedded, so
 the page works wherever it is opened), the params, the code and data versions (git
@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from fer.io import write_text
+from ferflow.io import write_text
 
 STAGE_REPORTS = {
     "explore": "01_explore.html",

@@ -1,6 +1,6 @@
 """Write a named preset of params into params.yaml, keeping its comments.
 
-    python -m fer.preset full data.source=/path/to/fer2013 [train.epochs=40 ...]
+    python -m ferflow.preset full data.source=/path/to/fer2013 [train.epochs=40 ...]
     dvc repro
 
 `full` is the best recipe this project knows for the whole data set (see README, Results).
@@ -18,8 +18,8 @@ from pathlib import Path
 import yaml
 from ruamel.yaml import YAML
 
-from fer import params
-from fer.io import write_text
+from ferflow import params
+from ferflow.io import write_text
 
 # The recipe both full-data presets share: cosine decay, label smoothing, random crops with
 # ten-crop at test, random erasing and noise/blur augmentation, on the official split (the

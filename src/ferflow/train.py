@@ -17,9 +17,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from fer.augment import Augmentation
-from fer.io import atomic_path, read_json, write_json
-from fer.runtime import native_stderr_silenced
+from ferflow.augment import Augmentation
+from ferflow.io import atomic_path, read_json, write_json
+from ferflow.runtime import native_stderr_silenced
 
 MONITOR_MODES = {"val_accuracy": "max", "val_loss": "min"}
 
@@ -119,7 +119,7 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 class TrainingBatches(keras.utils.PyDataset):
     """Shuffled training batches of raw faces, one-hot labels and per-sample loss weights.
 
-    The cheap augmentations (random crop, flip, erasing, noise: `fer.augment`) and mixup are
+    The cheap augmentations (random crop, flip, erasing, noise: `ferflow.augment`) and mixup are
     vectorised NumPy over the whole batch. Every random choice comes from a generator seeded
     by (seed, epoch, batch), so a resumed run sees the same batches as an uninterrupted one.
     """
