@@ -22,7 +22,8 @@ from PIL import Image
 from ferflow import CLASS_NAMES
 from ferflow.csv_data import write_contest_csv
 from ferflow.data import find_images, load_dataset
-from ferflow.preprocess import prepare, save_processed
+from ferflow.preprocess import prepare
+from ferflow.processed import save_processed
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

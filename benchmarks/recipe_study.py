@@ -84,7 +84,7 @@ def main() -> None:
     from ferflow.evaluate import predict_proba, predict_tta
     from ferflow.models import build_model, make_augmentation
     from ferflow.preprocess import prepare
-    from ferflow.robustness import gaussian_noise
+    from ferflow.corruptions import gaussian_noise
     from ferflow.runtime import seed_everything
     from ferflow.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
                            make_optimizer)
@@ -109,7 +109,7 @@ def main() -> None:
             continue
         recipe = CANDIDATES[name]
         seed_everything(args.seed)
-        geometric = make_augmentation(args.seed, shift=0.0, horizontal_flip=False) if recipe.geometric else None
+        geometric = make_augmentation(args.seed) if recipe.geometric else None
         model = build_model(recipe.arch, num_classes, augmentation=geometric, crop_size=recipe.crop_size)
         batches = TrainingBatches(x_train, y_train, num_classes, recipe.batch_size, args.seed,
                                   mixup_alpha=recipe.mixup_alpha,

@@ -12,7 +12,8 @@ from hypothesis.extra.numpy import arrays
 
 from ferflow import CLASS_NAMES
 from ferflow.csv_data import CONTEST_EMOTIONS, load_csv_dataset, write_contest_csv
-from ferflow.data import DataError, load_dataset, load_folder_dataset
+from ferflow.data import load_dataset, load_folder_dataset
+from ferflow.records import DataError
 
 HEADER = "emotion,pixels,Usage\n"
 

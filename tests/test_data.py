@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from ferflow import CLASS_NAMES
-from ferflow.data import DataError, find_images, load_dataset, load_folder_dataset, load_image
+from ferflow.data import find_images, load_dataset, load_folder_dataset, load_image
+from ferflow.records import DataError
 
 
 def test_loads_every_face_as_48x48_uint8_with_folder_labels(tiny_source: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferflow.data import Dataset, load_folder_dataset
+from ferflow.data import load_folder_dataset
+from ferflow.records import Dataset
 from ferflow.dedup import deduplicate, pixel_hashes
 from ferflow.preprocess import prepare
 

@@ -9,8 +9,9 @@ import keras
 from sklearn.metrics import log_loss
 
 from ferflow.evaluate import (calibration_metrics, classification_metrics, confusion_counts, confusion_rows,
-                          measure_latency, misclassified, occlusion_map, predict_tta, reliability_bins,
-                          shift_faces, top_confusions, tta_views)
+                              measure_latency, misclassified, most_confident_correct, occlusion_map, predict_tta,
+                              reliability_bins, top_confusions)
+from ferflow.tta import shift_faces, tta_views
 from ferflow.models import build_model
 
 NAMES = ("a", "b", "c")
@@ -95,6 +96,12 @@ def test_top_confusions_and_misclassified_faces() -> None:
     np.testing.assert_array_equal(misclassified(y_true, probabilities, 0, 1, limit=5), [1, 0])
 
 
+def test_the_most_confident_correct_face_of_each_class() -> None:
+    probabilities = np.array([[0.6, 0.4, 0.0], [0.9, 0.1, 0.0], [0.2, 0.8, 0.0], [0.95, 0.05, 0.0]])
+    y_true = np.array([0, 0, 1, 1])  # face 3 is confidently wrong; no face is class 2
+    assert most_confident_correct(y_true, probabilities) == {0: 1, 1: 2}
+
+
 def test_shift_moves_faces_and_repeats_edges() -> None:
     face = np.arange(48 * 48, dtype=np.float32).reshape(1, 48, 48)
     moved = shift_faces(face, 4, -4)[0, :, :, 0]
@@ -111,7 +118,7 @@ def test_tencrop_views_put_each_corner_crop_in_the_centre(rng) -> None:
     np.testing.assert_array_equal(centre(views[1]), faces[:, 0:40, 0:40])  # top-left crop
     np.testing.assert_array_equal(centre(views[4]), faces[:, 8:48, 8:48])  # bottom-right crop
     np.testing.assert_array_equal(centre(views[5]), faces[:, 4:44, 4:44][:, :, ::-1])  # flipped centre
-    with pytest.raises(ValueError, match="evaluate.tta"):
+    with pytest.raises(ValueError, match="test-time augmentation 'fivecrop'"):
         tta_views(faces, "fivecrop", 40)
 
 

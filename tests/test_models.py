@@ -8,7 +8,8 @@ import pytest
 
 from ferflow.models import ARCHITECTURES, build_model, make_augmentation
 from ferflow.runtime import seed_everything
-from ferflow.train import compile_model, one_hot, save_model
+from ferflow.io import save_model
+from ferflow.train import compile_model, one_hot
 
 
 def conv_params(c_in: int, c_out: int) -> int:
@@ -65,7 +66,7 @@ def test_params_know_exactly_the_registered_architectures() -> None:
 @pytest.mark.parametrize("crop", [40, 44])
 def test_crop_is_inside_the_model_random_in_training_centred_at_test(crop: int, rng) -> None:
     seed_everything(0)
-    model = build_model("seed_cnn_compact", 7, augmentation=make_augmentation(0, crop_size=crop), crop_size=crop)
+    model = build_model("seed_cnn_compact", 7, augmentation=make_augmentation(0), crop_size=crop)
     assert model.input_shape == (None, 48, 48, 1)
     x = rng.integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
     centre = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(x))
@@ -85,7 +86,7 @@ def test_vgg_follows_the_published_layout() -> None:
 
 
 def test_pretrained_weights_only_for_backbones_that_take_them() -> None:
-    with pytest.raises(ValueError, match="train.weights"):
+    with pytest.raises(ValueError, match="weights 'imagenet' apply only to"):
         build_model("seed_cnn", 7, weights="imagenet")
 
 

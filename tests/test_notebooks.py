@@ -1,33 +1,32 @@
-"""Stage notebooks and dvc.yaml agree: tagged parameters, matching names, no outputs."""
+"""Stage notebooks and dvc.yaml agree: one path for params, complete code deps, clean notebooks."""
 
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import nbformat
 import pytest
 import yaml
 
+from ferflow.stage import STAGES, checked_path
+from imports import closure, direct_imports
+
 REPO = Path(__file__).resolve().parents[1]
-STAGES = {
-    "explore": "01_explore",
-    "preprocess": "02_preprocess",
-    "train": "03_train",
-    "evaluate": "04_evaluate",
-    "robustness": "05_robustness",
-}
-PASSED = re.compile(r'-p\s+(\w+)\s+"?\$\{([\w.]+)\}"?')
+PACKAGE_DIR = REPO / "src" / "ferflow"
 
 
 def load_dvc_yaml() -> dict:
     return yaml.safe_load((REPO / "dvc.yaml").read_text())
 
 
-def stage_command(stage: dict) -> str:
-    cmd = stage["cmd"]
-    return " ".join(cmd) if isinstance(cmd, list) else cmd
+def notebook_path(stage: str) -> Path:
+    return REPO / "notebooks" / f"{STAGES[stage][0]}.ipynb"
+
+
+def code_of(stage: str) -> str:
+    notebook = nbformat.read(notebook_path(stage), as_version=4)
+    return "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
 
 
 def parameters_cell(notebook) -> nbformat.NotebookNode:
@@ -41,40 +40,50 @@ def assigned_names(source: str) -> set[str]:
             for target in node.targets if isinstance(target, ast.Name)}
 
 
-def expand_sections(declared: list[str]) -> list[str]:
-    """Stage params as keys: a whole section listed stands for every key in it."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    keys = []
-    for entry in declared:
-        keys += [entry] if "." in entry else [f"{entry}.{key}" for key in params[entry]]
-    return keys
+def missing_code_deps(deps: list[str], roots: set[str]) -> list[str]:
+    """Package modules that `roots` import, directly or not, and that `deps` does not list."""
+    needed = closure(roots, PACKAGE_DIR)
+    return sorted(f"src/ferflow/{m}.py" for m in needed if f"src/ferflow/{m}.py" not in deps)
 
 
-def test_dvc_yaml_has_the_five_notebook_stages_in_order_then_the_report() -> None:
-    assert list(load_dvc_yaml()["stages"]) == [*STAGES, "report"]
+def test_dvc_yaml_has_the_check_stage_then_the_five_notebook_stages_then_the_report() -> None:
+    assert list(load_dvc_yaml()["stages"]) == ["check", *STAGES, "report"]
 
 
-@pytest.mark.parametrize("stage_name, notebook_name", STAGES.items())
-def test_stage_notebook_matches_its_dvc_stage(stage_name: str, notebook_name: str) -> None:
+def test_no_stage_command_interpolates_a_value() -> None:
+    # ${...} in a cmd would put params text into a shell command line.
+    for name, stage in load_dvc_yaml()["stages"].items():
+        assert "${" not in str(stage["cmd"]), name
+
+
+def test_the_check_stage_writes_one_file_per_section() -> None:
+    from ferflow.params import SECTIONS
+
+    stage = load_dvc_yaml()["stages"]["check"]
+    assert stage["cmd"] == "PYTHONPATH=src python -m ferflow.stage check"
+    outs = [next(iter(o)) for o in stage["outs"]]
+    assert outs == [str(checked_path(section)) for section in SECTIONS]
+    assert stage["params"] == [{"params.yaml": None}]
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_stage_hands_its_notebook_exactly_the_sections_it_declares(stage_name: str) -> None:
     stage = load_dvc_yaml()["stages"][stage_name]
-    path = REPO / "notebooks" / f"{notebook_name}.ipynb"
-    notebook = nbformat.read(path, as_version=4)
-    command = stage_command(stage)
-
-    passed = dict(PASSED.findall(command))
-    assert set(passed) == assigned_names(parameters_cell(notebook).source)
-    assert sorted(passed.values()) == sorted(expand_sections(stage["params"]))  # each key read is declared
-
-    assert f"PYTHONPATH=src papermill notebooks/{notebook_name}.ipynb reports/{notebook_name}.ipynb" in command
-    assert f"nbconvert --log-level WARN --to html reports/{notebook_name}.ipynb" in command
+    notebook_name, sections = STAGES[stage_name]
+    notebook = nbformat.read(notebook_path(stage_name), as_version=4)
+    assert stage["cmd"] == f"PYTHONPATH=src python -m ferflow.stage run {stage_name}"
+    assert assigned_names(parameters_cell(notebook).source) == set(sections)
+    assert stage["params"] == list(sections)
+    for section in sections:
+        assert str(checked_path(section)) in stage["deps"], "the checked section orders the stage after check"
     assert f"notebooks/{notebook_name}.ipynb" in stage["deps"]
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
     assert f"reports/{notebook_name}.ipynb" in outs and f"reports/{notebook_name}.html" in outs
 
 
-@pytest.mark.parametrize("notebook_name", STAGES.values())
-def test_source_notebook_is_committed_clean(notebook_name: str) -> None:
-    notebook = nbformat.read(REPO / "notebooks" / f"{notebook_name}.ipynb", as_version=4)
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_source_notebook_is_committed_clean(stage_name: str) -> None:
+    notebook = nbformat.read(notebook_path(stage_name), as_version=4)
     nbformat.validate(notebook)
     for cell in notebook.cells:
         if cell.cell_type == "code":
@@ -84,33 +93,33 @@ def test_source_notebook_is_committed_clean(notebook_name: str) -> None:
     assert notebook.metadata.language_info.name == "python"
 
 
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_notebooks_define_no_functions(stage_name: str) -> None:
+    tree = ast.parse(code_of(stage_name))
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))], \
+        "put logic in src/ferflow with a test"
+
+
 def test_report_stage_depends_on_what_the_page_shows() -> None:
     from ferflow.report import FIGURES
 
     stage = load_dvc_yaml()["stages"]["report"]
     for path in FIGURES.values():
         assert path in stage["deps"]
-    assert "src/ferflow/report.py" in stage["deps"]
     assert stage["outs"] == ["reports/index.html"]
 
 
-@pytest.mark.parametrize("stage_name", STAGES)
-def test_stage_deps_list_the_package_modules_its_notebook_imports(stage_name: str) -> None:
+@pytest.mark.parametrize("stage_name", [*STAGES, "check", "report"])
+def test_stage_deps_list_every_module_it_imports_directly_or_not(stage_name: str) -> None:
     stage = load_dvc_yaml()["stages"][stage_name]
-    notebook = nbformat.read(REPO / "notebooks" / f"{STAGES[stage_name]}.ipynb", as_version=4)
-    source = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    imported = set(re.findall(r"from fer\.(\w+) import", source))
-    imported |= {name.strip() for names in re.findall(r"from ferflow import ([\w, ]+)", source)
-                 for name in names.split(",") if (REPO / "src" / "ferflow" / f"{name.strip()}.py").exists()}
-    for module in imported:
-        assert f"src/ferflow/{module}.py" in stage["deps"], f"{stage_name} imports fer.{module}"
+    if stage_name in STAGES:
+        roots = direct_imports(code_of(stage_name), PACKAGE_DIR) | {"stage"}  # the runner too
+    else:
+        roots = {"stage" if stage_name == "check" else "report"}
+    assert missing_code_deps(stage["deps"], roots) == [], f"add these to the {stage_name} stage's deps"
 
 
-def test_every_passed_param_exists_in_params_yaml() -> None:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for name, stage in load_dvc_yaml()["stages"].items():
-        if name == "report":
-            continue  # it shows the whole file
-        for key in expand_sections(stage["params"]):
-            section, field = key.split(".")
-            assert field in params[section], f"{name} reads {key}, which params.yaml lacks"
+def test_the_deps_check_catches_a_module_imported_only_indirectly() -> None:
+    deps = load_dvc_yaml()["stages"]["preprocess"]["deps"]
+    without_dedup = [d for d in deps if d != "src/ferflow/dedup.py"]
+    assert "src/ferflow/dedup.py" in missing_code_deps(without_dedup, {"preprocess"})  # preprocess -> dedup

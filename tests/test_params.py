@@ -1,7 +1,10 @@
-"""Params validation: each kind of mistake is refused with the key, value and what is allowed."""
+"""The params schema: each kind of mistake is refused with the key, the value and what is allowed."""
 
 from __future__ import annotations
 
+import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,63 +16,83 @@ from ferflow.params import ParamsError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_the_shipped_params_file_is_valid() -> None:
+def shipped() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_the_shipped_params_file_is_valid_and_typed() -> None:
     loaded = params.load(REPO / "params.yaml")
-    assert loaded["data"]["classes"] == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-    assert loaded["train"]["class_weights"] is True
+    assert loaded.data.classes == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert isinstance(loaded.train.flip, bool) and isinstance(loaded.train.epochs, int)
+    assert loaded.robustness.corruptions[0] == "gaussian_noise"
+    assert loaded.split.fractions == {"train": 0.70, "val": 0.15, "test": 0.15}
 
 
-@pytest.mark.parametrize("section, values, message", [
-    ("train", {"epoch": 3}, r"unknown key\(s\) \['train.epoch'\]"),
-    ("train", {"epochs": "ten"}, r"train.epochs = 'ten' is invalid: expected an integer"),
-    ("train", {"epochs": 2.5}, r"train.epochs = 2.5 is invalid: expected an integer"),
-    ("train", {"epochs": 0}, r"train.epochs = 0 is invalid: expected a value in \[1, 10000\]"),
-    ("train", {"learning_rate": True}, r"train.learning_rate = True is invalid: expected a number"),
-    ("train", {"class_weights": "maybe"}, r"train.class_weights = 'maybe' is invalid: expected true or false"),
-    ("train", {"arch": "resnet9000"}, r"train.arch = 'resnet9000' is invalid: expected one of \['seed_cnn'"),
-    ("data", {"classes": "happy contempt"}, r"unknown name\(s\) \['contempt'\]"),
-    ("data", {"classes": "happy happy"}, r"must not repeat"),
-    ("data", {"classes": "happy=joy sad=joy"}, r"must not repeat"),
-    ("data", {"classes": "happy=9lives"}, r"new name\(s\) \['9lives'\] must be a letter"),
-    ("data", {"on_conflict": "merge"}, r"data.on_conflict = 'merge' is invalid: expected one of \['drop', 'keep_first'\]"),
-    ("robustness", {"corruptions": "gaussian_noise fog"}, r"unknown or repeated name\(s\) \['fog'\]"),
-    ("robustness", {"corruptions": "jpeg jpeg"}, r"unknown or repeated"),
-    ("train", {"optimizer": "rmsprop"}, r"train.optimizer = 'rmsprop' is invalid"),
-    ("train", {"crop_size": 50}, r"train.crop_size = 50 is invalid: expected a value in \[0, 48\]"),
-    ("evaluate", {"tta": "fivecrop"}, r"evaluate.tta"),
-    ("nonsense", {}, r"unknown section 'nonsense'"),
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "epoch", 3, r"train.epoch is not a known key; known keys of train: \['arch'"),
+    ("train", "epochs", "ten", r"train.epochs = 'ten' is invalid: Input should be a valid integer"),
+    ("train", "epochs", "3", r"train.epochs = '3' is invalid"),  # no string coercion
+    ("train", "epochs", 2.5, r"train.epochs = 2.5 is invalid: Input should be a valid integer"),
+    ("train", "epochs", 0, r"train.epochs = 0 is invalid: Input should be greater than or equal to 1"),
+    ("train", "learning_rate", True, r"train.learning_rate = True is invalid"),
+    ("train", "learning_rate", math.nan, r"train.learning_rate = nan is invalid: Input should be a finite number"),
+    ("train", "weight_decay", math.inf, r"train.weight_decay = inf is invalid: Input should be a finite number"),
+    ("train", "class_weights", "maybe", r"train.class_weights = 'maybe' is invalid: Input should be a valid boolean"),
+    ("train", "flip", "true", r"train.flip = 'true' is invalid"),  # YAML gives real booleans
+    ("train", "arch", "resnet9000", r"train.arch = 'resnet9000' is invalid: Input should be 'seed_cnn'"),
+    ("train", "optimizer", "adam w", r"train.optimizer = 'adam w' is invalid: Input should be 'adam', 'adamw' or 'sgd'"),
+    ("train", "crop_size", 50, r"train.crop_size = 50 is invalid: Input should be less than or equal to 48"),
+    ("train", "weights", "imagenet", r"weights 'imagenet' apply only to efficientnet_b0"),
+    ("data", "classes", ["happy", "contempt"], r"unknown emotion\(s\) \['contempt'\]"),
+    ("data", "classes", ["happy"], r"data.classes = \['happy'\] is invalid: List should have at least 2 items"),
+    ("data", "classes", "angry disgust", r"data.classes = 'angry disgust' is invalid: Input should be a valid list"),
+    ("data", "classes", ["happy", "happy"], r"must not repeat"),
+    ("data", "classes", ["happy=joy", "sad=joy"], r"must not repeat"),
+    ("data", "classes", ["happy=9lives", "sad"], r"new name\(s\) \['9lives'\] must be a letter"),
+    ("data", "classes", ["$(touch /tmp/x)angry", "sad"], r"unknown emotion"),
+    ("data", "on_conflict", "merge", r"data.on_conflict = 'merge' is invalid: Input should be 'drop' or 'keep_first'"),
+    ("split", "test", 0.3, r"split: train \+ val \+ test = 1.15, but the fractions must sum to 1"),
+    ("robustness", "corruptions", ["gaussian_noise", "fog"], r"robustness.corruptions.1 = 'fog' is invalid"),
+    ("robustness", "corruptions", ["jpeg", "jpeg"], r"corruptions must not repeat"),
+    ("evaluate", "tta", "flip; touch /tmp/x #", r"evaluate.tta = 'flip; touch /tmp/x #' is invalid"),
 ])
-def test_bad_values_are_refused_with_a_clear_message(section, values, message) -> None:
+def test_bad_values_are_refused_with_a_clear_message(section, key, value, message) -> None:
+    values = {**shipped()[section], key: value}
     with pytest.raises(ParamsError, match=message):
         params.check(section, values)
 
 
-def test_papermill_strings_are_parsed() -> None:
-    parsed = params.check("train", {"class_weights": "false", "augment": "true"})
-    assert parsed == {"class_weights": False, "augment": True}
-    assert params.check("robustness", {"corruptions": "jpeg rotation"})["corruptions"] == ("jpeg", "rotation")
-    assert params.check("data", {"classes": "sad happy"})["classes"] == ("sad", "happy")
-    assert params.check("data", {"classes": "sad happy=joy"})["classes"] == ("sad", "happy=joy")
+def test_an_unknown_section_is_refused() -> None:
+    with pytest.raises(ParamsError, match=r"unknown section 'nonsense'"):
+        params.check("nonsense", {})
 
 
-def test_a_file_with_a_missing_or_unknown_key_is_refused(tmp_path: Path) -> None:
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+def test_a_file_with_a_missing_or_unknown_key_or_section_is_refused(tmp_path: Path) -> None:
+    raw = shipped()
     del raw["train"]["seed"]
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     with pytest.raises(ParamsError, match=r"missing key\(s\) \['train.seed'\]"):
         params.load(path)
+    raw = shipped()
     raw["trian"] = {}
     path.write_text(yaml.safe_dump(raw))
-    with pytest.raises(ParamsError, match=r"unknown section\(s\) \['trian'\]"):
+    with pytest.raises(ParamsError, match=r"trian is not a known key; known keys: \['data'"):
         params.load(path)
+    path.write_text("train: [1, 2\n")
+    with pytest.raises(ParamsError, match=r"not valid YAML"):
+        params.load(path)
+    with pytest.raises(ParamsError, match=r"does not exist"):
+        params.load(tmp_path / "absent.yaml")
+
+
+def test_read_section_finds_params_yaml_from_a_subfolder() -> None:
+    assert params.read_section("train", REPO / "notebooks") == shipped()["train"]
+    assert params.project_root(REPO / "notebooks") == REPO
 
 
 def test_checking_params_does_not_load_keras() -> None:
-    # Stages that never touch a model (explore, preprocess) check the whole file too.
-    import subprocess
-    import sys
-
+    # Stages that never touch a model (check, explore, preprocess) validate without the backend.
     code = "import sys; from ferflow import params; params.load('params.yaml'); print('keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

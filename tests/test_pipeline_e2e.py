@@ -1,9 +1,11 @@
 """End to end: `dvc repro` in a temporary git copy of the repo, on tiny real data.
 
-One module-scoped run is shared by the checks, in order: a full repro, a no-op
-repro, a train-param change with `dvc metrics diff`, a forced rerun for determinism,
-a mistyped param, a queued two-point sweep, a push/pull round trip to a remote, and a
-train stage killed mid-run that resumes on the next `dvc repro`.
+One module-scoped run makes a committed baseline. Every test that changes something works
+in its own clone of it (sharing the DVC cache, so nothing is retrained to get there), so the
+tests do not depend on each other or on their order: a no-op repro, a train-param change
+with `dvc metrics diff`, a forced rerun for determinism, a mistyped and a hostile param, a
+queued two-point sweep, a push/pull round trip to a remote, and a train stage killed mid-run
+that resumes on the next `dvc repro`.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ferflow import CLASS_NAMES
 
 pytestmark = pytest.mark.e2e
 
-STAGES = ("explore", "preprocess", "train", "evaluate", "robustness", "report")
+STAGES = ("check", "explore", "preprocess", "train", "evaluate", "robustness", "report")
 AFTER_TRAIN = {"train", "evaluate", "robustness", "report"}
 QUALITY_METRICS = ("metrics/preprocess.json", "metrics/train.json", "metrics/evaluate.json",
                    "metrics/robustness.json")  # latency.json holds timings, which vary
@@ -93,7 +95,18 @@ def project(tmp_path_factory) -> Path:
     commit(repo, "tiny")
     output = dvc("repro", cwd=repo)
     assert stages_run(output) == set(STAGES)
+    commit(repo, "baseline")
     return repo
+
+
+@pytest.fixture
+def workspace(project: Path, tmp_path: Path) -> Path:
+    """A fresh clone of the baseline, its DVC outputs checked out from the project's cache."""
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
+    dvc("cache", "dir", "--local", str(project / ".dvc" / "cache"), cwd=clone)
+    dvc("checkout", cwd=clone)
+    return clone
 
 
 def declared_outputs(repo: Path) -> list[Path]:
@@ -108,7 +121,7 @@ def declared_outputs(repo: Path) -> list[Path]:
 def test_repro_writes_every_output_and_report_without_errors(project: Path) -> None:
     for path in declared_outputs(project):
         assert path.exists(), f"{path.relative_to(project)} was not written"
-    notebook_stages = [s for s in STAGES if s != "report"]
+    notebook_stages = [s for s in STAGES if s not in ("check", "report")]
     for number, stage in enumerate(notebook_stages, start=1):
         executed = nbformat.read(project / "reports" / f"0{number}_{stage}.ipynb", as_version=4)
         errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
@@ -125,54 +138,74 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
     assert sidecar["input"]["shape"] == [48, 48, 1]
 
 
-def test_second_repro_runs_nothing(project: Path) -> None:
-    output = dvc("repro", cwd=project)
+def test_repro_right_after_a_clone_of_the_baseline_runs_nothing(workspace: Path) -> None:
+    output = dvc("repro", cwd=workspace)
     assert stages_run(output) == set()
     assert "up to date" in output
 
 
-def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_diff(project: Path) -> None:
-    commit(project, "baseline")
-    set_param(project, "train", "learning_rate", 0.01)
-    output = dvc("repro", cwd=project)
-    assert stages_run(output) == AFTER_TRAIN
-    diff = json.loads(dvc("metrics", "diff", "--json", cwd=project))
+def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_diff(workspace: Path) -> None:
+    old = yaml.safe_load((workspace / "params.yaml").read_text())["train"]["learning_rate"]
+    set_param(workspace, "train", "learning_rate", 0.01)
+    output = dvc("repro", cwd=workspace)
+    assert stages_run(output) == {"check"} | AFTER_TRAIN
+    diff = json.loads(dvc("metrics", "diff", "--json", cwd=workspace))
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
     assert "metrics/train.json" in changed, diff
-    params_diff = json.loads(dvc("params", "diff", "--json", cwd=project))
+    params_diff = json.loads(dvc("params", "diff", "--json", cwd=workspace))
     change = params_diff["params.yaml"]["train.learning_rate"]
-    assert (change["old"], change["new"]) == (0.001, 0.01)
+    assert (change["old"], change["new"]) == (old, 0.01)
 
 
-def test_forced_rerun_with_the_same_params_gives_identical_metrics(project: Path) -> None:
-    before = read_metrics(project)
-    output = dvc("repro", "--force", "--single-item", "train", "evaluate", "robustness", cwd=project)
+def test_forced_rerun_with_the_same_params_gives_identical_metrics(workspace: Path) -> None:
+    before = read_metrics(workspace)
+    output = dvc("repro", "--force", "--single-item", "train", "evaluate", "robustness", cwd=workspace)
     assert {"train", "evaluate", "robustness"} <= stages_run(output)
-    assert read_metrics(project) == before
-    dvc("repro", cwd=project)  # the report catches up
-    commit(project, "lr 0.01")
+    assert read_metrics(workspace) == before
 
 
-def test_a_mistyped_param_stops_the_stage_before_any_work(project: Path) -> None:
-    path = project / "params.yaml"
-    original = path.read_text()
-    params = yaml.safe_load(original)
-    params["train"]["epcohs"] = 50
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-    output = run([sys.executable, "-m", "dvc", "repro"], project, check=False)
-    assert "unknown key(s) ['train.epcohs']" in output
-    assert stages_run(output) == {"train"}  # the section changed, so its stage ran and refused
-    executed = (project / "reports/03_train.ipynb").read_text()
-    assert "Epoch 1/" not in executed  # stopped before training
-    # Undo: params and the git-tracked outputs from git, the cached ones from DVC (the
-    # failed run removed the stage's outputs and left its partial report for reading).
-    run(["git", "checkout", "--", "."], project)
-    assert path.read_text() == original
-    dvc("checkout", "--force", cwd=project)
-    assert stages_run(dvc("repro", cwd=project)) == set()
+def outputs_snapshot(repo: Path) -> dict[str, bytes]:
+    return {str(path.relative_to(repo)): path.read_bytes() for path in declared_outputs(repo) if path.is_file()}
 
 
-def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(project: Path) -> None:
+@pytest.mark.parametrize("section, key, value, message", [
+    ("train", "epcohs", 50, "train.epcohs is not a known key"),
+    ("train", "epochs", "abc", "train.epochs = 'abc' is invalid"),
+    ("train", "learning_rate", float("nan"), "train.learning_rate = nan is invalid"),
+])
+def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, section, key, value,
+                                                                      message) -> None:
+    before = outputs_snapshot(workspace)
+    set_param(workspace, section, key, value)
+    output = run([sys.executable, "-m", "dvc", "repro"], workspace, check=False)
+    assert message in output
+    assert "Traceback" not in output
+    assert stages_run(output) == {"check"}  # nothing after it ran, so nothing of theirs was removed
+    after = outputs_snapshot(workspace)
+    assert {k: v for k, v in after.items() if not k.startswith("params/checked/")} == \
+        {k: v for k, v in before.items() if not k.startswith("params/checked/")}
+    # Recovery, as the README says: restore params.yaml, then dvc repro (only check reruns).
+    run(["git", "checkout", "--", "params.yaml"], workspace)
+    assert stages_run(dvc("repro", cwd=workspace)) == {"check"}
+    assert outputs_snapshot(workspace) == before
+
+
+@pytest.mark.parametrize("section, key, value", [
+    ("evaluate", "tta", "flip; touch {marker} #"),
+    ("data", "classes", ["$(touch {marker})angry", "sad"]),
+    ("train", "optimizer", "adam`touch {marker}`"),
+])
+def test_a_hostile_param_value_is_refused_and_runs_nothing(workspace, tmp_path, section, key, value) -> None:
+    marker = tmp_path / "pwned"
+    value = [v.format(marker=marker) for v in value] if isinstance(value, list) else value.format(marker=marker)
+    set_param(workspace, section, key, value)
+    output = run([sys.executable, "-m", "dvc", "repro"], workspace, check=False)
+    assert f"{section}.{key}" in output and "is invalid" in output
+    assert not marker.exists()
+
+
+def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(workspace: Path) -> None:
+    project = workspace
     dvc("exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.003", cwd=project)
     dvc("queue", "start", "-j", "1", cwd=project)
     deadline = time.monotonic() + 900
@@ -195,11 +228,12 @@ def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(project: P
     assert len(accuracies) >= 2 and all(0.0 <= a <= 1.0 for a in accuracies)
 
 
-def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(project: Path, tmp_path) -> None:
+def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(workspace: Path, tmp_path) -> None:
+    project = workspace
     remote = tmp_path / "remote"
     dvc("remote", "add", "--local", "-f", "-d", "scratch", str(remote), cwd=project)
     dvc("push", cwd=project)
-    clone = tmp_path / "clone"
+    clone = tmp_path / "second_clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path)
     dvc("remote", "add", "--local", "-f", "-d", "scratch", str(remote), cwd=clone)
     dvc("pull", cwd=clone)
@@ -208,7 +242,8 @@ def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(pr
     assert stages_run(dvc("repro", cwd=clone)) == set()
 
 
-def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(project: Path) -> None:
+def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(workspace: Path) -> None:
+    project = workspace
     for key, value in {"epochs": 30, "early_stopping_patience": 30}.items():
         set_param(project, "train", key, value)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -241,4 +276,7 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(proj
     output = dvc("repro", cwd=project)
     assert "train" in stages_run(output)
     assert f"resumed after epoch {killed_at}" in (project / "reports/03_train.ipynb").read_text()
+    assert f"epoch {killed_at + 1}/30" in output  # progress lines reach the terminal
+    logged = (project / "plots/training/plots/metrics/val/accuracy.tsv").read_text().splitlines()
+    assert len(logged) == 1 + 30  # the curves keep the epochs before the kill
     assert json.loads((project / "metrics/train.json").read_text())["epochs_run"] == 30

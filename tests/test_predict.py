@@ -35,11 +35,11 @@ def model_path(tmp_path_factory) -> Path:
     """A small untrained model with its sidecar, as the train stage writes them."""
     from ferflow.models import build_model, make_augmentation
     from ferflow.runtime import seed_everything
-    from ferflow.train import save_model
+    from ferflow.io import save_model
 
     folder = tmp_path_factory.mktemp("model")
     seed_everything(0)
-    model = build_model("seed_cnn_compact", 7, make_augmentation(0, crop_size=44), crop_size=44)
+    model = build_model("seed_cnn_compact", 7, make_augmentation(0), crop_size=44)
     save_model(model, folder / "fer.keras")
     (folder / "fer.json").write_text(json.dumps({"class_names": list(CLASS_NAMES), "params": {"crop_size": 44}}))
     return folder / "fer.keras"

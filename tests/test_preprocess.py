@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ferflow import CLASS_NAMES
-from ferflow.data import Dataset, load_folder_dataset
+from ferflow.data import load_folder_dataset
+from ferflow.records import Dataset
 from ferflow.dedup import pixel_hashes
-from ferflow.preprocess import load_processed, prepare, save_processed, training_class_weights
+from ferflow.preprocess import prepare, training_class_weights
+from ferflow.processed import load_processed, save_processed
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

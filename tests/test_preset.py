@@ -24,11 +24,17 @@ def params_file(tmp_path) -> Path:
 def test_full_preset_with_overrides_is_written_and_valid(params_file) -> None:
     assert main(["full", "data.source=/data/fer2013", "train.epochs=7", "--params", str(params_file)]) == 0
     written = params.load(params_file)
-    assert written["train"]["arch"] == PRESETS["full"]["train"]["arch"]
-    assert written["train"]["epochs"] == 7
-    assert written["data"]["source"] == "/data/fer2013"
-    assert written["split"]["strategy"] == "official"
+    assert written.train.arch == PRESETS["full"]["train"]["arch"]
+    assert written.train.epochs == 7
+    assert written.data.source == "/data/fer2013"
+    assert written.split.strategy == "official"
     assert "# Kaggle folders" in params_file.read_text()  # comments kept
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_is_a_valid_params_file(params_file, preset) -> None:
+    assert main([preset, "--params", str(params_file)]) == 0
+    params.load(params_file)
 
 
 def test_quick_preset_restores_the_shipped_defaults(params_file) -> None:
@@ -39,8 +45,9 @@ def test_quick_preset_restores_the_shipped_defaults(params_file) -> None:
 
 
 @pytest.mark.parametrize("override, message", [
-    ("train.epoch=3", "unknown key"),
-    ("train.epochs=zero", "expected an integer"),
+    ("train.epoch=3", "train.epoch is not a known key"),
+    ("train.epochs=zero", "train.epochs = 'zero' is invalid: Input should be a valid integer"),
+    ("trian.epochs=3", "unknown section 'trian'"),
     ("epochs=3", "expected section.key=value"),
 ])
 def test_bad_overrides_leave_the_file_untouched(params_file, override, message, capsys) -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ferflow import CORRUPTION_NAMES
-from ferflow.robustness import (CORRUPTIONS, augment_with_corruptions, contrast, corrupt, gaussian_noise,
-                            robustness_table, salt_and_pepper, summarise)
+from ferflow.corruptions import CORRUPTIONS, contrast, corrupt, gaussian_noise, salt_and_pepper
+from ferflow.robustness import corruption_examples, robustness_table, summarise
 
 
 @pytest.fixture
@@ -105,9 +105,9 @@ def test_robustness_table_and_summary_on_a_hand_computed_case() -> None:
     assert summary["per_corruption"]["jpeg"] == {"severity_1": 0.5, "severity_2": 0.5, "severity_3": 0.5}
 
 
-def test_training_corruption_augmentation_touches_about_the_requested_share(faces) -> None:
-    many = np.repeat(faces, 20, axis=0)
-    out = augment_with_corruptions(many, 0.3, np.random.default_rng(0))
-    changed = (out != many).any(axis=(1, 2)).mean()
-    assert 0.2 < changed < 0.4
-    np.testing.assert_array_equal(augment_with_corruptions(many, 0.0, np.random.default_rng(0)), many)
+def test_corruption_examples_show_one_face_at_every_severity(faces) -> None:
+    examples = corruption_examples(faces[0], ["gaussian_noise", "jpeg"], seed=0)
+    assert list(examples) == ["gaussian_noise", "jpeg"]
+    assert len(examples["jpeg"]) == len(CORRUPTIONS["jpeg"].levels) + 1
+    np.testing.assert_array_equal(examples["gaussian_noise"][0], faces[0].astype(np.float32))  # clean
+    assert not np.array_equal(examples["gaussian_noise"][3], examples["gaussian_noise"][0])

@@ -16,7 +16,8 @@ def fake_run(root: Path) -> None:
     (root / "metrics").mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     from ferflow.models import build_model
-    from ferflow.train import compile_model, save_model
+    from ferflow.io import save_model
+    from ferflow.train import compile_model
 
     model = build_model("seed_cnn_compact", 2)
     compile_model(model, 1e-3)

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 from dvclive import Live
 
-from ferflow.train import (TrainingBatches, best_epoch, load_resume_state, log_history, make_learning_rate,
-                       make_optimizer, one_hot, random_erasing)
+from ferflow.checkpoint import CheckpointBusy, checkpoint_lock, load_resume_state
+from ferflow.tracking import EpochProgress, LiveLogger
+from ferflow.train import TrainingBatches, best_epoch, make_learning_rate, make_optimizer, one_hot
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,11 +29,18 @@ def test_best_epoch_follows_the_monitor_direction() -> None:
     assert best_epoch(history, "val_loss") == 2
 
 
-def test_history_is_logged_for_dvc_plots(tmp_path) -> None:
+def test_each_epoch_is_logged_for_dvc_plots_as_it_ends_after_the_resumed_ones(tmp_path) -> None:
     history = {"loss": [2.0, 1.5], "accuracy": [0.2, 0.3], "val_loss": [2.1, 1.9],
                "val_accuracy": [0.1, 0.25], "learning_rate": [1e-3, 5e-4]}
-    with Live(str(tmp_path / "live"), dvcyaml=False, save_dvc_exp=False, report=None) as live:
-        log_history(live, history)
+    live_dir = tmp_path / "live"
+    with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
+        logger = LiveLogger(live, earlier_history={name: values[:1] for name, values in history.items()})
+        logger.on_train_begin()  # a run resumed after epoch 1: epoch 1 comes from the checkpoint
+        logger.on_epoch_end(1, {name: values[1] for name, values in history.items()})
+        # Written as the epoch ends, before the run is over: what `dvc plots show` reads mid-run.
+        rows = (live_dir / "plots" / "metrics" / "val" / "accuracy.tsv").read_text().splitlines()
+        assert len(rows) == 3
+        assert json.loads((live_dir / "metrics.json").read_text())["step"] == 1
     for split in ("train", "val"):
         for metric in ("loss", "accuracy"):
             rows = (tmp_path / "live" / "plots" / "metrics" / split / f"{metric}.tsv").read_text().splitlines()
@@ -58,7 +66,7 @@ def test_optimizers_and_weight_decay() -> None:
     assert sgd.weight_decay == 5e-4
     assert isinstance(make_optimizer("adamw", 1e-3, 0.05), keras.optimizers.AdamW)
     assert make_optimizer("adam", 1e-3, 0.0).weight_decay is None
-    with pytest.raises(ValueError, match="train.optimizer"):
+    with pytest.raises(ValueError, match="unknown optimizer 'rmsprop'"):
         make_optimizer("rmsprop", 1e-3, 0.0)
 
 
@@ -93,14 +101,32 @@ def test_batches_carry_class_weights_and_mixup_keeps_labels_summing_to_one(rng) 
     assert images.min() >= 0 and images.max() <= 255
 
 
-def test_random_erasing_changes_only_some_faces_and_is_seeded(rng) -> None:
-    faces = np.full((50, 48, 48), 128.0, dtype=np.float32)
-    erased = random_erasing(faces, 0.5, np.random.default_rng(3))
-    changed = (erased != faces).any(axis=(1, 2))
-    assert 10 < changed.sum() < 40
-    assert erased.min() >= 0 and erased.max() <= 255
-    np.testing.assert_array_equal(erased, random_erasing(faces, 0.5, np.random.default_rng(3)))
-    np.testing.assert_array_equal(random_erasing(faces, 0.0, np.random.default_rng(3)), faces)
+def test_progress_prints_one_line_per_epoch_with_time_and_eta(capsys) -> None:
+    progress = EpochProgress(epochs=3)
+    for epoch in range(2):
+        progress.on_epoch_begin(epoch)
+        progress.on_epoch_end(epoch, {"loss": 1.5, "val_accuracy": 0.25, "learning_rate": 0.01})
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("epoch 1/3  loss 1.5  val_accuracy 0.25  learning_rate 0.01")
+    assert "ETA" in lines[1] and lines[1].startswith("epoch 2/3")
+
+
+def test_a_second_writer_of_a_checkpoint_folder_is_stopped(tmp_path) -> None:
+    folder = tmp_path / "checkpoints"
+    with checkpoint_lock(folder):
+        code = ("import sys; from ferflow.checkpoint import CheckpointBusy, checkpoint_lock\n"
+                f"try:\n    checkpoint_lock({str(folder)!r}).__enter__()\n"
+                "except CheckpointBusy as error:\n    print(error); sys.exit(3)\n")
+        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        assert other.returncode == 3, other.stderr
+        assert "in use by a training still running (pid" in other.stdout
+    with checkpoint_lock(folder):  # free again once the holder is done
+        pass
+    with pytest.raises(CheckpointBusy):  # in one process too: the lock is per open file
+        with checkpoint_lock(folder), checkpoint_lock(folder):
+            pass
 
 
 def test_one_hot() -> None:
@@ -126,6 +152,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from ferflow.runtime import start_backend
     start_backend()
     import keras, numpy as np
+    from ferflow.augment import Augmentation
     from ferflow.models import build_model, make_augmentation
     from ferflow.runtime import seed_everything
     from ferflow.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
@@ -140,9 +167,9 @@ TRAIN_SCRIPT = textwrap.dedent("""
         x = rng.integers(0, 256, (40, 48, 48)).astype(np.uint8)
         y = np.arange(40) % 7
         seed_everything(3)
-        model = build_model("seed_cnn_compact", 7, make_augmentation(3, crop_size=44), crop_size=44)
+        model = build_model("seed_cnn_compact", 7, make_augmentation(3), crop_size=44)
         batches = TrainingBatches(x, y, 7, 16, 3, {i: 1.0 + i / 10 for i in range(7)}, mixup_alpha=0.2,
-                                  erasing_probability=0.5, corruption_probability=0.5)
+                                  augmentation=Augmentation(44, True, 0.5, 0.5))
         rate = make_learning_rate(1e-3, "cosine", 4, len(batches), 1)
         compile_model(model, make_optimizer("adamw", rate, 1e-4), 0.1)
         callbacks = training_callbacks("val_loss", 10, "cosine", 2, 0.5)

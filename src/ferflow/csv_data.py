@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ferflow import IMAGE_SIZE
-from ferflow.data import DataError, Dataset
+from ferflow.records import DataError, Dataset
 from ferflow.io import write_text
 
 CONTEST_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -10,12 +10,7 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
 from ferflow.runtime import native_stderr_silenced
-
-
-def as_model_input(images: np.ndarray) -> np.ndarray:
-    """(n, 48, 48) uint8 -> (n, 48, 48, 1) float32 raw pixels, what every model takes."""
-    images = np.asarray(images, dtype="float32")
-    return images[..., None] if images.ndim == 3 else images
+from ferflow.tta import as_model_input, tta_views
 
 
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -151,37 +146,6 @@ def misclassified(y_true: np.ndarray, probabilities: np.ndarray, true_class: int
 # ----------------------------------------------------------------------------- test-time augmentation
 
 
-def shift_faces(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """Move faces down by `dy` and right by `dx` pixels, repeating the edge pixels.
-
-    With a model that centre-crops, shifting by the crop margin puts a corner crop in the
-    centre: this is how ten-crop works on a model that takes the whole 48x48 face.
-    """
-    x = as_model_input(images)
-    size_h, size_w = x.shape[1], x.shape[2]
-    pad = max(abs(dy), abs(dx))
-    padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    return padded[:, pad - dy:pad - dy + size_h, pad - dx:pad - dx + size_w]
-
-
-def tta_views(images: np.ndarray, mode: str, crop_size: int) -> list[np.ndarray]:
-    """The views averaged at test time: none (1), flip (2), tencrop (5 crops x 2 flips).
-
-    Ten-crop uses the margin of the model's crop, or 4 pixels for a model trained on whole faces.
-    """
-    x = as_model_input(images)
-    if mode == "none":
-        return [x]
-    flipped = x[:, :, ::-1]
-    if mode == "flip":
-        return [x, flipped]
-    if mode != "tencrop":
-        raise ValueError(f"evaluate.tta = {mode!r}: expected 'none', 'flip' or 'tencrop'")
-    m = (x.shape[1] - crop_size) // 2 if crop_size else 4
-    offsets = [(0, 0), (m, m), (m, -m), (-m, m), (-m, -m)]
-    return [shift_faces(view, dy, dx) for view in (x, flipped) for dy, dx in offsets]
-
-
 def predict_tta(model: keras.Model, images: np.ndarray, mode: str, crop_size: int = 0,
                 batch_size: int = 256) -> np.ndarray:
     """Class probabilities averaged over the test-time views of each face."""
@@ -190,6 +154,18 @@ def predict_tta(model: keras.Model, images: np.ndarray, mode: str, crop_size: in
 
 
 # ----------------------------------------------------------------------------- occlusion
+
+
+def most_confident_correct(y_true: np.ndarray, probabilities: np.ndarray) -> dict[int, int]:
+    """For each class with a correctly classified face: the index of the one predicted most confidently."""
+    y_true = np.asarray(y_true)
+    correct = probabilities.argmax(axis=1) == y_true
+    chosen = {}
+    for index in range(probabilities.shape[1]):
+        members = np.flatnonzero(correct & (y_true == index))
+        if len(members):
+            chosen[index] = int(members[np.argmax(probabilities[members, index])])
+    return chosen
 
 
 def occlusion_map(model: keras.Model, image: np.ndarray, class_index: int, patch: int,

@@ -93,3 +93,9 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_model(model, path: str | os.PathLike) -> None:
+    """Save a Keras model to a .keras file atomically."""
+    with atomic_path(path, suffix=".keras") as tmp:
+        model.save(tmp)

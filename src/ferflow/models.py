@@ -1,7 +1,7 @@
 """Model registry: builders by name, all taking raw 0..255 grey faces.
 
-Every model starts with an optional augmentation block (active only in training), an
-optional centre crop, and a Rescaling layer, so callers feed raw 48x48x1 pixel values and
+Every model starts with an optional geometric augmentation block (active only in training),
+an optional centre crop, and a Rescaling layer, so callers feed raw 48x48x1 pixel values and
 never normalise or crop by hand. Only Keras layers are used, so the same code runs on
 TensorFlow, JAX and PyTorch.
 """
@@ -18,25 +18,16 @@ from ferflow import IMAGE_SIZE
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
 
-def make_augmentation(seed: int, rotation_degrees: float = 15.0, shift: float = 0.10,
-                      zoom: float = 0.10, horizontal_flip: bool = True,
-                      crop_size: int = 0) -> keras.Sequential:
-    """Training-time augmentation as layers: rotation, shift, zoom, horizontal flip.
+def make_augmentation(seed: int, rotation_degrees: float = 15.0, zoom: float = 0.10) -> keras.Sequential:
+    """Geometric training augmentation as layers, active only in training: rotation and zoom.
 
-    No vertical flip and no shear: upside-down or sheared faces are not real inputs.
-    With `crop_size` (e.g. 40 or 44) the shift is at least half the margin in pixels, so that
-    the centre crop the model takes next lands anywhere in the face: a random crop.
+    Crops, flips, erasing and noise are cheaper as NumPy on whole batches (`ferflow.augment`);
+    these two need interpolation, which the Keras layers do (at a cost on a CPU).
     """
-    if crop_size:
-        shift = max(shift, (IMAGE_SIZE - crop_size) / 2 / IMAGE_SIZE)
-    stack = [
+    return keras.Sequential([
         layers.RandomRotation(rotation_degrees / 360.0, fill_mode="nearest", seed=seed),
-        layers.RandomTranslation(shift, shift, fill_mode="nearest", seed=seed + 1),
-        layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 2),
-    ]
-    if horizontal_flip:
-        stack.append(layers.RandomFlip("horizontal", seed=seed + 3))
-    return keras.Sequential(stack, name="augmentation")
+        layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 1),
+    ], name="augmentation")
 
 
 def _conv_block(x, filters: list[int], dropout: float, name: str, kernel_sizes: list[int] | None = None,
@@ -110,26 +101,31 @@ def vgg_body(x, widths: tuple[int, ...] = (64, 128, 256, 512), dense_units: int 
     return x
 
 
+def _slim_vgg(x, stages: tuple[tuple[int, int], ...], dense_units: int = 256, dropout: float = 0.3):
+    """VGG-style stages of (width, convs) conv-BN-ReLU layers, max-pool after each, one dense layer."""
+    for i, (width, convs) in enumerate(stages):
+        x = _conv_block(x, [width] * convs, 0.0, name=f"stage{i + 1}", activation_first=False)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(dense_units, activation="relu", name="fc1_dense")(x)
+    return layers.Dropout(dropout, name="fc1_drop")(x)
+
+
 def vgg_half_body(x):
     """Half-width VGG: 4 stages of 2 conv-BN-ReLU (32->256), max-pool after each, one dense 256.
 
-    About 1.4 M parameters at 44 px crops; the fastest network here that learns FER-2013
-    well on a CPU (see README, recipe study).
+    About 1.4 M parameters at 44 px crops.
     """
-    for i, width in enumerate((32, 64, 128, 256)):
-        x = _conv_block(x, [width, width], 0.0, name=f"stage{i + 1}", activation_first=False)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(256, activation="relu", name="fc1_dense")(x)
-    return layers.Dropout(0.3, name="fc1_drop")(x)
+    return _slim_vgg(x, ((32, 2), (64, 2), (128, 2), (256, 2)))
 
 
 def vgg_half_deep_body(x):
-    """Half-width VGG with a third conv in the last two stages (VGG-13 to VGG-16 style)."""
-    for i, (width, convs) in enumerate(((32, 2), (64, 2), (128, 3), (256, 3))):
-        x = _conv_block(x, [width] * convs, 0.0, name=f"stage{i + 1}", activation_first=False)
-    x = layers.Flatten(name="flatten")(x)
-    x = layers.Dense(256, activation="relu", name="fc1_dense")(x)
-    return layers.Dropout(0.3, name="fc1_drop")(x)
+    """Half-width VGG with a third conv in the last two stages (VGG-13 to VGG-16 style); 2.2 M parameters."""
+    return _slim_vgg(x, ((32, 2), (64, 2), (128, 3), (256, 3)))
+
+
+def vgg_quarter_body(x):
+    """Quarter-width VGG (16->128), one dense 256: 0.43 M parameters, for small data and quick runs."""
+    return _slim_vgg(x, ((16, 2), (32, 2), (64, 2), (128, 2)))
 
 
 def _residual_block(x, filters: int, stride: int, name: str):
@@ -188,6 +184,7 @@ ARCHITECTURES: dict[str, Callable] = {
     "seed_cnn_deep": seed_cnn_deep_body,
     "seed_cnn_compact": seed_cnn_compact_body,
     "vgg": vgg_body,
+    "vgg_quarter": vgg_quarter_body,
     "vgg_half": vgg_half_body,
     "vgg_half_deep": vgg_half_deep_body,
     "resnet_small": resnet_small_body,
@@ -208,9 +205,9 @@ def build_model(arch: str, num_classes: int, augmentation: keras.Sequential | No
     float32 under a mixed-precision policy, so outputs and the loss are computed in full precision.
     """
     if arch not in ARCHITECTURES:
-        raise ValueError(f"train.arch = {arch!r} is not registered; choose one of {sorted(ARCHITECTURES)}")
+        raise ValueError(f"architecture {arch!r} is not registered; choose one of {sorted(ARCHITECTURES)}")
     if weights is not None and arch not in TAKES_WEIGHTS:
-        raise ValueError(f"train.weights = {weights!r} applies only to {sorted(TAKES_WEIGHTS)}, not {arch!r}")
+        raise ValueError(f"weights {weights!r} apply only to {sorted(TAKES_WEIGHTS)}, not {arch!r}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = augmentation(inputs) if augmentation is not None else inputs
     if crop_size:

@@ -209,3 +209,31 @@ def corruption_curves(table: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def corruption_grid(examples: dict[str, list[np.ndarray]], title: str) -> plt.Figure:
+    """One face under each corruption: a row per corruption, a column per severity (0 = clean)."""
+    columns = max(len(views) for views in examples.values())
+    fig, axes = plt.subplots(len(examples), columns, figsize=(1.5 * columns, 1.5 * len(examples)), squeeze=False)
+    for row, (name, views) in enumerate(examples.items()):
+        for severity in range(columns):
+            ax = axes[row, severity]
+            ax.axis("off")
+            if severity < len(views):
+                ax.imshow(np.squeeze(views[severity]), cmap="gray", vmin=0, vmax=255)
+                ax.set_title(f"{name}\nseverity {severity}" if severity else f"{name}\nclean", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_sensitivity(sensitivity: pd.Series, title: str) -> plt.Figure:
+    """Bar chart of recall lost under corruption, per class."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.bar(sensitivity.index, sensitivity.values, color="tab:red")
+    ax.set_xlabel("emotion")
+    ax.set_ylabel("clean recall − mean corrupted recall")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

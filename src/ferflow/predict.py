@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 from ferflow import IMAGE_SIZE
-from ferflow.io import read_json
+from ferflow.sidecar import SidecarError, class_names_of, crop_size_of, read_sidecar
+from ferflow.tta import tta_views
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -68,10 +69,6 @@ class Image:
     pixels: np.ndarray  # BGR or grey, as OpenCV reads it
 
 
-def sidecar_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".json")
-
-
 def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     """Load a .keras model in safe mode with its sidecar, checking that the two agree."""
     from ferflow.runtime import native_stderr_silenced, start_backend
@@ -83,15 +80,11 @@ def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     if not model_path.is_file():
         raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` "
                          f"or pass --model PATH")
-    sidecar = sidecar_path(model_path)
-    if not sidecar.is_file():
-        raise ModelError(f"'{sidecar}' is missing: the model's sidecar names its classes; "
-                         f"keep the .json written by the train stage next to the .keras file")
     try:
-        info = read_json(sidecar)
-        class_names = tuple(info["class_names"])
-    except (ValueError, KeyError, TypeError) as error:
-        raise ModelError(f"'{sidecar}' is not a model sidecar with 'class_names': {error}") from error
+        info = read_sidecar(model_path)
+    except SidecarError as error:
+        raise ModelError(str(error)) from None
+    class_names = class_names_of(info)
     try:
         with native_stderr_silenced():
             model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
@@ -99,12 +92,11 @@ def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
         raise ModelError(f"'{model_path}' is not a Keras model that loads in safe mode: {error}") from error
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
-        raise ModelError(f"'{model_path}' predicts {outputs} classes but '{sidecar}' names "
+        raise ModelError(f"'{model_path}' predicts {outputs} classes but its sidecar names "
                          f"{len(class_names)} {list(class_names)}; they belong to different models")
     if tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
         raise ModelError(f"'{model_path}' takes input {model.input_shape}, not 48x48x1 grey faces")
-    crop_size = int(info.get("params", {}).get("crop_size", 0))
-    return Classifier(model, class_names, crop_size, model_path)
+    return Classifier(model, class_names, crop_size_of(info), model_path)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -197,7 +189,6 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool) -> np.n
     All views go through the model as one batch with `predict_on_batch`, which skips the
     per-call set-up of `predict`: a photo holds a few faces, not thousands.
     """
-    from ferflow.evaluate import tta_views
     from ferflow.runtime import native_stderr_silenced
 
     mode = ("tencrop" if classifier.crop_size else "flip") if tta else "none"

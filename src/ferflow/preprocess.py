@@ -3,31 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ferflow.data import Dataset
+from ferflow import SPLIT_NAMES
 from ferflow.dedup import DuplicateReport, blank_mask, deduplicate
-from ferflow.io import load_npz, save_npz
-from ferflow.split import SPLIT_NAMES, class_weights, stratified_split
-
-
-@dataclass
-class ProcessedData:
-    """Arrays per split plus the class names, as saved in data/processed/dataset.npz."""
-
-    x: dict[str, np.ndarray]  # split -> (n, 48, 48) uint8
-    y: dict[str, np.ndarray]  # split -> (n,) int64
-    files: dict[str, np.ndarray]  # split -> (n,) source-relative paths
-    class_names: tuple[str, ...]
-
-    def counts(self) -> dict[str, dict[str, int]]:
-        return {
-            split: {name: int(c) for name, c in zip(
-                self.class_names, np.bincount(self.y[split], minlength=len(self.class_names)))}
-            for split in SPLIT_NAMES
-        }
+from ferflow.processed import ProcessedData
+from ferflow.records import Dataset
+from ferflow.split import class_weights, stratified_split
 
 
 # Source split names (Kaggle folders and CSV Usage values) and where `official` puts them.
@@ -116,24 +99,3 @@ def training_class_weights(data: ProcessedData) -> dict[str, float]:
     """Balanced class weights from the train split, keyed by class name."""
     weights = class_weights(data.y["train"], len(data.class_names))
     return {name: weights[i] for i, name in enumerate(data.class_names)}
-
-
-def save_processed(path: str | Path, data: ProcessedData) -> None:
-    arrays = {"class_names": np.asarray(data.class_names, dtype=np.str_)}
-    for split in SPLIT_NAMES:
-        arrays[f"x_{split}"] = data.x[split]
-        arrays[f"y_{split}"] = data.y[split]
-        arrays[f"files_{split}"] = data.files[split]
-    save_npz(path, **arrays)
-
-
-def load_processed(path: str | Path) -> ProcessedData:
-    if not Path(path).exists():
-        raise FileNotFoundError(f"'{path}' does not exist; run the preprocess stage (dvc repro preprocess)")
-    arrays = load_npz(path)
-    return ProcessedData(
-        x={s: arrays[f"x_{s}"] for s in SPLIT_NAMES},
-        y={s: arrays[f"y_{s}"] for s in SPLIT_NAMES},
-        files={s: arrays[f"files_{s}"] for s in SPLIT_NAMES},
-        class_names=tuple(str(n) for n in arrays["class_names"]),
-    )

@@ -73,8 +73,8 @@ def headline_metrics(root: Path) -> list[tuple[str, str]]:
         ("test accuracy", _percent(evaluation.get("accuracy"))),
         ("test macro F1", _percent(evaluation.get("macro", {}).get("f1"))),
         ("test weighted F1", _percent(evaluation.get("weighted", {}).get("f1"))),
-        ("best validation accuracy", _percent(training.get("best_val_accuracy"))),
-        ("epochs run (best)", f"{training.get('epochs_run', 'n/a')} ({training.get('best_epoch', 'n/a')})"),
+        ("validation accuracy (kept epoch)", _percent(training.get("val_accuracy"))),
+        ("epochs run (kept)", f"{training.get('epochs_run', 'n/a')} ({training.get('kept_epoch', 'n/a')})"),
     ]
     if "tta" in evaluation:
         rows.append((f"test accuracy with TTA ({evaluation['tta']['mode']})", _percent(evaluation["tta"]["accuracy"])))

@@ -64,7 +64,7 @@ def save_for_inference(source: Path, target: Path) -> None:
     start_backend()
     import keras
 
-    from ferflow.train import save_model
+    from ferflow.io import save_model
 
     with native_stderr_silenced():
         model = keras.saving.load_model(source, safe_mode=True, compile=False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SPLIT_NAMES = ("train", "val", "test")
+from ferflow import SPLIT_NAMES
 
 
 def check_fractions(fractions: dict[str, float], key: str = "split") -> None:

@@ -1,0 +1,130 @@
+"""Run the pipeline's stages without a shell hop for any parameter value.
+
+    python -m ferflow.stage check          # validate params.yaml, write params/checked/<section>.json
+    python -m ferflow.stage run train      # execute notebooks/03_train.ipynb with its sections, render HTML
+
+`check` is the pipeline's first stage and every other stage depends on its output, so a bad
+value stops `dvc repro` before DVC removes any other stage's outputs. It writes one file per
+section, so a changed `train.*` value changes only the train file and reruns only train and
+what follows it.
+
+`run` hands each section to papermill as one dict (a Python value, never a command-line
+string), streams the notebook's output to the terminal (one line per training epoch) and
+renders the executed notebook to HTML. When a cell fails, the first line printed is the
+reason, not a traceback; the executed notebook keeps the full one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ferflow.io import read_json, write_json, write_text
+from ferflow.params import SECTIONS, ParamsError, load
+
+CHECKED_DIR = Path("params/checked")
+# Lines of papermill's own bookkeeping, and figures' text stand-ins, kept off the terminal.
+QUIET_PREFIXES = ("Executing Cell", "Ending Cell", "Executing notebook", "Input Notebook", "Output Notebook",
+                  "Executing:", "<Figure size")
+
+
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # stage: (notebook, params sections it is handed)
+    "explore": ("01_explore", ("data", "explore")),
+    "preprocess": ("02_preprocess", ("data", "split")),
+    "train": ("03_train", ("train",)),
+    "evaluate": ("04_evaluate", ("evaluate",)),
+    "robustness": ("05_robustness", ("robustness",)),
+}
+
+
+def checked_path(section: str) -> Path:
+    return CHECKED_DIR / f"{section}.json"
+
+
+def check(params_path: str | Path = "params.yaml") -> None:
+    """Validate the whole params file, then write each section's checked values."""
+    params = load(params_path)
+    for section in SECTIONS:
+        write_json(checked_path(section), getattr(params, section).model_dump(mode="json"))
+
+
+def stage_parameters(stage: str) -> dict[str, dict]:
+    """The checked sections a stage's notebook is handed, by name."""
+    _, sections = STAGES[stage]
+    missing = [str(checked_path(s)) for s in sections if not checked_path(s).is_file()]
+    if missing:
+        raise ParamsError(f"params: {missing} not found; run `python -m ferflow.stage check` (or dvc repro) first")
+    return {section: read_json(checked_path(section)) for section in sections}
+
+
+def run(stage: str, log_output: bool = True) -> None:
+    """Execute a stage's notebook into reports/ with its params sections, then render it to HTML."""
+    import logging
+
+    import nbconvert
+    import nbformat
+    import papermill
+
+    notebook, _ = STAGES[stage]
+    parameters = stage_parameters(stage)
+    source = Path("notebooks") / f"{notebook}.ipynb"
+    executed = Path("reports") / f"{notebook}.ipynb"
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    # Cell output goes to the terminal as it comes; papermill's own chatter stays quiet.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(lambda record: not record.getMessage().lstrip().startswith(QUIET_PREFIXES)
+                      and record.getMessage().strip() != "")
+    papermill_log = logging.getLogger("papermill")
+    papermill_log.addHandler(handler)
+    papermill_log.propagate = False
+    papermill_log.setLevel(logging.INFO if log_output else logging.WARNING)
+    logging.getLogger("traitlets").setLevel(logging.ERROR)
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=parameters, log_output=log_output,
+                                   progress_bar=False, kernel_name="python3")
+    finally:
+        if executed.exists():
+            body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+            write_text(executed.with_suffix(".html"), body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ferflow.stage", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    check_parser = commands.add_parser("check", help="validate params.yaml and write the checked sections")
+    check_parser.add_argument("--params", default="params.yaml")
+    run_parser = commands.add_parser("run", help="execute one stage's notebook")
+    run_parser.add_argument("stage", choices=list(STAGES))
+    run_parser.add_argument("--quiet", action="store_true", help="do not stream cell output")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            check(args.params)
+        else:
+            run(args.stage, log_output=not args.quiet)
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # papermill's PapermillExecutionError and any other failure
+        print(f"error: {short_reason(error, args)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def short_reason(error: Exception, args: argparse.Namespace) -> str:
+    """One line: what failed and why, then where the full traceback is."""
+    name, value = type(error).__name__, str(error)
+    if hasattr(error, "ename") and hasattr(error, "evalue"):  # a failed notebook cell
+        name, value = error.ename, error.evalue
+    where = ""
+    if getattr(args, "stage", None):
+        where = f" (the {args.stage} stage; full traceback in reports/{STAGES[args.stage][0]}.ipynb)"
+    value = value.strip().splitlines()[0] if value.strip() else ""
+    return f"{name}: {value}{where}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
