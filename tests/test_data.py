@@ -88,6 +88,29 @@ def test_corrupt_image_is_named(tiny_source: Path) -> None:
         load_folder_dataset(tiny_source)
 
 
+def test_an_unreadable_file_is_named_without_python_object_reprs(tiny_source: Path) -> None:
+    (tiny_source / "train" / "sad" / "notes.png").write_bytes(b"not an image at all")
+    with pytest.raises(DataError) as error:
+        load_image(tiny_source / "train" / "sad" / "notes.png")
+    assert "notes.png" in str(error.value) and "BytesIO" not in str(error.value) and " at 0x" not in str(error.value)
+
+
+def test_a_16_bit_png_decodes_like_its_8_bit_face_here_and_in_fer_predict(tiny_source: Path, tmp_path) -> None:
+    import cv2
+
+    from ferflow.predict import read_images, to_grey
+
+    face = load_image(next((tiny_source / "train" / "happy").glob("*.jpg")))
+    wide = tmp_path / "face16.png"
+    cv2.imwrite(str(wide), face.astype(np.uint16) * 257)  # the same face at 16 bits per pixel
+    with Image.open(wide) as image:
+        assert image.mode.startswith("I")  # really 16-bit, the case PIL's convert("L") clips
+    decoded = load_image(wide)
+    np.testing.assert_array_equal(decoded, face)
+    predicted_input = to_grey(next(read_images(wide, None)).pixels)
+    assert np.abs(predicted_input.astype(int) - face.astype(int)).max() <= 1  # both paths agree
+
+
 def test_skip_policy_leaves_corrupt_images_out_and_lists_them(tiny_source: Path) -> None:
     for name in ("broken1.jpg", "broken2.png"):
         (tiny_source / "train" / "sad" / name).write_bytes(b"not an image at all")

@@ -37,7 +37,7 @@ def test_the_shipped_params_file_is_valid_and_typed() -> None:
     ("train", "learning_rate", True, r"train.learning_rate = True is invalid"),
     ("train", "learning_rate", math.nan, r"train.learning_rate = nan is invalid: Input should be a finite number"),
     ("train", "weight_decay", math.inf, r"train.weight_decay = inf is invalid: Input should be a finite number"),
-    ("train", "class_weights", "maybe", r"train.class_weights = 'maybe' is invalid: Input should be a valid boolean"),
+    ("train", "class_weights", True, r"train.class_weights = True is invalid: Input should be 'none', 'sqrt' or 'balanced'"),
     ("train", "flip", "true", r"train.flip = 'true' is invalid"),  # YAML gives real booleans
     ("train", "arch", "resnet9000", r"train.arch = 'resnet9000' is invalid: Input should be 'seed_cnn'"),
     ("train", "optimizer", "adam w", r"train.optimizer = 'adam w' is invalid: Input should be 'adam', 'adamw' or 'sgd'"),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -18,7 +21,7 @@ from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "test"
 # Two real FER-2013 faces from the embedded sample, placed on a canvas at known boxes (x, y, size).
-PLACED = {SAMPLE / "angry" / "PublicTest_53367661.jpg": (40, 60, 144),
+PLACED = {SAMPLE / "angry" / "PublicTest_1419488.jpg": (40, 60, 144),
           SAMPLE / "fear" / "PublicTest_10150476.jpg": (280, 80, 144)}
 
 
@@ -147,10 +150,16 @@ def test_model_problems_stop_before_any_work(model_path, tmp_path, capsys) -> No
     assert main(["predict", str(tmp_path), "--model", str(tmp_path / "missing.keras")]) == EXIT_USAGE
     assert "does not exist" in capsys.readouterr().err
     fake = tmp_path / "fake.keras"
-    fake.write_text("not a zip")
+    fake.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))  # a pickle renamed .keras
     fake.with_suffix(".json").write_text(json.dumps({"class_names": list(CLASS_NAMES)}))
-    with pytest.raises(ModelError, match="is not a Keras model"):
+    with pytest.raises(ModelError, match="'.*fake.keras' is not a Keras model file"):
         load_classifier(fake)
+    broken_zip = tmp_path / "broken.keras"
+    with zipfile.ZipFile(broken_zip, "w") as archive:
+        archive.writestr("config.json", "{not json")
+    broken_zip.with_suffix(".json").write_text(json.dumps({"class_names": list(CLASS_NAMES)}))
+    with pytest.raises(ModelError, match="is not a Keras model that loads in safe mode"):
+        load_classifier(broken_zip)
     copy = tmp_path / "four.keras"
     copy.write_bytes(model_path.read_bytes())
     with pytest.raises(ModelError, match="'.*four.json' is missing"):
@@ -158,6 +167,27 @@ def test_model_problems_stop_before_any_work(model_path, tmp_path, capsys) -> No
     copy.with_suffix(".json").write_text(json.dumps({"class_names": ["happy", "neutral", "sad", "surprise"]}))
     with pytest.raises(ModelError, match="predicts 7 classes but .* names 4"):
         load_classifier(copy)
+
+
+@pytest.mark.parametrize("flag, target, message", [
+    ("--json", "folder", "is a folder; give a file name"),
+    ("--csv", "missing/out.csv", "does not exist"),
+    ("--json", "readonly/out.json", "is not writable"),
+    ("--annotate", "file.txt", "exists and is not a folder"),
+])
+def test_output_paths_are_checked_before_any_work(photos, tmp_path, flag, target, message, capsys) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "readonly").mkdir(mode=0o555)
+    (tmp_path / "file.txt").write_text("x")
+    missing_model = tmp_path / "no_model_needed.keras"  # the check comes before the model loads
+    code = main(["predict", str(photos), "--model", str(missing_model), flag, str(tmp_path / target)])
+    err = capsys.readouterr().err
+    if os.geteuid() == 0 and message == "is not writable":  # root may write anywhere
+        assert code == EXIT_USAGE and "does not exist" in err  # it got as far as the model check
+        return
+    assert code == EXIT_USAGE
+    assert f"error: {flag}: " in err and message in err
+    assert "Traceback" not in err
 
 
 def test_video_frames_are_read_with_a_stride(classifier, tmp_path) -> None:

@@ -18,7 +18,7 @@ from dvclive import Live
 
 from ferflow.checkpoint import CheckpointBusy, checkpoint_lock, load_resume_state
 from ferflow.tracking import EpochProgress, LiveLogger
-from ferflow.train import TrainingBatches, best_epoch, make_learning_rate, make_optimizer, one_hot
+from ferflow.train import TrainingBatches, best_epoch, loss_weights, make_learning_rate, make_optimizer, one_hot
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,6 +127,20 @@ def test_a_second_writer_of_a_checkpoint_folder_is_stopped(tmp_path) -> None:
     with pytest.raises(CheckpointBusy):  # in one process too: the lock is per open file
         with checkpoint_lock(folder), checkpoint_lock(folder):
             pass
+
+
+def test_loss_weights_none_sqrt_and_balanced_average_one_over_the_training_faces() -> None:
+    labels = np.array([0] * 90 + [1] * 10)
+    balanced = {"common": 100 / (2 * 90), "rare": 100 / (2 * 10)}
+    assert loss_weights(balanced, ("common", "rare"), "none", labels) is None
+    full = loss_weights(balanced, ("common", "rare"), "balanced", labels)
+    assert full[1] / full[0] == pytest.approx(9.0)
+    root = loss_weights(balanced, ("common", "rare"), "sqrt", labels)
+    assert root[1] / root[0] == pytest.approx(3.0)
+    for weights in (full, root):
+        assert np.mean([weights[label] for label in labels]) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="unknown class weighting"):
+        loss_weights(balanced, ("common", "rare"), "cubic", labels)
 
 
 def test_one_hot() -> None:

@@ -13,6 +13,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -90,12 +91,38 @@ def load_or_report(model_path: Path):
         return None
 
 
+def output_problem(path: Path | None, is_dir: bool) -> str | None:
+    """Why `path` cannot be written (as a file, or a folder with `is_dir`), or None if it can."""
+    if path is None:
+        return None
+    if is_dir:
+        if path.exists() and not path.is_dir():
+            return f"'{path}' exists and is not a folder"
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not os.access(existing, os.W_OK):
+            return f"'{existing}' is not writable"
+        return None
+    if path.is_dir():
+        return f"'{path}' is a folder; give a file name"
+    if not path.parent.is_dir():
+        return f"the folder '{path.parent}' does not exist"
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        return f"'{path}' is not writable"
+    return None
+
+
 def run_predict(args) -> int:
     from ferflow.predict import PredictOptions, predict_paths
 
     if args.video_stride is not None and args.video_stride < 1:
         print("error: --video-stride must be 1 or more", file=sys.stderr)
         return EXIT_USAGE
+    for flag, path, is_dir in (("--json", args.json, False), ("--csv", args.csv, False),
+                               ("--annotate", args.annotate, True)):
+        problem = output_problem(path, is_dir)
+        if problem:  # checked before the model loads or any photo is read
+            print(f"error: {flag}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
     classifier = load_or_report(args.model)
     if classifier is None:
         return EXIT_USAGE

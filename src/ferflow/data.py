@@ -106,19 +106,29 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
     return images
 
 
+def _to_8bit_grey(image: Image.Image) -> Image.Image:
+    """Grey 8-bit, whatever the bit depth. PIL's convert("L") clips 16-bit values at 255 (an
+    almost white face); they are scaled by 1/256 instead, as OpenCV (`fer predict`) does."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        wide = np.asarray(image, dtype=np.uint32)
+        return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L")
+    return image if image.mode == "L" else image.convert("L")
+
+
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Decode one image file to a 48x48 uint8 grey array (any size, grey or colour)."""
+    """Decode one image file to a 48x48 uint8 grey array (any size, bit depth, grey or colour)."""
     try:
         # One read per file: PIL's own reads of a small JPEG are many tiny system calls.
         with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
-            grey = image if image.mode == "L" else image.convert("L")
+            grey = _to_8bit_grey(image)
             if grey.size != (IMAGE_SIZE, IMAGE_SIZE):
                 grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
             return np.asarray(grey, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise DataError(
-            f"cannot decode image '{path}': {error}. Replace or delete the file."
-        ) from error
+    except UnidentifiedImageError:
+        raise DataError(f"cannot decode image '{path}': not an image format that can be read "
+                        "(JPEG, PNG, ...). Replace or delete the file.") from None
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot decode image '{path}': {error}. Replace or delete the file.") from None
 
 
 def decode_images(files: list[Path], on_bad: str = "error"

@@ -103,7 +103,7 @@ class TrainParams(Section):
     noise_augment: PROBABILITY
     noise_max_sigma: float = Field(ge=0.0, le=1.0)
     geometric_augment: bool
-    class_weights: bool
+    class_weights: Literal["none", "sqrt", "balanced"]
     seed: SEED
     mixed_precision: bool
     monitor: Literal["val_accuracy", "val_loss"]

@@ -12,6 +12,7 @@ run goes on; only a model that cannot be used stops everything, before any work.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -80,6 +81,9 @@ def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     if not model_path.is_file():
         raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` "
                          f"or pass --model PATH")
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for, say, a pickle
+        raise ModelError(f"'{model_path}' is not a Keras model file (a .keras file is a zip archive "
+                         "written by model.save); pass a model trained by this pipeline")
     try:
         info = read_sidecar(model_path)
     except SidecarError as error:

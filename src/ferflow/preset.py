@@ -30,7 +30,7 @@ FULL_DATA_RECIPE: dict[str, dict[str, object]] = {
     "train": {
         "optimizer": "sgd", "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
         "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.5,
-        "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": False, "keep": "last",
+        "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "none", "keep": "last",
         "mixed_precision": True, "early_stopping_patience": 1000,
     },
     "evaluate": {"tta": "tencrop"},
@@ -52,10 +52,10 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
         "data": {"source": "data/sample"},
         "split": {"strategy": "stratified", "train": 0.7, "val": 0.15, "test": 0.15},
         "train": {
-            "arch": "vgg_quarter", "epochs": 20, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.05,
+            "arch": "vgg_quarter", "epochs": 20, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.02,
             "weight_decay": 0.0005, "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
             "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.0,
-            "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": False, "keep": "last",
+            "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "sqrt", "keep": "last",
             "mixed_precision": False, "early_stopping_patience": 1000,
         },
         "evaluate": {"tta": "tencrop"},
