@@ -1,8 +1,12 @@
 """Use a trained model on photos and videos: find faces, classify their emotion, report.
 
-    from ferflow.predict import load_classifier, predict_paths
-    classifier = load_classifier("models/pretrained/fer2013.keras")
-    faces, problems = predict_paths(["photos/"], classifier)
+    from ferflow.predict import PredictOptions, load_classifier, predict_paths
+    classifier = load_classifier()  # the shipped model; or load_classifier("models/model.keras")
+    # Face crops (FER-2013 faces): classify them whole. Photos: leave out the options.
+    result = predict_paths(["data/sample/test/happy"], classifier, PredictOptions(detect=False))
+    for face in result.faces:
+        print(face.file, face.box, face.emotion, round(face.confidence, 2))
+    print(result.problems)
 
 Faces are found with OpenCV's Haar cascade shipped inside the opencv package (nothing is
 downloaded), cropped with a margin, converted to grey and resized to 48x48 like FER-2013.

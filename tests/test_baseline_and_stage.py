@@ -1,0 +1,84 @@
+"""The baseline comparison, and the stage runner's check and error messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ferflow.baseline import COMPARED, differences
+from ferflow.stage import short_reason
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def metrics(accuracy: float) -> dict[str, dict]:
+    return {
+        "metrics/train.json": {"val_accuracy": accuracy},
+        "metrics/evaluate.json": {"accuracy": accuracy, "macro": {"f1": 0.4}, "weighted": {"f1": 0.5},
+                                  "tta": {"accuracy": accuracy}},
+        "metrics/robustness.json": {"clean_accuracy": accuracy, "mean_corruption_accuracy": 0.4},
+    }
+
+
+def test_the_committed_metrics_have_every_compared_key() -> None:
+    committed = {path: json.loads((REPO / path).read_text()) for path in COMPARED}
+    assert differences(committed, committed, 0.0) == []
+
+
+def test_metrics_within_the_tolerance_reproduce_and_others_are_named() -> None:
+    assert differences(metrics(0.50), metrics(0.52), 0.03) == []
+    problems = differences(metrics(0.50), metrics(0.55), 0.03)
+    assert len(problems) == 4  # the four accuracies moved, the F1 scores did not
+    assert problems[0] == "metrics/train.json: val_accuracy = 0.5000, committed 0.5500 (differs by 0.0500 > 0.03)"
+
+
+def run_check(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    return subprocess.run([sys.executable, "-m", "ferflow.stage", "check"], cwd=tmp_path, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+
+
+def test_check_writes_one_json_per_section(tmp_path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    result = run_check(tmp_path, params)
+    assert result.returncode == 0, result.stderr
+    for section, values in params.items():
+        assert json.loads((tmp_path / "params" / "checked" / f"{section}.json").read_text()) == values
+
+
+def test_check_refuses_a_bad_file_in_one_short_line_and_writes_nothing(tmp_path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train"]["optimizer"] = "adam w"
+    result = run_check(tmp_path, params)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: params (params.yaml): train.optimizer = 'adam w' is invalid")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert not (tmp_path / "params").exists()
+
+
+def test_a_failed_cell_is_reported_by_its_reason_first() -> None:
+    class CellFailed(Exception):  # the shape of papermill's PapermillExecutionError
+        ename, evalue = "DataError", "data.source: path 'nope' does not exist. Set data.source ...\nmore"
+
+    args = type("Args", (), {"stage": "preprocess"})()
+    reason = short_reason(CellFailed(), args)
+    assert reason.startswith("DataError: data.source: path 'nope' does not exist.")
+    assert "\n" not in reason and "reports/02_preprocess.ipynb" in reason
+
+
+def test_our_package_and_the_pypi_fer_package_import_side_by_side() -> None:
+    code = ("import fer, ferflow, ferflow.predict; "
+            "print(fer.__title__, fer.__version__, ferflow.__name__, fer.__file__ != ferflow.__file__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, ("the PyPI fer package is missing: pip install --no-deps fer==25.10.3 "
+                                    f"(README, Development)\n{result.stderr[-2000:]}")
+    assert result.stdout.split() == ["fer", "25.10.3", "ferflow", "True"]
+    help_text = subprocess.run([sys.executable, "-m", "ferflow.cli", "--help"], capture_output=True, text=True).stdout
+    assert help_text == subprocess.run([str(Path(sys.executable).parent / "fer"), "--help"], capture_output=True,
+                                       text=True).stdout
+    assert "Facial-emotion recognition on FER-2013" in help_text  # the `fer` command is still ours
