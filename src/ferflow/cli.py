@@ -1,4 +1,5 @@
-"""The `fer` command: `fer predict` on photos and videos, `fer export` for serving.
+"""The `fer` command: `fer predict` on photos and videos, `fer export` for serving, `fer serve`
+for a local web page and HTTP API.
 
 Exit codes of `fer predict`:
   0  every input gave at least one face
@@ -49,6 +50,19 @@ def _export_parser(sub) -> None:
     p.add_argument("--format", required=True, choices=sorted(FORMATS))
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     p.add_argument("--out", type=Path, help="output path (default: models/.../exported/<name>.<format>)")
+
+
+def _serve_parser(sub) -> None:
+    from ferflow.predict import DEFAULT_MODEL
+    from ferflow.serve import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+
+    p = sub.add_parser("serve", help="a local web page and HTTP API for the model",
+                       description="Serve the model on this machine: a web page at / and the API (see /api).")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
+                   help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
 
 
 def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...]) -> None:
@@ -153,13 +167,27 @@ def run_export(args) -> int:
     return EXIT_OK
 
 
+def run_serve(args) -> int:
+    from ferflow.serve import serve
+
+    if not 1 <= args.port <= 65535 or args.max_upload_mb <= 0:
+        print("error: --port must be 1..65535 and --max-upload-mb above 0", file=sys.stderr)
+        return EXIT_USAGE
+    classifier = load_or_report(args.model)
+    if classifier is None:
+        return EXIT_USAGE
+    serve(classifier, args.host, args.port, args.max_upload_mb)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer", description="Facial-emotion recognition on FER-2013.")
     sub = parser.add_subparsers(dest="command", required=True)
     _predict_parser(sub)
     _export_parser(sub)
+    _serve_parser(sub)
     args = parser.parse_args(argv)
-    return run_predict(args) if args.command == "predict" else run_export(args)
+    return {"predict": run_predict, "export": run_export, "serve": run_serve}[args.command](args)
 
 
 if __name__ == "__main__":

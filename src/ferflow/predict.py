@@ -16,6 +16,7 @@ run goes on; only a model that cannot be used stops everything, before any work.
 
 from __future__ import annotations
 
+import io
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,11 +150,37 @@ def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
         if frames == 0:
             raise ValueError(f"'{path}' has no readable video frames")
         return
-    data = np.fromfile(path, dtype=np.uint8)
-    pixels = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    yield Image(str(path), None, decode_image(path.read_bytes(), str(path)))
+
+
+# Larger images are refused rather than decoded (a "decompression bomb" is a small file).
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode image file bytes to pixels as OpenCV reads them (BGR or grey, 8-bit).
+
+    Raises ValueError naming `name` for empty, non-image, truncated or oversized data. A
+    truncated JPEG is refused, not half-decoded: OpenCV alone would return the top of it.
+    """
+    from PIL import Image as PILImage, UnidentifiedImageError
+
+    if not data:
+        raise ValueError(f"'{name}' is empty")
+    try:
+        with PILImage.open(io.BytesIO(data)) as probe:
+            if probe.width * probe.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"'{name}' is {probe.width}x{probe.height} pixels; the limit is "
+                                 f"{MAX_IMAGE_PIXELS:,} pixels")
+            probe.load()  # decodes everything: raises on truncated data
+    except UnidentifiedImageError:
+        raise ValueError(f"'{name}' is not a readable image") from None
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f"'{name}' is not a readable image: {error}") from None
+    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if pixels is None:
-        raise ValueError(f"'{path}' is not a readable image")
-    yield Image(str(path), None, pixels)
+        raise ValueError(f"'{name}' is not a readable image")
+    return pixels
 
 
 # ----------------------------------------------------------------------------- faces
@@ -237,7 +264,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
         result.files_seen += 1
         try:
             for image in read_images(path, options.video_stride):
-                faces = _faces_in(image, classifier, options, detector)
+                faces = faces_in(image, classifier, options, detector)
                 if not faces:
                     where = f" (frame {image.frame})" if image.frame is not None else ""
                     result.problems.append(Problem(image.file, "no_face", f"no face found in '{image.file}'{where}"))
@@ -249,8 +276,9 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
     return result
 
 
-def _faces_in(image: Image, classifier: Classifier, options: PredictOptions,
-              detector: cv2.CascadeClassifier | None) -> list[FaceResult]:
+def faces_in(image: Image, classifier: Classifier, options: PredictOptions,
+             detector: cv2.CascadeClassifier | None) -> list[FaceResult]:
+    """Find (unless `detector` is None: the image is a face crop) and classify the faces of one image."""
     grey = to_grey(image.pixels)
     if detector is None:  # the image is a face crop already
         boxes = [(0, 0, grey.shape[1], grey.shape[0])]

@@ -1,0 +1,83 @@
+"""Drive the `fer serve` page in a real headless browser: upload a portrait, check the result.
+
+    apt-get install chromium chromium-driver      # Debian's browser and its driver
+    pip install selenium==4.51.0
+    python benchmarks/check_serve_page.py --screenshot benchmarks/results/serve_page.png
+
+Starts `fer serve` with the shipped model on a free port of 127.0.0.1, opens the page in
+headless Chromium, uploads matplotlib's bundled portrait of Grace Hopper through the file
+input, and checks that exactly one face is boxed and labelled (the status line, one row in
+the table, the picture drawn) and that the browser logged no errors. Saves a screenshot.
+Exits non-zero on any failure. Not part of the default test run: it needs a browser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from matplotlib import cbook
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from check_report_page import open_browser  # noqa: E402
+from serve_load import free_port, wait_for  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--screenshot", type=Path, default=Path("benchmarks/results/serve_page.png"))
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    args = parser.parse_args()
+    portrait = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    problems = []
+    try:
+        wait_for(f"http://127.0.0.1:{port}/health", 120)
+        browser = open_browser(args.chromium, args.chromedriver)
+        try:
+            browser.get(f"http://127.0.0.1:{port}/")
+            WebDriverWait(browser, 30).until(lambda b: "Model " in b.find_element(By.ID, "model").text)
+            upload = browser.find_element(By.ID, "file")
+            browser.execute_script("arguments[0].hidden = false;", upload)  # the drop zone stands in for it
+            upload.send_keys(str(portrait))
+            WebDriverWait(browser, 60).until(lambda b: "found in" in b.find_element(By.ID, "status").text
+                                             or "error" in b.find_element(By.ID, "status").get_attribute("class"))
+            status = browser.find_element(By.ID, "status").text
+            rows = browser.find_elements(By.CSS_SELECTOR, "#faces tr")
+            canvas_shown = browser.execute_script(
+                "const c = document.getElementById('picture'); return c.style.display === 'block' && c.width > 0;")
+            height = browser.execute_script("return document.documentElement.scrollHeight;")
+            browser.set_window_size(1280, min(2400, height + 40))  # the whole page: picture and table
+            time.sleep(0.5)
+            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+            browser.save_screenshot(str(args.screenshot))
+            errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+            print(f"status: {status!r}; table rows (with header): {len(rows)}; picture drawn: {canvas_shown}")
+            if status != f"1 face found in {portrait.name}.":
+                problems.append(f"expected one face, the page says {status!r}")
+            if len(rows) != 2:
+                problems.append(f"expected one face row in the table, found {len(rows) - 1}")
+            if not canvas_shown:
+                problems.append("the picture with the box was not drawn")
+            problems += [f"browser error: {message}" for message in errors]
+        finally:
+            browser.quit()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    print(f"screenshot: {args.screenshot}")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
