@@ -55,7 +55,9 @@ def main() -> int:
             canvas_shown = browser.execute_script(
                 "const c = document.getElementById('picture'); return c.style.display === 'block' && c.width > 0;")
             height = browser.execute_script("return document.documentElement.scrollHeight;")
-            browser.set_window_size(1280, min(2400, height + 40))  # the whole page: picture and table
+            browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # the whole page: picture and table
+                                    {"width": 1280, "height": min(2400, height + 20), "deviceScaleFactor": 1,
+                                     "mobile": False})
             time.sleep(0.5)
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(args.screenshot))
