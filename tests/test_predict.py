@@ -190,6 +190,66 @@ def test_output_paths_are_checked_before_any_work(photos, tmp_path, flag, target
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("detector", ["haar", "dlib_hog", "mtcnn"])
+def test_every_detector_finds_the_astronaut_once_and_is_named_in_the_json(photos, model_path, tmp_path,
+                                                                        detector) -> None:
+    out = tmp_path / f"{detector}.json"
+    assert main(["predict", str(photos / "astronaut.png"), "--model", str(model_path), "--detector", detector,
+                 "--json", str(out)]) == EXIT_OK
+    document = json.loads(out.read_text())
+    assert document["detector"] == detector
+    assert len(document["faces"]) == 1
+    face = document["faces"][0]
+    assert 150 < face["x"] + face["width"] / 2 < 330 and 50 < face["y"] + face["height"] / 2 < 250  # her face
+
+
+def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", str(photos), "--model", str(model_path), "--detector", "magic"])
+    assert exit_info.value.code == EXIT_USAGE
+
+
+def test_large_photos_are_detected_downscaled_and_boxes_map_back() -> None:
+    canvas = two_face_canvas()
+    large = cv2.resize(canvas, (canvas.shape[1] * 4, canvas.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
+    boxes = detect_faces(large, face_detector(), min_size=30)  # 1920 px wide: detected at 640
+    assert len(boxes) == 2
+    for x, y, size in PLACED.values():
+        assert max(iou(box, (4 * x, 4 * y, 4 * size, 4 * size)) for box in boxes) > 0.5
+
+
+def test_a_progress_bar_for_folders_but_never_with_json(model_path, tmp_path, capsys) -> None:
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for path in sorted(SAMPLE.glob("*/*.jpg"))[:8]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    assert main(["predict", str(folder), "--no-detect", "--model", str(model_path)]) == EXIT_OK
+    assert "8/8" in capsys.readouterr().err  # tqdm's count on stderr
+    assert main(["predict", str(folder), "--no-detect", "--model", str(model_path),
+                 "--json", str(tmp_path / "out.json")]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "8/8" not in captured.err and "it/s" not in captured.err and "file/s" not in captured.err
+    assert len(json.loads((tmp_path / "out.json").read_text())["faces"]) == 8
+
+
+def test_faces_of_many_images_are_classified_in_shared_batches(model_path, tmp_path) -> None:
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for path in sorted(SAMPLE.glob("*/*.jpg"))[:10]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    classifier = load_classifier(model_path)
+    calls = []
+    original = classifier.model.predict_on_batch
+    classifier.model.predict_on_batch = lambda x: calls.append(len(x)) or original(x)
+    batched = predict_paths([folder], classifier, PredictOptions(detect=False, batch_size=4))
+    one_by_one = [predict_paths([path], classifier, PredictOptions(detect=False)).faces[0]
+                  for path in sorted(folder.iterdir())]
+    assert calls[:3] == [4, 4, 2]  # 10 faces in batches of at most 4, across images
+    assert [f.file for f in batched.faces] == [f.file for f in one_by_one]
+    for a, b in zip(batched.faces, one_by_one):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
+
 def test_video_frames_are_read_with_a_stride(classifier, tmp_path) -> None:
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (480, 300))

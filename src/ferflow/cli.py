@@ -22,6 +22,7 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
 
 
 def _predict_parser(sub) -> None:
+    from ferflow.detectors import DEFAULT_DETECTOR, DETECTORS
     from ferflow.predict import DEFAULT_MODEL
 
     p = sub.add_parser("predict", help="classify the emotion of every face in images, folders or videos",
@@ -39,6 +40,8 @@ def _predict_parser(sub) -> None:
                    help="also read videos, classifying every N-th frame")
     p.add_argument("--margin", type=float, default=0.1, help="widen each face box by this share per side")
     p.add_argument("--min-face", type=int, default=30, help="smallest face side in pixels to detect")
+    p.add_argument("--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR,
+                   help=f"face detector (default: {DEFAULT_DETECTOR}; see README, Face detection)")
 
 
 def _export_parser(sub) -> None:
@@ -65,12 +68,14 @@ def _serve_parser(sub) -> None:
                    help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
 
 
-def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...]) -> None:
+def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...],
+                  detector: str | None = None) -> None:
     from ferflow.io import write_text
 
     records = [face.record() for face in faces]
     if json_path is not None:
-        write_text(json_path, json.dumps({"class_names": list(class_names), "faces": records}, indent=1) + "\n")
+        document = {"class_names": list(class_names), "detector": detector, "faces": records}
+        write_text(json_path, json.dumps(document, indent=1) + "\n")
     if csv_path is not None:
         buffer = io.StringIO()
         columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
@@ -141,12 +146,14 @@ def run_predict(args) -> int:
     if classifier is None:
         return EXIT_USAGE
     options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, min_face=args.min_face,
-                             video_stride=args.video_stride, annotate_dir=args.annotate)
+                             video_stride=args.video_stride, annotate_dir=args.annotate, detector=args.detector,
+                             progress=args.json is None)  # scripts that ask for JSON get no progress bar
     result = predict_paths(args.paths, classifier, options)
     print_table(result.faces)
     for problem in result.problems:
         print(f"{problem.kind}: {problem.message}", file=sys.stderr)
-    write_records(result.faces, args.json, args.csv, classifier.class_names)
+    write_records(result.faces, args.json, args.csv, classifier.class_names,
+                  None if args.no_detect else args.detector)
     print(f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
           file=sys.stderr)
     if not result.faces:

@@ -17,6 +17,7 @@ run goes on; only a model that cannot be used stops everything, before any work.
 from __future__ import annotations
 
 import io
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +25,10 @@ from typing import Iterator
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from ferflow import IMAGE_SIZE
+from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector, to_grey
 from ferflow.sidecar import SidecarError, class_names_of, crop_size_of, read_sidecar
 from ferflow.tta import tta_views
 
@@ -186,27 +189,6 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- faces
 
 
-def face_detector() -> cv2.CascadeClassifier:
-    """OpenCV's frontal-face Haar cascade, from the data files the opencv package ships."""
-    path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-    detector = cv2.CascadeClassifier(str(path))
-    if detector.empty():
-        raise RuntimeError(f"OpenCV's face cascade '{path}' could not be loaded; reinstall opencv-python-headless")
-    return detector
-
-
-def to_grey(pixels: np.ndarray) -> np.ndarray:
-    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-
-
-def detect_faces(grey: np.ndarray, detector: cv2.CascadeClassifier,
-                 min_size: int = 30) -> list[tuple[int, int, int, int]]:
-    """Boxes (x, y, w, h) of the frontal faces found, largest first."""
-    boxes = detector.detectMultiScale(cv2.equalizeHist(grey), scaleFactor=1.1, minNeighbors=5,
-                                      minSize=(min_size, min_size))
-    return sorted((tuple(int(v) for v in box) for box in boxes), key=lambda b: -b[2] * b[3])
-
-
 def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
     """The box widened by `margin` of its size on each side (clipped to the image), resized to 48x48."""
     x, y, w, h = box
@@ -239,6 +221,9 @@ class PredictOptions:
     tta: bool = False
     margin: float = 0.1
     min_face: int = 30
+    detector: str = DEFAULT_DETECTOR
+    batch_size: int = 256  # faces classified per model call, across images
+    progress: bool = False  # a tqdm bar on stderr for more than a few files
     video_stride: int | None = None
     annotate_dir: Path | None = None
 
@@ -259,42 +244,75 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
     options = options or PredictOptions()
     files, problems = expand_paths(paths, include_videos=options.video_stride is not None)
     result = Prediction(problems=problems)
-    detector = face_detector() if options.detect else None
-    for path in files:
-        result.files_seen += 1
-        try:
-            for image in read_images(path, options.video_stride):
-                faces = faces_in(image, classifier, options, detector)
-                if not faces:
-                    where = f" (frame {image.frame})" if image.frame is not None else ""
-                    result.problems.append(Problem(image.file, "no_face", f"no face found in '{image.file}'{where}"))
-                result.faces.extend(faces)
-                if options.annotate_dir is not None and faces:
-                    annotate(image, faces, options.annotate_dir, paths)
-        except ValueError as error:
-            result.problems.append(Problem(str(path), "unreadable", str(error)))
+    detector = face_detector(options.detector) if options.detect else None
+    pending: list[tuple[Image, list[Box], list[np.ndarray]]] = []
+
+    def classify_pending() -> None:
+        # One model call for the faces of many images: per-call overhead dominates small batches.
+        crops = np.stack([crop for _, _, image_crops in pending for crop in image_crops])
+        probabilities = classify_faces(classifier, crops, options.tta)
+        row = 0
+        for image, boxes, _ in pending:
+            faces = [face_result(image, box, probabilities[row + i], classifier.class_names)
+                     for i, box in enumerate(boxes)]
+            row += len(boxes)
+            result.faces.extend(faces)
+            if options.annotate_dir is not None:
+                annotate(image, faces, options.annotate_dir, paths)
+        pending.clear()
+
+    show_progress = options.progress and len(files) > PROGRESS_MIN_ITEMS
+    with tqdm(total=len(files), unit="file", disable=not show_progress, file=sys.stderr) as bar:
+        for path in files:
+            result.files_seen += 1
+            try:
+                for image in read_images(path, options.video_stride):
+                    boxes, crops = locate_faces(image, options, detector)
+                    if not boxes:
+                        where = f" (frame {image.frame})" if image.frame is not None else ""
+                        result.problems.append(Problem(image.file, "no_face",
+                                                       f"no face found in '{image.file}'{where}"))
+                        continue
+                    # Annotation needs the pixels later; without it, keep only the crops.
+                    kept = image if options.annotate_dir is not None else Image(image.file, image.frame, EMPTY)
+                    pending.append((kept, boxes, crops))
+                    if sum(len(b) for _, b, _ in pending) >= options.batch_size:
+                        classify_pending()
+            except ValueError as error:
+                result.problems.append(Problem(str(path), "unreadable", str(error)))
+            bar.update(1)
+    if pending:
+        classify_pending()
     return result
 
 
-def faces_in(image: Image, classifier: Classifier, options: PredictOptions,
-             detector: cv2.CascadeClassifier | None) -> list[FaceResult]:
-    """Find (unless `detector` is None: the image is a face crop) and classify the faces of one image."""
+EMPTY = np.zeros((0, 0), dtype=np.uint8)
+PROGRESS_MIN_ITEMS = 5  # no progress bar for a handful of files
+
+
+def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
+    """The faces' boxes and 48x48 grey crops. Without a detector the image is a face crop already."""
     grey = to_grey(image.pixels)
-    if detector is None:  # the image is a face crop already
-        boxes = [(0, 0, grey.shape[1], grey.shape[0])]
-        crops = [cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)]
-    else:
-        boxes = detect_faces(grey, detector, options.min_face)
-        crops = [crop_face(grey, box, options.margin) for box in boxes]
+    if detector is None:
+        return [(0, 0, grey.shape[1], grey.shape[0])], [
+            cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)]
+    boxes = detect_faces(image.pixels, detector, options.min_face)
+    return boxes, [crop_face(grey, box, options.margin) for box in boxes]
+
+
+def face_result(image: Image, box: Box, probabilities: np.ndarray, class_names: tuple[str, ...]) -> FaceResult:
+    best = int(np.argmax(probabilities))
+    return FaceResult(image.file, image.frame, box, class_names[best], float(probabilities[best]),
+                      {name: float(p) for name, p in zip(class_names, probabilities)})
+
+
+def faces_in(image: Image, classifier: Classifier, options: PredictOptions, detector) -> list[FaceResult]:
+    """Find (unless `detector` is None) and classify the faces of one image."""
+    boxes, crops = locate_faces(image, options, detector)
     if not boxes:
         return []
     probabilities = classify_faces(classifier, np.stack(crops), options.tta)
-    results = []
-    for box, row in zip(boxes, probabilities):
-        best = int(np.argmax(row))
-        results.append(FaceResult(image.file, image.frame, box, classifier.class_names[best], float(row[best]),
-                                  {name: float(p) for name, p in zip(classifier.class_names, row)}))
-    return results
+    return [face_result(image, box, row, classifier.class_names) for box, row in zip(boxes, probabilities)]
 
 
 def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path]) -> Path:

@@ -25,7 +25,8 @@ from typing import Any
 from fastapi import FastAPI, Request, UploadFile
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from ferflow.predict import Classifier, Image, PredictOptions, decode_image, face_detector, faces_in
+from ferflow.detectors import face_detector
+from ferflow.predict import Classifier, Image, PredictOptions, decode_image, faces_in
 from ferflow.sidecar import INPUT_SPEC, read_sidecar
 
 DEFAULT_PORT = 8000
@@ -49,7 +50,7 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
     """The FastAPI app serving `classifier`. Keras models are not safe to call from several
     threads at once, so predictions take a lock; requests are still accepted concurrently."""
     options = options or PredictOptions()
-    detector = face_detector() if options.detect else None
+    detector = face_detector(options.detector) if options.detect else None
     summary = model_summary(classifier)
     predicting = threading.Lock()
     app = FastAPI(title="ferflow", version="1", docs_url=None, redoc_url=None,
@@ -96,7 +97,8 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
             faces = faces_in(Image(name, None, pixels), classifier, options, detector)
         if not faces:
             return error(422, f"no face found in '{name}'")
-        return JSONResponse({"class_names": list(classifier.class_names), "faces": [f.record() for f in faces],
+        return JSONResponse({"class_names": list(classifier.class_names), "detector": options.detector,
+                             "faces": [f.record() for f in faces],
                              "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])}})
 
     return app

@@ -1,0 +1,108 @@
+"""Face detectors whose models ship inside their pip wheels (nothing is downloaded at run time).
+
+    haar      OpenCV's frontal-face Haar cascade (opencv-python-headless < 5)
+    dlib_hog  dlib's HOG + linear SVM frontal-face detector (dlib-bin)
+    mtcnn     the three-stage MTCNN networks (the `mtcnn` package; runs on TensorFlow)
+
+Each takes a BGR or grey image and returns boxes (x, y, width, height). `detect_faces`
+downscales large photos before detecting (detection cost grows with the pixel count, the
+faces in a phone photo are far larger than needed) and maps the boxes back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+Box = tuple[int, int, int, int]
+DETECTORS = ("haar", "dlib_hog", "mtcnn")
+DEFAULT_DETECTOR = "haar"
+DETECT_MAX_SIDE = 640  # photos are detected at most this large
+
+
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
+
+
+class HaarDetector:
+    name = "haar"
+
+    def __init__(self) -> None:
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(f"OpenCV's face cascade '{path}' could not be loaded; "
+                               "reinstall opencv-python-headless<5")
+
+    def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
+        boxes = self.cascade.detectMultiScale(cv2.equalizeHist(to_grey(pixels)), scaleFactor=1.1, minNeighbors=5,
+                                              minSize=(min_size, min_size))
+        return [tuple(int(v) for v in box) for box in boxes]
+
+
+class DlibHogDetector:
+    name = "dlib_hog"
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise RuntimeError("the dlib_hog detector needs dlib: pip install dlib-bin") from None
+        self.detector = dlib.get_frontal_face_detector()
+
+    def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
+        # The HOG window is 80 px; upsampling once finds faces down to about 40 px.
+        upsample = 1 if min_size < 80 else 0
+        rects = self.detector(np.ascontiguousarray(to_grey(pixels)), upsample)
+        height, width = pixels.shape[:2]
+        boxes = []
+        for r in rects:
+            left, top = max(0, r.left()), max(0, r.top())
+            right, bottom = min(width, r.right()), min(height, r.bottom())
+            if right - left >= min_size:
+                boxes.append((left, top, right - left, bottom - top))
+        return boxes
+
+
+class MtcnnDetector:
+    name = "mtcnn"
+
+    def __init__(self, min_confidence: float = 0.9) -> None:
+        try:
+            from mtcnn import MTCNN
+        except ImportError:
+            raise RuntimeError("the mtcnn detector needs the mtcnn package: pip install mtcnn==1.0.0") from None
+        self.model = MTCNN(device="CPU:0")
+        self.min_confidence = min_confidence
+
+    def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
+        rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB if pixels.ndim == 2 else cv2.COLOR_BGR2RGB)
+        # Its own min_face_size fails for some sizes (a shape mismatch inside the package), so
+        # the default pyramid (faces from 20 px) is used and small boxes are dropped here.
+        found = self.model.detect_faces(rgb)
+        boxes = [tuple(int(v) for v in face["box"]) for face in found if face["confidence"] >= self.min_confidence]
+        return [box for box in boxes if min(box[2], box[3]) >= min_size]
+
+
+def face_detector(name: str = DEFAULT_DETECTOR):
+    """A detector by name (see DETECTORS)."""
+    kinds = {"haar": HaarDetector, "dlib_hog": DlibHogDetector, "mtcnn": MtcnnDetector}
+    if name not in kinds:
+        raise ValueError(f"unknown face detector {name!r}; choose one of {list(DETECTORS)}")
+    return kinds[name]()
+
+
+def detect_faces(pixels: np.ndarray, detector, min_size: int = 30, max_side: int = DETECT_MAX_SIDE) -> list[Box]:
+    """Boxes (x, y, w, h) of the faces found, in the original image's pixels, largest first.
+
+    Images larger than `max_side` are detected on a downscaled copy.
+    """
+    height, width = pixels.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    small = pixels if scale == 1.0 else cv2.resize(pixels, (round(width * scale), round(height * scale)),
+                                                   interpolation=cv2.INTER_AREA)
+    boxes = detector.detect(small, max(12, round(min_size * scale)))
+    mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]
+    return sorted(mapped, key=lambda b: -b[2] * b[3])
