@@ -105,7 +105,7 @@ def test_missing_columns_are_named(tmp_path) -> None:
 
 def test_missing_csv_names_the_key_and_path(tmp_path) -> None:
     with pytest.raises(DataError, match=r"data.source: file '.*nope.csv' does not exist"):
-        load_dataset(tmp_path / "nope.csv")
+        load_dataset(tmp_path / "nope.csv", key="data.source")
 
 
 def test_class_without_rows_is_named(tmp_path) -> None:

@@ -56,7 +56,7 @@ def test_rgb_and_large_images_are_converted(tmp_path: Path) -> None:
 def test_missing_source_names_the_key_and_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "nowhere"
     with pytest.raises(DataError) as error:
-        load_folder_dataset(missing)
+        load_folder_dataset(missing, key="data.source")  # the key is the caller's (the notebook's) to name
     assert "data.source" in str(error.value)
     assert str(missing) in str(error.value)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import nbformat
@@ -123,3 +124,22 @@ def test_the_deps_check_catches_a_module_imported_only_indirectly() -> None:
     deps = load_dvc_yaml()["stages"]["preprocess"]["deps"]
     without_dedup = [d for d in deps if d != "src/ferflow/dedup.py"]
     assert "src/ferflow/dedup.py" in missing_code_deps(without_dedup, {"preprocess"})  # preprocess -> dedup
+
+
+@pytest.mark.parametrize("stage_name", STAGES)
+def test_a_notebook_run_by_hand_from_notebooks_reads_its_params_from_the_file(stage_name: str) -> None:
+    import subprocess
+    import sys
+
+    notebook = nbformat.read(notebook_path(stage_name), as_version=4)
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    start = code_cells.index(parameters_cell(notebook))
+    setup = "\n".join(c.source for c in code_cells[start:start + 2])  # the parameters cell and the set-up
+    _, sections = STAGES[stage_name]
+    probe = setup + "\nimport os, json\nprint(json.dumps([os.getcwd(), " + ", ".join(sections) + "]))"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO / "notebooks", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cwd, *values = json.loads(result.stdout.strip().splitlines()[-1])
+    assert Path(cwd) == REPO  # paths in the notebook are the project's
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert values == [shipped[section] for section in sections]

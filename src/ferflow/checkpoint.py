@@ -77,7 +77,6 @@ class ResumableCheckpoint(keras.callbacks.Callback):
                  stateful_callbacks: list[keras.callbacks.Callback]) -> None:
         super().__init__()
         self.directory = Path(directory)
-        self.fingerprint = fingerprint
         self.monitor = monitor
         self.mode = MONITOR_MODES[monitor]
         self.stateful_callbacks = stateful_callbacks

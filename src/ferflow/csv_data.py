@@ -70,7 +70,7 @@ def parse_pixels(pixels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
-                     key: str = "data.source", on_bad: str = "error") -> Dataset:
+                     key: str = "source", on_bad: str = "error") -> Dataset:
     """Read and validate fer2013.csv; rows are named by their line in the file (header = line 1)."""
     path = Path(path)
     if not path.exists():

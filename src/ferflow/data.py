@@ -42,7 +42,7 @@ def _visible_dirs(folder: Path) -> list[Path]:
 
 
 def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
-                key: str = "data.source") -> ImageList:
+                key: str = "source") -> ImageList:
     """List the image files under `source` with their labels; validate the layout first.
 
     Known FER-2013 emotions left out of `class_names` are skipped (a class subset);
@@ -160,7 +160,7 @@ def decode_images(files: list[Path], on_bad: str = "error"
 
 
 def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
-                        key: str = "data.source", on_bad: str = "error") -> Dataset:
+                        key: str = "source", on_bad: str = "error") -> Dataset:
     """Find, validate and decode every image under a Kaggle-layout folder."""
     found = find_images(source, class_names, key=key)
     images, good, skipped = decode_images(found.files, on_bad)
@@ -178,7 +178,7 @@ def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] 
 
 
 def load_dataset(source: str | os.PathLike, classes: tuple[str, ...] = CLASS_NAMES,
-                 key: str = "data.source", on_bad: str = "error") -> Dataset:
+                 key: str = "source", on_bad: str = "error") -> Dataset:
     """Load `source`, a Kaggle-layout folder or the contest's CSV file, whichever it is.
 
     `classes` lists the emotions to keep, in output order; "happy=joy" keeps happy faces
