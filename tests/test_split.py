@@ -75,9 +75,9 @@ def test_stratification_keeps_the_class_mix() -> None:
 
 @pytest.mark.parametrize("fractions, message", [
     ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to 1"),
-    ({"train": 0.7, "val": 0.3}, "split.test is missing"),
+    ({"train": 0.7, "val": 0.3}, "fractions.test is missing"),
     ({"train": 1.2, "val": -0.1, "test": -0.1}, "outside"),
-    ({"train": 0.0, "val": 0.5, "test": 0.5}, "split.train must be > 0"),
+    ({"train": 0.0, "val": 0.5, "test": 0.5}, "fractions.train must be > 0"),
 ])
 def test_bad_fractions_are_refused_with_the_key(fractions, message) -> None:
     with pytest.raises(ValueError, match=message):

@@ -7,7 +7,7 @@ import numpy as np
 from ferflow import SPLIT_NAMES
 
 
-def check_fractions(fractions: dict[str, float], key: str = "split") -> None:
+def check_fractions(fractions: dict[str, float], key: str = "fractions") -> None:
     """Fractions must be in [0, 1], train > 0, and sum to 1."""
     for name in SPLIT_NAMES:
         if name not in fractions:
