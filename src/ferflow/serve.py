@@ -78,14 +78,16 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
         return summary
 
     @app.post("/predict", summary="Faces, boxes, emotions and probabilities in an uploaded photo")
-    async def predict(request: Request, file: UploadFile | None = None) -> JSONResponse:
+    def predict(request: Request, file: UploadFile | None = None) -> JSONResponse:
+        # A plain def: FastAPI runs it in its thread pool, so /health answers while a photo
+        # is being classified instead of waiting behind it on the event loop.
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes + 64_000:
             return error(413, f"upload of {int(declared):,} bytes is over the limit of {max_upload_bytes:,} bytes")
         if file is None:
             return error(400, "no file: send the photo as multipart form field 'file' "
                               "(curl -F file=@photo.jpg http://127.0.0.1:8000/predict)")
-        data = await file.read(max_upload_bytes + 1)
+        data = file.file.read(max_upload_bytes + 1)
         name = file.filename or "upload"
         if len(data) > max_upload_bytes:
             return error(413, f"'{name}' is over the upload limit of {max_upload_bytes:,} bytes")
