@@ -55,3 +55,13 @@ def test_bad_overrides_leave_the_file_untouched(params_file, override, message, 
     assert main(["full", override, "--params", str(params_file)]) == 2
     assert message in capsys.readouterr().err
     assert params_file.read_text() == before
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_sets_the_whole_recipe(preset) -> None:
+    # A preset that leaves a train key out inherits whatever params.yaml had before: the same
+    # preset would then train differently from one params file to the next.
+    recipe_keys = set(params.TrainParams.model_fields) - {"arch", "weights", "epochs", "batch_size", "learning_rate",
+                                                           "weight_decay", "seed", "monitor",
+                                                           "reduce_lr_patience", "reduce_lr_factor"}
+    assert recipe_keys <= set(PRESETS[preset]["train"]), recipe_keys - set(PRESETS[preset]["train"])

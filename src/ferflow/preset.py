@@ -27,7 +27,8 @@ from ferflow.io import write_text
 FULL_DATA_RECIPE: dict[str, dict[str, object]] = {
     "split": {"strategy": "official", "train": 0.9, "val": 0.1, "test": 0.0},
     "train": {
-        "optimizer": "sgd", "schedule": "cosine",  # SGD with Nesterov momentum unless a preset says otherwise "warmup_epochs": 1, "label_smoothing": 0.1,
+        # SGD with Nesterov momentum unless a preset says otherwise
+        "optimizer": "sgd", "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
         "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.5,
         "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "none", "keep": "last",
         "mixed_precision": True, "early_stopping_patience": 1000,
