@@ -16,8 +16,8 @@ from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
-from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, load_classifier,
-                         predict_paths)
+from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, face_frame,
+                             load_classifier, predict_paths)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "test"
 # Two real FER-2013 faces from the embedded sample, placed on a canvas at known boxes (x, y, size).
@@ -89,9 +89,24 @@ def test_astronaut_portrait_gives_one_face_with_a_distribution(photos, classifie
     assert face.emotion == max(face.probabilities, key=face.probabilities.get)
 
 
-def test_crop_is_grey_48x48_and_clipped_at_the_border() -> None:
+def test_crop_is_grey_48x48_at_the_border() -> None:
     grey = np.zeros((100, 120), dtype=np.uint8)
     assert crop_face(grey, (90, 70, 40, 40), margin=0.2).shape == (48, 48)
+
+
+def test_frame_grows_the_short_side_to_a_square_then_adds_the_margin() -> None:
+    assert face_frame((10, 20, 30, 40), margin=0.0, square=False) == (10, 20, 30, 40)
+    assert face_frame((10, 20, 30, 40), margin=0.0, square=True) == (5, 20, 40, 40)
+    assert face_frame((10, 20, 30, 40), margin=0.25, square=True) == (-5, 10, 60, 60)
+
+
+def test_frame_past_the_border_repeats_the_edge_instead_of_stretching_the_face() -> None:
+    # Each pixel holds twice its column: the crop's columns show which image columns they came from.
+    grey = np.tile((2 * np.arange(120)).astype(np.uint8), (100, 1))
+    crop = crop_face(grey, (80, 20, 40, 40), margin=0.25)  # frame x 70..130, 10 px past the edge
+    # Column 24 of 48 is the frame's middle, image column 100 (clipping at 120 would give 95).
+    assert abs(int(crop[0, 24]) - 200) <= 3
+    assert int(crop[0, -1]) == 2 * 119  # the edge repeated
 
 
 def test_no_detect_classifies_the_whole_crop(classifier, tmp_path) -> None:

@@ -189,13 +189,30 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 # ----------------------------------------------------------------------------- faces
 
 
-def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float) -> np.ndarray:
-    """The box widened by `margin` of its size on each side (clipped to the image), resized to 48x48."""
+def face_frame(box: tuple[int, int, int, int], margin: float, square: bool) -> tuple[int, int, int, int]:
+    """The region (x, y, w, h) cut out for a detected box: with `square`, the shorter side grown to
+    the longer around the box's centre (FER-2013 faces are square), then `margin` of the size
+    added on each side."""
     x, y, w, h = box
-    dx, dy = int(round(w * margin)), int(round(h * margin))
-    top, bottom = max(0, y - dy), min(grey.shape[0], y + h + dy)
-    left, right = max(0, x - dx), min(grey.shape[1], x + w + dx)
-    face = grey[top:bottom, left:right]
+    if square:
+        side = max(w, h)
+        x, y, w, h = x - (side - w) / 2, y - (side - h) / 2, side, side
+    left, top = round(x - w * margin), round(y - h * margin)
+    return left, top, round(x + w + w * margin) - left, round(y + h + h * margin) - top
+
+
+def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, square: bool = False) -> np.ndarray:
+    """The face's frame (see `face_frame`) resized to 48x48.
+
+    Where the frame runs past the image, the edge pixels are repeated rather than the frame
+    clipped, so a face at the border keeps the framing (and proportions) of the others.
+    """
+    left, top, width, height = face_frame(box, margin, square)
+    pad = max(0, -left, -top, left + width - grey.shape[1], top + height - grey.shape[0])
+    if pad:
+        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        left, top = left + pad, top + pad
+    face = grey[top:top + height, left:left + width]
     interpolation = cv2.INTER_AREA if face.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
     return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
 
