@@ -16,7 +16,6 @@ reference: the issue asks that detection cost at most 2 points against it.
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 
 from ferflow.detectors import DEFAULT_DETECTOR, detect_faces, face_detector
 from ferflow.predict import classify_faces, crop_face, load_classifier, to_grey
-from grids import FACES, draw, grid, load_faces, match
+from grids import FACES, draw, grid, load_faces, match, write_csv
 
 
 def main() -> None:
@@ -70,13 +69,8 @@ def main() -> None:
     for row in rows:
         print(row, flush=True)
     if args.out:
-        with args.out.open("w", newline="") as handle:
-            handle.write(f"# {Path(__file__).name}: {args.faces}, detector {args.detector}, model {args.model}, seeds "
-                         f"{args.seeds}, sizes {args.sizes} px; machine: 2 x86-64 cores, no GPU\n")
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
+        write_csv(args.out, f"{Path(__file__).name}: {args.faces}, detector {args.detector}, model {args.model}, "
+                  f"seeds {args.seeds}, sizes {args.sizes} px", rows)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,6 @@ Hopper portraits (one face each), and detection latency on a 640x480 photo (medi
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from matplotlib import cbook
 from skimage import data as skimage_data
 
 from ferflow.detectors import DETECT_MAX_SIDE, DETECTORS, detect_faces, face_detector
-from grids import FACES, draw, grid, load_faces, match
+from grids import FACES, draw, grid, load_faces, match, write_csv
 
 def measure(detector, faces: np.ndarray, seeds: list[int], sizes: list[int], max_side: int,
             portraits: dict[str, np.ndarray], photo_640: np.ndarray) -> dict:
@@ -75,13 +74,7 @@ def main() -> None:
                          **measure(detector, faces, args.seeds, args.sizes, max_side, portraits, photo_640)})
             print(rows[-1], flush=True)
     if args.out:
-        with args.out.open("w", newline="") as handle:
-            handle.write(f"# {Path(__file__).name}: {args.faces}, seeds {args.seeds}, sizes "
-                         f"{args.sizes} px; machine: 2 x86-64 cores, no GPU\n")
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-
+        write_csv(args.out, f"{Path(__file__).name}: {args.faces}, seeds {args.seeds}, sizes {args.sizes} px", rows)
 
 if __name__ == "__main__":
     main()

@@ -8,6 +8,7 @@ the forehead).
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import cv2
@@ -72,3 +73,12 @@ def load_faces(source: str, class_names: list[str] | None = None) -> tuple[np.nd
     if class_names is not None and names != list(class_names):
         raise SystemExit(f"error: {source} has classes {names}, the model {list(class_names)}")
     return faces, labels, names
+
+
+def write_csv(path: Path, about: str, rows: list[dict]) -> None:
+    """Rows as CSV under a '# about; machine' comment line."""
+    with path.open("w", newline="") as handle:
+        handle.write(f"# {about}; machine: 2 x86-64 cores, no GPU\n")
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
