@@ -218,6 +218,20 @@ def test_every_detector_finds_the_astronaut_once_and_is_named_in_the_json(photos
     assert 150 < face["x"] + face["width"] / 2 < 330 and 50 < face["y"] + face["height"] / 2 < 250  # her face
 
 
+def test_framing_options_change_what_is_classified(photos, model_path, tmp_path) -> None:
+    def probabilities(*framing: str) -> dict:
+        out = tmp_path / "faces.json"
+        assert main(["predict", str(photos / "astronaut.png"), "--model", str(model_path), "--json", str(out),
+                     *framing]) == EXIT_OK
+        return json.loads(out.read_text())["faces"][0]["probabilities"]
+
+    default = probabilities()
+    assert probabilities("--margin", str(PredictOptions.margin), "--no-square" if not PredictOptions.square
+                         else "--square") == default
+    assert probabilities("--margin", "0.3") != default
+    assert probabilities("--square" if not PredictOptions.square else "--no-square") != default
+
+
 def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["predict", str(photos), "--model", str(model_path), "--detector", "magic"])

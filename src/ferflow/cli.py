@@ -23,10 +23,10 @@ EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
 
 def _predict_parser(sub) -> None:
     from ferflow.detectors import DEFAULT_DETECTOR, DETECTORS
-    from ferflow.predict import DEFAULT_MODEL
+    from ferflow.predict import DEFAULT_MODEL, PredictOptions
 
     p = sub.add_parser("predict", help="classify the emotion of every face in images, folders or videos",
-                       description="Find faces (OpenCV Haar cascade) and classify their emotion.",
+                       description="Find faces (MTCNN unless --detector says otherwise) and classify their emotion.",
                        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or videos")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a .keras model with its .json sidecar "
@@ -38,7 +38,10 @@ def _predict_parser(sub) -> None:
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
     p.add_argument("--video-stride", type=int, metavar="N",
                    help="also read videos, classifying every N-th frame")
-    p.add_argument("--margin", type=float, default=0.1, help="widen each face box by this share per side")
+    p.add_argument("--margin", type=float, default=PredictOptions.margin,
+                   help=f"widen each face box by this share per side (default: {PredictOptions.margin})")
+    p.add_argument("--square", action=argparse.BooleanOptionalAction, default=PredictOptions.square,
+                   help="grow each face box to a square before the margin (default: %(default)s)")
     p.add_argument("--min-face", type=int, default=30, help="smallest face side in pixels to detect")
     p.add_argument("--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR,
                    help=f"face detector (default: {DEFAULT_DETECTOR}; see README, Face detection)")
@@ -145,8 +148,8 @@ def run_predict(args) -> int:
     classifier = load_or_report(args.model)
     if classifier is None:
         return EXIT_USAGE
-    options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, min_face=args.min_face,
-                             video_stride=args.video_stride, annotate_dir=args.annotate, detector=args.detector,
+    options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, square=args.square,
+                             min_face=args.min_face, video_stride=args.video_stride, annotate_dir=args.annotate, detector=args.detector,
                              progress=args.json is None)  # scripts that ask for JSON get no progress bar
     result = predict_paths(args.paths, classifier, options)
     print_table(result.faces)

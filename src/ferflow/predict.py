@@ -236,7 +236,8 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool) -> np.n
 class PredictOptions:
     detect: bool = True
     tta: bool = False
-    margin: float = 0.1
+    margin: float = 0.1  # share of the box added per side (benchmarks/crop_framing.py)
+    square: bool = False  # grow the box to a square first
     min_face: int = 30
     detector: str = DEFAULT_DETECTOR
     batch_size: int = 256  # faces classified per model call, across images
@@ -314,7 +315,7 @@ def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[
         return [(0, 0, grey.shape[1], grey.shape[0])], [
             cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)]
     boxes = detect_faces(image.pixels, detector, options.min_face)
-    return boxes, [crop_face(grey, box, options.margin) for box in boxes]
+    return boxes, [crop_face(grey, box, options.margin, options.square) for box in boxes]
 
 
 def face_result(image: Image, box: Box, probabilities: np.ndarray, class_names: tuple[str, ...]) -> FaceResult:
