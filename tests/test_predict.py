@@ -225,11 +225,11 @@ def test_framing_options_change_what_is_classified(photos, model_path, tmp_path)
                      *framing]) == EXIT_OK
         return json.loads(out.read_text())["faces"][0]["probabilities"]
 
+    same_shape, other_shape = ("--square", "--no-square") if PredictOptions.square else ("--no-square", "--square")
     default = probabilities()
-    assert probabilities("--margin", str(PredictOptions.margin), "--no-square" if not PredictOptions.square
-                         else "--square") == default
+    assert probabilities("--margin", str(PredictOptions.margin), same_shape) == default
     assert probabilities("--margin", "0.3") != default
-    assert probabilities("--square" if not PredictOptions.square else "--no-square") != default
+    assert probabilities(other_shape) != default
 
 
 def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:

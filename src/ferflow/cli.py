@@ -149,7 +149,8 @@ def run_predict(args) -> int:
     if classifier is None:
         return EXIT_USAGE
     options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, square=args.square,
-                             min_face=args.min_face, video_stride=args.video_stride, annotate_dir=args.annotate, detector=args.detector,
+                             min_face=args.min_face, video_stride=args.video_stride, annotate_dir=args.annotate,
+                             detector=args.detector,
                              progress=args.json is None)  # scripts that ask for JSON get no progress bar
     result = predict_paths(args.paths, classifier, options)
     print_table(result.faces)

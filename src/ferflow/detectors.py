@@ -70,7 +70,7 @@ class MtcnnDetector:
     name = "mtcnn"
 
     # 0.8 rather than 0.9: 91.3% of the validation-grid faces found instead of 85.8%, still no
-    # false positive on the grids, the portraits or scikit-image's face-free photos (README).
+    # false positive on the grids, the portraits or scikit-image's face-free photos (README, Face detection).
     def __init__(self, min_confidence: float = 0.8) -> None:
         try:
             from mtcnn import MTCNN
