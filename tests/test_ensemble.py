@@ -1,0 +1,114 @@
+"""`python -m ferflow.ensemble`: one model file that averages its members, and the measured gain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferflow import CLASS_NAMES
+from ferflow.ensemble import EnsembleError, check_members, main
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+def save_member(folder: Path, name: str, seed: int, class_names=CLASS_NAMES, crop_size: int = 44) -> Path:
+    """A small untrained model and its sidecar, as the train stage writes them; seeds differ per member."""
+    from ferflow.io import save_model
+    from ferflow.models import build_model
+    from ferflow.runtime import seed_everything
+
+    seed_everything(seed)
+    model = build_model("seed_cnn_compact", len(class_names), crop_size=crop_size)
+    path = folder / f"{name}.keras"
+    save_model(model, path)
+    path.with_suffix(".json").write_text(json.dumps({
+        "class_names": list(class_names), "arch": "seed_cnn_compact", "params": {"crop_size": crop_size},
+        "training_seconds": 10.0 + seed}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("members")
+    return [save_member(folder, "a", 1), save_member(folder, "b", 2)]
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    import cv2
+
+    files = sorted((SAMPLE / "test").glob("*/*.jpg"))[:12]
+    return np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]).astype("float32")[..., None]
+
+
+def test_the_ensemble_outputs_the_mean_of_its_members(members, faces, tmp_path) -> None:
+    import keras
+
+    out = tmp_path / "ensemble.keras"
+    assert main(["build", "--out", str(out), *map(str, members)]) == 0
+    loaded = [keras.saving.load_model(p, safe_mode=True, compile=False) for p in members]
+    expected = np.mean([m.predict_on_batch(faces) for m in loaded], axis=0)
+    single = loaded[0].predict_on_batch(faces)
+    assert not np.allclose(expected, single, atol=1e-4)  # the members differ, so the mean is not either one
+    from ferflow.predict import load_classifier
+
+    ensemble = load_classifier(out)  # what fer predict / fer serve do with --model
+    np.testing.assert_allclose(ensemble.model.predict_on_batch(faces), expected, rtol=1e-5, atol=1e-6)
+    assert ensemble.class_names == CLASS_NAMES and ensemble.crop_size == 44
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    assert sidecar["arch"] == "ensemble" and [m["file"] for m in sidecar["members"]] == ["a.keras", "b.keras"]
+    assert sidecar["training_seconds"] == 23.0 and len(sidecar["model_sha256"]) == 64
+
+
+def test_evaluate_scores_each_member_and_their_mean(members, tmp_path, capsys) -> None:
+    from ferflow.evaluate import predict_proba
+    import cv2
+
+    from ferflow.predict import load_classifier
+    from ferflow.processed import ProcessedData, save_processed
+
+    files = sorted((SAMPLE / "test").glob("*/*.jpg"))[:21]
+    x = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
+    y = np.array([CLASS_NAMES.index(f.parent.name) for f in files])
+    empty = {"x": x[:0], "y": y[:0], "files": np.array([], dtype=str)}
+    data = ProcessedData(x={"train": empty["x"], "val": x, "test": empty["x"]},
+                         y={"train": empty["y"], "val": y, "test": empty["y"]},
+                         files={"train": empty["files"], "val": np.array([f.name for f in files]),
+                                "test": empty["files"]}, class_names=CLASS_NAMES)
+    dataset = tmp_path / "dataset.npz"
+    save_processed(dataset, data)
+    out = tmp_path / "gain.json"
+    assert main(["evaluate", "--data", str(dataset), "--split", "val", "--out", str(out), *map(str, members)]) == 0
+    results = json.loads(out.read_text())
+    mean = np.mean([predict_proba(load_classifier(p).model, x) for p in members], axis=0)
+    assert results["n_samples"] == 21 and len(results["members"]) == 2
+    assert results["ensemble"]["accuracy"] == pytest.approx(float(np.mean(mean.argmax(axis=1) == y)))
+    assert "mean of the models" in capsys.readouterr().out
+    assert main(["evaluate", "--data", str(dataset), "--split", "test", *map(str, members)]) == 2
+    assert "no faces in split 'test'" in capsys.readouterr().err
+
+
+def test_members_must_agree_before_anything_is_written(members, tmp_path, capsys) -> None:
+    other = save_member(tmp_path, "two_classes", 3, class_names=("happy", "sad"))
+    out = tmp_path / "ensemble.keras"
+    assert main(["build", "--out", str(out), str(members[0]), str(other)]) == 2
+    assert "names the classes ['happy', 'sad']" in capsys.readouterr().err
+    assert main(["build", "--out", str(out), str(members[0])]) == 2
+    assert "at least two models" in capsys.readouterr().err
+    assert main(["build", "--out", str(out), str(members[0]), str(tmp_path / "missing.keras")]) == 2
+    assert "missing.keras' does not exist" in capsys.readouterr().err
+    assert main(["build", "--out", str(tmp_path / "ensemble.h5"), *map(str, members)]) == 2
+    assert "must end in .keras" in capsys.readouterr().err
+    assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+def test_check_members_names_the_disagreement() -> None:
+    a, b = Path("a.keras"), Path("b.keras")
+    with pytest.raises(EnsembleError, match="'b.keras' takes 40 px crops, but 'a.keras' takes 44 px"):
+        check_members([a, b], [CLASS_NAMES, CLASS_NAMES], [44, 40])
+    with pytest.raises(EnsembleError, match="given twice"):
+        check_members([a, Path("a.keras")], [CLASS_NAMES, CLASS_NAMES], [44, 44])
+    check_members([a, b], [CLASS_NAMES, CLASS_NAMES], [44, 44])  # agreeing members pass
