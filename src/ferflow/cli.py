@@ -39,7 +39,7 @@ def _predict_parser(sub) -> None:
     p.add_argument("--video-stride", type=int, metavar="N",
                    help="also read videos, classifying every N-th frame")
     p.add_argument("--margin", type=float, default=PredictOptions.margin,
-                   help=f"widen each face box by this share per side (default: {PredictOptions.margin})")
+                   help=f"widen each face box by this share per side, negative to tighten (default: {PredictOptions.margin})")
     p.add_argument("--square", action=argparse.BooleanOptionalAction, default=PredictOptions.square,
                    help="grow each face box to a square before the margin (default: %(default)s)")
     p.add_argument("--min-face", type=int, default=30, help="smallest face side in pixels to detect")

@@ -8,8 +8,9 @@
         print(face.file, face.box, face.emotion, round(face.confidence, 2))
     print(result.problems)
 
-Faces are found with OpenCV's Haar cascade shipped inside the opencv package (nothing is
-downloaded), cropped with a margin, converted to grey and resized to 48x48 like FER-2013.
+Faces are found with MTCNN by default (its weights ship inside the `mtcnn` wheel; OpenCV's
+Haar cascade and dlib's HOG detector are the alternatives: nothing is downloaded), cropped with
+a margin, converted to grey and resized to 48x48 like FER-2013.
 Each problem (a missing path, an unreadable file, no face found) is reported per file and the
 run goes on; only a model that cannot be used stops everything, before any work.
 """
@@ -236,8 +237,10 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool) -> np.n
 class PredictOptions:
     detect: bool = True
     tta: bool = False
-    margin: float = 0.1  # share of the box added per side (benchmarks/crop_framing.py)
-    square: bool = False  # grow the box to a square first
+    # Chosen on validation grids with the shipped model (benchmarks/crop_framing.py): a square
+    # a little inside MTCNN's box matches FER-2013's framing best (62.5% vs 53.5% for box + 0.1).
+    margin: float = -0.025  # share of the box added per side; negative tightens
+    square: bool = True  # grow the box to a square first
     min_face: int = 30
     detector: str = DEFAULT_DETECTOR
     batch_size: int = 256  # faces classified per model call, across images
