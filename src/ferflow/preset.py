@@ -46,10 +46,10 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
     "full": _full_data(arch="vgg", epochs=100, batch_size=128, learning_rate=0.01, weight_decay=0.0005,
                        crop_size=40),
     # For 2 CPU cores: the winner of the recipe study by validation accuracy (README, "Recipe
-    # study"), AdamW; 60 epochs of about 1.5 CPU minutes each (about 95 minutes), so that the
-    # run, its evaluation and CI fit in one 3-hour sitting on 2 cores.
-    "cpu": _full_data(arch="vgg_half", epochs=60, batch_size=128, optimizer="adamw", learning_rate=0.002,
-                      weight_decay=0.05),
+    # study"), AdamW; 45 epochs (87 minutes measured): on validation 66.6%, against 64.8% for
+    # 60 epochs, which overfit. Seed 1 is the shipped model's, so the preset reproduces it.
+    "cpu": _full_data(arch="vgg_half", epochs=45, batch_size=128, optimizer="adamw", learning_rate=0.002,
+                      weight_decay=0.05, seed=1),
     # The shipped defaults: the quick profile on the embedded sample.
     "quick": {
         "data": {"source": "data/sample"},
