@@ -2,7 +2,7 @@
 
     python benchmarks/predict_latency.py --model models/pretrained/fer2013.keras --repeats 50
 
-End to end = read the file, detect faces (Haar cascade), crop, classify: what one call of
+End to end = read the file, detect faces (the default detector), crop, classify: what one call of
 `ferflow.predict.predict_paths` costs per photo once the model is loaded (model loading is
 timed separately). The photo is scikit-image's astronaut portrait (512x512, one face).
 Throughput = classification alone on 48x48 crops from data/sample in batches.
