@@ -238,6 +238,24 @@ def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:
     assert exit_info.value.code == EXIT_USAGE
 
 
+def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier) -> None:
+    import ferflow.detectors as detectors
+
+    detectors.face_detector.cache_clear()
+    first = face_detector("haar")
+    built = []
+    original = detectors.HaarDetector.__init__
+    detectors.HaarDetector.__init__ = lambda self: built.append(1) or original(self)
+    try:
+        for _ in range(2):
+            assert len(predict_paths([photos / "astronaut.png"], classifier, PredictOptions(detector="haar")).faces) == 1
+    finally:
+        detectors.HaarDetector.__init__ = original
+    assert built == [] and face_detector("haar") is first
+    with pytest.raises(ValueError, match="unknown face detector"):
+        face_detector("magic")
+
+
 def test_large_photos_are_detected_downscaled_and_boxes_map_back() -> None:
     canvas = two_face_canvas()
     large = cv2.resize(canvas, (canvas.shape[1] * 4, canvas.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
@@ -277,6 +295,26 @@ def test_faces_of_many_images_are_classified_in_shared_batches(model_path, tmp_p
     assert [f.file for f in batched.faces] == [f.file for f in one_by_one]
     for a, b in zip(batched.faces, one_by_one):
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
+
+def test_ten_crop_views_go_through_the_model_in_fixed_chunks(classifier) -> None:
+    from ferflow.predict import classify_faces
+    from ferflow.tta import tta_views
+
+    faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.jpg"))[:7]])
+    calls = []
+    original = classifier.model.predict_on_batch
+    classifier.model.predict_on_batch = lambda x: calls.append(len(x)) or original(x)
+    try:
+        chunked = classify_faces(classifier, faces, tta=True, batch_size=16)
+    finally:
+        classifier.model.predict_on_batch = original
+    assert calls == [16, 16, 16, 16, 6]  # 7 faces x 10 views
+    direct = [np.asarray(original(view)) for view in tta_views(faces, "tencrop", classifier.crop_size)]
+    assert chunked == pytest.approx(np.mean(direct, axis=0), abs=1e-5)
+    assert classify_faces(classifier, faces[:0], tta=True).shape == (0, len(CLASS_NAMES))
+    with pytest.raises(ValueError, match="batch_size"):
+        classify_faces(classifier, faces, tta=False, batch_size=0)
 
 
 def test_video_frames_are_read_with_a_stride(classifier, tmp_path) -> None:

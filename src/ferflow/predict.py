@@ -218,19 +218,30 @@ def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, s
     return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
 
 
-def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool) -> np.ndarray:
+MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times for throughput
+
+
+def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool,
+                   batch_size: int = MODEL_BATCH) -> np.ndarray:
     """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop) views.
 
-    All views go through the model as one batch with `predict_on_batch`, which skips the
-    per-call set-up of `predict`: a photo holds a few faces, not thousands.
+    The views go through the model `batch_size` at a time with `predict_on_batch`, which skips
+    the per-call set-up of `predict`. Fixed-size chunks bound the memory of a large folder with
+    ten-crop (10 views a face) and keep the compiled step's input shapes few.
     """
     from ferflow.runtime import native_stderr_silenced
 
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if len(faces) == 0:
+        return np.zeros((0, len(classifier.class_names)), dtype="float32")
     mode = ("tencrop" if classifier.crop_size else "flip") if tta else "none"
     views = tta_views(faces, mode, classifier.crop_size)
+    stacked = np.concatenate(views)
     with native_stderr_silenced():
-        probabilities = np.asarray(classifier.model.predict_on_batch(np.concatenate(views)))
-    return probabilities.reshape(len(views), len(faces), -1).mean(axis=0)
+        chunks = [np.asarray(classifier.model.predict_on_batch(stacked[start:start + batch_size]))
+                  for start in range(0, len(stacked), batch_size)]
+    return np.concatenate(chunks).reshape(len(views), len(faces), -1).mean(axis=0)
 
 
 @dataclass
@@ -243,7 +254,7 @@ class PredictOptions:
     square: bool = True  # grow the box to a square first
     min_face: int = 30
     detector: str = DEFAULT_DETECTOR
-    batch_size: int = 256  # faces classified per model call, across images
+    batch_size: int = MODEL_BATCH  # faces gathered across images before they are classified
     progress: bool = False  # a tqdm bar on stderr for more than a few files
     video_stride: int | None = None
     annotate_dir: Path | None = None
@@ -271,7 +282,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
     def classify_pending() -> None:
         # One model call for the faces of many images: per-call overhead dominates small batches.
         crops = np.stack([crop for _, _, image_crops in pending for crop in image_crops])
-        probabilities = classify_faces(classifier, crops, options.tta)
+        probabilities = classify_faces(classifier, crops, options.tta, options.batch_size)
         row = 0
         for image, boxes, _ in pending:
             faces = [face_result(image, box, probabilities[row + i], classifier.class_names)
