@@ -256,6 +256,36 @@ def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier) 
         face_detector("magic")
 
 
+def test_compiled_mtcnn_finds_the_same_boxes_as_the_eager_package() -> None:
+    from mtcnn import MTCNN
+
+    from ferflow.detectors import MtcnnDetector
+
+    eager, compiled = MTCNN(device="CPU:0"), MtcnnDetector().model
+    assert all(type(stage.model).__name__ == "CompiledNetwork" for stage in compiled.stages)
+    for grey in (two_face_canvas(), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)):
+        rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
+        expected, found = eager.detect_faces(rgb), compiled.detect_faces(rgb)
+        assert len(found) == len(expected) >= 1
+        for a, b in zip(found, expected):
+            assert np.abs(np.subtract(a["box"], b["box"])).max() <= 1
+            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-3)
+
+
+def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(photos, model_path, monkeypatch,
+                                                                            capsys) -> None:
+    import keras
+
+    import ferflow.detectors as detectors
+
+    detectors.face_detector.cache_clear()  # a cached MTCNN would skip the check
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert main(["predict", str(photos), "--model", str(photos / "missing.keras"), "--detector", "mtcnn"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: --detector mtcnn: the mtcnn detector runs on TensorFlow only")
+    assert "Traceback" not in err and "missing.keras" not in err  # the model was never looked at
+
+
 def test_large_photos_are_detected_downscaled_and_boxes_map_back() -> None:
     canvas = two_face_canvas()
     large = cv2.resize(canvas, (canvas.shape[1] * 4, canvas.shape[0] * 4), interpolation=cv2.INTER_CUBIC)

@@ -134,6 +134,7 @@ def output_problem(path: Path | None, is_dir: bool) -> str | None:
 
 
 def run_predict(args) -> int:
+    from ferflow.detectors import face_detector
     from ferflow.predict import PredictOptions, predict_paths
 
     if args.video_stride is not None and args.video_stride < 1:
@@ -144,6 +145,12 @@ def run_predict(args) -> int:
         problem = output_problem(path, is_dir)
         if problem:  # checked before the model loads or any photo is read
             print(f"error: {flag}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    if not args.no_detect:
+        try:  # built once here and shared (face_detector caches it), before the model loads
+            face_detector(args.detector)
+        except RuntimeError as error:
+            print(f"error: --detector {args.detector}: {error}", file=sys.stderr)
             return EXIT_USAGE
     classifier = load_or_report(args.model)
     if classifier is None:

@@ -67,17 +67,42 @@ class DlibHogDetector:
         return boxes
 
 
+class CompiledNetwork:
+    """One of MTCNN's three networks, run through Keras's compiled predict step.
+
+    The `mtcnn` package calls its networks eagerly, layer by layer: on a CPU three quarters of
+    a 640x480 photo's detection time went to Python and dispatch overhead, not arithmetic.
+    `predict_on_batch` runs the same weights as one compiled function (the same boxes, about
+    2-3x faster; README, Face detection). The package expects tensors back, not arrays.
+    """
+
+    def __init__(self, network) -> None:
+        self.network = network
+
+    def __call__(self, images):
+        import keras
+
+        return [keras.ops.convert_to_tensor(output) for output in self.network.predict_on_batch(images)]
+
+
 class MtcnnDetector:
     name = "mtcnn"
 
     # 0.8 rather than 0.9: 91.3% of the validation-grid faces found instead of 85.8%, still no
     # false positive on the grids, the portraits or scikit-image's face-free photos (README, Face detection).
     def __init__(self, min_confidence: float = 0.8) -> None:
+        import keras
+
+        if keras.backend.backend() != "tensorflow":  # the package imports TensorFlow's own Keras
+            raise RuntimeError(f"the mtcnn detector runs on TensorFlow only, not KERAS_BACKEND="
+                               f"{keras.backend.backend()}; unset KERAS_BACKEND or choose --detector haar or dlib_hog")
         try:
             from mtcnn import MTCNN
         except ImportError:
             raise RuntimeError("the mtcnn detector needs the mtcnn package: pip install mtcnn==1.0.0") from None
         self.model = MTCNN(device="CPU:0")
+        for stage in self.model.stages:
+            stage._model = CompiledNetwork(stage.model)  # mtcnn 1.0.0 has no setter
         self.min_confidence = min_confidence
 
     def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
