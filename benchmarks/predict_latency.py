@@ -35,7 +35,7 @@ def main() -> None:
     import cv2
     from skimage import data as skimage_data
 
-    from ferflow.detectors import DEFAULT_DETECTOR, DETECT_MAX_SIDE
+    from ferflow.detectors import DEFAULT_DETECTOR
     from ferflow.predict import (DEFAULT_MODEL, PredictOptions, classify_faces, detect_faces, face_detector,
                                  load_classifier, predict_paths)
     from ferflow.runtime import environment_info
@@ -44,7 +44,7 @@ def main() -> None:
     classifier = load_classifier(args.model or DEFAULT_MODEL)
     load_seconds = time.perf_counter() - start
     results: dict = {"model": str(classifier.path), "model_load_s": round(load_seconds, 3),
-                     "detector": DEFAULT_DETECTOR, "detect_max_side": DETECT_MAX_SIDE, "photo": "astronaut 640x480"}
+                     "detector": DEFAULT_DETECTOR, "detect_size": face_detector().detect_size, "photo": "astronaut 640x480"}
     photo_bgr = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (640, 480),
                            interpolation=cv2.INTER_AREA)
     with tempfile.TemporaryDirectory() as folder:

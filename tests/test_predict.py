@@ -286,10 +286,29 @@ def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(ph
     assert "Traceback" not in err and "missing.keras" not in err  # the model was never looked at
 
 
+def test_detect_size_is_each_detectors_own_unless_given(classifier, tmp_path, capsys) -> None:
+    photo = tmp_path / "two.png"
+    cv2.imwrite(str(photo), two_face_canvas())  # 480x300
+    seen = []
+    for name in ("mtcnn", "haar"):
+        detector = face_detector(name)
+        original = detector.detect
+        detector.detect = lambda pixels, min_size, _original=original: seen.append(max(pixels.shape)) or \
+            _original(pixels, min_size)
+        try:
+            for size in (None, 100):
+                predict_paths([photo], classifier, PredictOptions(detector=name, detect_size=size))
+        finally:
+            del detector.detect
+    assert seen == [320, 100, 480, 100]  # mtcnn detects at 320 px, haar at up to 640
+    assert main(["predict", str(photo), "--detect-size", "47"]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == "error: --detect-size must be 48 or more, got 47"
+
+
 def test_large_photos_are_detected_downscaled_and_boxes_map_back() -> None:
     canvas = two_face_canvas()
     large = cv2.resize(canvas, (canvas.shape[1] * 4, canvas.shape[0] * 4), interpolation=cv2.INTER_CUBIC)
-    boxes = detect_faces(large, face_detector(), min_size=30)  # 1920 px wide: detected at 640
+    boxes = detect_faces(large, face_detector(), min_size=30)  # 1920 px wide: detected at 320
     assert len(boxes) == 2
     for x, y, size in PLACED.values():
         assert max(iou(box, (4 * x, 4 * y, 4 * size, 4 * size)) for box in boxes) > 0.5

@@ -253,6 +253,7 @@ class PredictOptions:
     margin: float = -0.025  # share of the box added per side; negative tightens
     square: bool = True  # grow the box to a square first
     min_face: int = 30
+    detect_size: int | None = None  # larger photos are detected on a copy this large; None: the detector's
     detector: str = DEFAULT_DETECTOR
     batch_size: int = MODEL_BATCH  # faces gathered across images before they are classified
     progress: bool = False  # a tqdm bar on stderr for more than a few files
@@ -328,7 +329,7 @@ def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[
     if detector is None:
         return [(0, 0, grey.shape[1], grey.shape[0])], [
             cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)]
-    boxes = detect_faces(image.pixels, detector, options.min_face)
+    boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
     return boxes, [crop_face(grey, box, options.margin, options.square) for box in boxes]
 
 
