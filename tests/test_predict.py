@@ -305,6 +305,30 @@ def test_detect_size_is_each_detectors_own_unless_given(classifier, tmp_path, ca
     assert capsys.readouterr().err.strip() == "error: --detect-size must be 48 or more, got 47"
 
 
+@pytest.mark.parametrize("kind", ["jpeg", "png", "grey_png", "rgba_png", "palette_png", "grey_jpeg", "exif_rotated_jpeg"])
+def test_photos_decode_once_to_the_pixels_opencv_reads(kind) -> None:
+    import io
+
+    from PIL import Image as PILImage
+
+    from ferflow.predict import decode_image
+
+    image = PILImage.fromarray(skimage_data.astronaut())
+    mode = {"grey_png": "L", "grey_jpeg": "L", "rgba_png": "RGBA", "palette_png": "P"}.get(kind, "RGB")
+    options = {}
+    if kind == "exif_rotated_jpeg":
+        image = image.crop((0, 0, 400, 512))
+        options["exif"] = PILImage.Exif()
+        options["exif"][0x0112] = 6  # orientation: rotate 90 degrees to display
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, "JPEG" if kind.endswith("jpeg") else "PNG", **options)
+    data = buffer.getvalue()
+    expected = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    decoded = decode_image(data, kind)
+    assert decoded.shape == expected.shape == ((400, 512, 3) if kind == "exif_rotated_jpeg" else (512, 512, 3))
+    np.testing.assert_array_equal(decoded, expected)
+
+
 def test_large_photos_are_detected_downscaled_and_boxes_map_back() -> None:
     canvas = two_face_canvas()
     large = cv2.resize(canvas, (canvas.shape[1] * 4, canvas.shape[0] * 4), interpolation=cv2.INTER_CUBIC)

@@ -106,10 +106,13 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
     return images
 
 
-def _to_8bit_grey(image: Image.Image) -> Image.Image:
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for 16- and 32-bit integer pixels
+
+
+def to_8bit_grey(image: Image.Image) -> Image.Image:
     """Grey 8-bit, whatever the bit depth. PIL's convert("L") clips 16-bit values at 255 (an
     almost white face); they are scaled by 1/256 instead, as OpenCV (`fer predict`) does."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+    if image.mode in SIXTEEN_BIT_MODES:
         wide = np.asarray(image, dtype=np.uint32)
         return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L")
     return image if image.mode == "L" else image.convert("L")
@@ -120,7 +123,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     try:
         # One read per file: PIL's own reads of a small JPEG are many tiny system calls.
         with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
-            grey = _to_8bit_grey(image)
+            grey = to_8bit_grey(image)
             if grey.size != (IMAGE_SIZE, IMAGE_SIZE):
                 grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
             return np.asarray(grey, dtype=np.uint8)

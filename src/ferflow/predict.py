@@ -162,12 +162,16 @@ MAX_IMAGE_PIXELS = 50_000_000
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode image file bytes to pixels as OpenCV reads them (BGR or grey, 8-bit).
+    """Decode image file bytes to BGR 8-bit pixels, as OpenCV's `imread` gives them.
 
-    Raises ValueError naming `name` for empty, non-image, truncated or oversized data. A
-    truncated JPEG is refused, not half-decoded: OpenCV alone would return the top of it.
+    Raises ValueError naming `name` for empty, non-image, truncated or oversized data. PIL
+    decodes (once): it refuses a truncated JPEG that OpenCV would half-decode, and it is the
+    decoder training uses. EXIF orientation is applied, as OpenCV does; 16-bit images are
+    scaled to 8 bits, not clipped, as in training.
     """
-    from PIL import Image as PILImage, UnidentifiedImageError
+    from PIL import Image as PILImage, ImageOps, UnidentifiedImageError
+
+    from ferflow.data import SIXTEEN_BIT_MODES, to_8bit_grey
 
     if not data:
         raise ValueError(f"'{name}' is empty")
@@ -177,14 +181,14 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
                 raise ValueError(f"'{name}' is {probe.width}x{probe.height} pixels; the limit is "
                                  f"{MAX_IMAGE_PIXELS:,} pixels")
             probe.load()  # decodes everything: raises on truncated data
+            image = ImageOps.exif_transpose(probe)
+            if image.mode in SIXTEEN_BIT_MODES:
+                return cv2.cvtColor(np.asarray(to_8bit_grey(image)), cv2.COLOR_GRAY2BGR)
+            return np.ascontiguousarray(np.asarray(image.convert("RGB"))[:, :, ::-1])
     except UnidentifiedImageError:
         raise ValueError(f"'{name}' is not a readable image") from None
     except (OSError, SyntaxError) as error:
         raise ValueError(f"'{name}' is not a readable image: {error}") from None
-    pixels = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise ValueError(f"'{name}' is not a readable image")
-    return pixels
 
 
 # ----------------------------------------------------------------------------- faces
