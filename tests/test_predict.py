@@ -329,6 +329,17 @@ def test_photos_decode_once_to_the_pixels_opencv_reads(kind) -> None:
     np.testing.assert_array_equal(decoded, expected)
 
 
+def test_a_fresh_fer_predict_keeps_tensorflows_start_up_notes_off_stderr(photos, model_path) -> None:
+    import subprocess
+    import sys
+
+    # A fresh process: in this one TensorFlow has started already. MTCNN is built first.
+    result = subprocess.run([sys.executable, "-m", "ferflow.cli", "predict", str(photos / "astronaut.png"),
+                             "--model", str(model_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stderr.strip() == "1 face(s) in 1 file(s); 0 problem(s)"
+
+
 def test_large_photos_are_detected_downscaled_and_boxes_map_back() -> None:
     canvas = two_face_canvas()
     large = cv2.resize(canvas, (canvas.shape[1] * 4, canvas.shape[0] * 4), interpolation=cv2.INTER_CUBIC)

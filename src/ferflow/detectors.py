@@ -106,16 +106,19 @@ class MtcnnDetector:
     # none in scikit-image's face-free photos, the fastest within 0.5 points of the best recall:
     # 95.0% found at 320 px instead of 90.2% (README, Face detection).
     def __init__(self, thresholds: tuple[float, float, float] = (0.4, 0.4, 0.5), scale_factor: float = 0.709) -> None:
-        import keras
+        from ferflow.runtime import native_stderr_silenced
 
-        if keras.backend.backend() != "tensorflow":  # the package imports TensorFlow's own Keras
-            raise RuntimeError(f"the mtcnn detector runs on TensorFlow only, not KERAS_BACKEND="
-                               f"{keras.backend.backend()}; unset KERAS_BACKEND or choose --detector haar or dlib_hog")
-        try:
-            from mtcnn import MTCNN
-        except ImportError:
-            raise RuntimeError("the mtcnn detector needs the mtcnn package: pip install mtcnn==1.0.0") from None
-        self.model = MTCNN(device="CPU:0")
+        with native_stderr_silenced():  # TensorFlow's C++ start-up notes
+            import keras
+
+            if keras.backend.backend() != "tensorflow":  # the package imports TensorFlow's own Keras
+                raise RuntimeError(f"the mtcnn detector runs on TensorFlow only, not KERAS_BACKEND="
+                                   f"{keras.backend.backend()}; unset KERAS_BACKEND or choose --detector haar or dlib_hog")
+            try:
+                from mtcnn import MTCNN
+            except ImportError:
+                raise RuntimeError("the mtcnn detector needs the mtcnn package: pip install mtcnn==1.0.0") from None
+            self.model = MTCNN(device="CPU:0")
         for stage in self.model.stages:
             stage._model = CompiledNetwork(stage.model)  # mtcnn 1.0.0 has no setter
         self.thresholds = thresholds  # P-Net, R-Net, O-Net: a candidate box must pass all three
