@@ -238,19 +238,16 @@ def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:
     assert exit_info.value.code == EXIT_USAGE
 
 
-def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier) -> None:
+def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier, monkeypatch) -> None:
     import ferflow.detectors as detectors
 
     detectors.face_detector.cache_clear()
     first = face_detector("haar")
     built = []
     original = detectors.HaarDetector.__init__
-    detectors.HaarDetector.__init__ = lambda self: built.append(1) or original(self)
-    try:
-        for _ in range(2):
-            assert len(predict_paths([photos / "astronaut.png"], classifier, PredictOptions(detector="haar")).faces) == 1
-    finally:
-        detectors.HaarDetector.__init__ = original
+    monkeypatch.setattr(detectors.HaarDetector, "__init__", lambda self: built.append(1) or original(self))
+    for _ in range(2):
+        assert len(predict_paths([photos / "astronaut.png"], classifier, PredictOptions(detector="haar")).faces) == 1
     assert built == [] and face_detector("haar") is first
     with pytest.raises(ValueError, match="unknown face detector"):
         face_detector("magic")
@@ -286,20 +283,16 @@ def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(ph
     assert "Traceback" not in err and "missing.keras" not in err  # the model was never looked at
 
 
-def test_detect_size_is_each_detectors_own_unless_given(classifier, tmp_path, capsys) -> None:
+def test_detect_size_is_each_detectors_own_unless_given(classifier, tmp_path, capsys, monkeypatch) -> None:
     photo = tmp_path / "two.png"
     cv2.imwrite(str(photo), two_face_canvas())  # 480x300
     seen = []
     for name in ("mtcnn", "haar"):
         detector = face_detector(name)
-        original = detector.detect
-        detector.detect = lambda pixels, min_size, _original=original: seen.append(max(pixels.shape)) or \
-            _original(pixels, min_size)
-        try:
-            for size in (None, 100):
-                predict_paths([photo], classifier, PredictOptions(detector=name, detect_size=size))
-        finally:
-            del detector.detect
+        monkeypatch.setattr(detector, "detect", lambda pixels, min_size, _original=detector.detect:
+                            seen.append(max(pixels.shape)) or _original(pixels, min_size))
+        for size in (None, 100):
+            predict_paths([photo], classifier, PredictOptions(detector=name, detect_size=size))
     assert seen == [320, 100, 480, 100]  # mtcnn detects at 320 px, haar at up to 640
     assert main(["predict", str(photo), "--detect-size", "47"]) == EXIT_USAGE
     assert capsys.readouterr().err.strip() == "error: --detect-size must be 48 or more, got 47"
@@ -381,18 +374,16 @@ def test_faces_of_many_images_are_classified_in_shared_batches(model_path, tmp_p
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
 
 
-def test_ten_crop_views_go_through_the_model_in_fixed_chunks(classifier) -> None:
+def test_ten_crop_views_go_through_the_model_in_fixed_chunks(classifier, monkeypatch) -> None:
     from ferflow.predict import classify_faces
     from ferflow.tta import tta_views
 
     faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.jpg"))[:7]])
     calls = []
     original = classifier.model.predict_on_batch
-    classifier.model.predict_on_batch = lambda x: calls.append(len(x)) or original(x)
-    try:
-        chunked = classify_faces(classifier, faces, tta=True, batch_size=16)
-    finally:
-        classifier.model.predict_on_batch = original
+    monkeypatch.setattr(classifier.model, "predict_on_batch", lambda x: calls.append(len(x)) or original(x))
+    chunked = classify_faces(classifier, faces, tta=True, batch_size=16)
+    monkeypatch.undo()
     assert calls == [16, 16, 16, 16, 6]  # 7 faces x 10 views
     direct = [np.asarray(original(view)) for view in tta_views(faces, "tencrop", classifier.crop_size)]
     assert chunked == pytest.approx(np.mean(direct, axis=0), abs=1e-5)
