@@ -256,17 +256,33 @@ def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier, 
 def test_compiled_mtcnn_finds_the_same_boxes_as_the_eager_package() -> None:
     from mtcnn import MTCNN
 
-    from ferflow.detectors import MtcnnDetector
+    from ferflow.detectors import CompiledNetwork, MtcnnDetector, PackedPNet
 
     eager, compiled = MTCNN(device="CPU:0"), MtcnnDetector().model
-    assert all(type(stage.model).__name__ == "CompiledNetwork" for stage in compiled.stages)
-    for grey in (two_face_canvas(), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)):
+    assert isinstance(compiled.stages[0], PackedPNet)
+    assert all(isinstance(stage.model, CompiledNetwork) for stage in compiled.stages[1:])
+    astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)
+    # Odd sides too: their pyramid levels are padded by a repeated edge in the packed canvas.
+    for grey in (two_face_canvas(), astronaut, cv2.resize(astronaut, (333, 251), interpolation=cv2.INTER_AREA)):
         rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
         expected, found = eager.detect_faces(rgb), compiled.detect_faces(rgb)
         assert len(found) == len(expected) >= 1
         for a, b in zip(found, expected):
             assert np.abs(np.subtract(a["box"], b["box"])).max() <= 1
             assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-3)
+
+
+def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
+    from ferflow.detectors import pack_levels
+
+    shapes = [(144, 192), (102, 137), (72, 96), (51, 68), (36, 48), (25, 34), (18, 24), (12, 17)]
+    corners, (height, width) = pack_levels(shapes)
+    assert width == 192 + 138 and height < sum(h for h, _ in shapes)  # denser than one column
+    canvas = np.zeros((height, width), dtype=int)
+    for (top, left), (h, w) in zip(corners, shapes, strict=True):
+        assert top % 2 == 0 and left % 2 == 0  # P-Net's stride-2 windows line up with the level's own
+        canvas[top:top + h, left:left + w] += 1
+    assert canvas.max() == 1 and canvas.sum() == sum(h * w for h, w in shapes)  # inside, no overlap
 
 
 def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(photos, model_path, monkeypatch,
