@@ -2,8 +2,8 @@
 
     python benchmarks/predict_latency.py --model models/pretrained/fer2013.keras --repeats 50
 
-End to end = read the file (PNG, and JPEG), detect faces (the default detector at its default size), crop,
-classify: what one call of `ferflow.predict.predict_paths` costs per photo once the model is
+End to end = read the file (PNG, and JPEG), detect faces (the default detector at its
+default size), crop, classify: what one call of `ferflow.predict.predict_paths` costs per photo once the model is
 loaded (model loading is timed separately). The photo is scikit-image's astronaut portrait
 resized to 640x480 (one face), the size the targets in issue #14 are stated for; detection
 alone is timed on the same photo. Throughput = `classify_faces` alone on 48x48 crops from

@@ -146,7 +146,7 @@ class PackedPNet:
         levels = [(scale, int(height * scale), int(width * scale)) for scale in scales]
         levels = [level for level in levels if min(level[1:]) >= self.WINDOW]
         even = [(h + h % 2, w + w % 2) for _, h, w in levels]
-        corners, (canvas_height, canvas_width) = pack_levels(even)
+        corners, (canvas_height, canvas_width) = pack_levels([(h, w) for _, h, w in levels])
         canvas = np.zeros((count, canvas_height, canvas_width, 3), dtype=np.float32)
         for (_, h, w), (even_h, even_w), (top, left) in zip(levels, even, corners):
             for index in range(count):
