@@ -16,6 +16,7 @@ from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from ferflow.detectors import MtcnnDetector
 from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, face_frame,
                              load_classifier, predict_paths)
 
@@ -253,23 +254,54 @@ def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier, 
         face_detector("magic")
 
 
-def test_compiled_mtcnn_finds_the_same_boxes_as_the_eager_package() -> None:
+@pytest.mark.parametrize("thresholds", [(0.6, 0.7, 0.8), MtcnnDetector.__init__.__defaults__[0]],
+                         ids=["package thresholds", "ours"])
+def test_our_mtcnn_stages_find_the_same_boxes_as_the_package(thresholds) -> None:
     from mtcnn import MTCNN
 
-    from ferflow.detectors import CompiledNetwork, MtcnnDetector, PackedPNet
-
-    eager, compiled = MTCNN(device="CPU:0"), MtcnnDetector().model
-    assert isinstance(compiled.stages[0], PackedPNet)
-    assert all(isinstance(stage.model, CompiledNetwork) for stage in compiled.stages[1:])
+    package, ours = MTCNN(device="CPU:0"), MtcnnDetector(thresholds, scale_factor=0.709)
     astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)
     # Odd sides too: their pyramid levels are padded by a repeated edge in the packed canvas.
+    # 0.709: at 0.8 the package's own pyramid finds no face at some image sizes.
     for grey in (two_face_canvas(), astronaut, cv2.resize(astronaut, (333, 251), interpolation=cv2.INTER_AREA)):
         rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-        expected, found = eager.detect_faces(rgb), compiled.detect_faces(rgb)
+        expected = package.detect_faces(rgb, scale_factor=0.709, threshold_pnet=thresholds[0],
+                                        threshold_rnet=thresholds[1], threshold_onet=thresholds[2])
+        found = ours.find(rgb)
         assert len(found) == len(expected) >= 1
-        for a, b in zip(found, expected):
-            assert np.abs(np.subtract(a["box"], b["box"])).max() <= 1
-            assert a["confidence"] == pytest.approx(b["confidence"], abs=1e-3)
+        for box, face in zip(found, expected):
+            x1, y1, x2, y2, confidence = box
+            assert np.abs(np.round([x1, y1, x2 - x1, y2 - y1]) - face["box"]).max() <= 1
+            assert confidence == pytest.approx(face["confidence"], abs=1e-3)
+
+
+def test_a_photo_without_faces_or_too_small_for_the_pyramid_gives_no_boxes() -> None:
+    detector = MtcnnDetector()
+    assert detector.find(cv2.cvtColor(skimage_data.coffee(), cv2.COLOR_RGB2BGR)).shape == (0, 5)
+    assert detector.pnet.levels(11, 40) == []  # smaller than P-Net's 12 px window
+    assert detector.find(np.full((11, 40, 3), 128, dtype=np.uint8)).shape == (0, 5)
+
+
+def test_overlap_suppression_and_squaring_match_the_package_on_random_boxes() -> None:
+    from mtcnn.utils.bboxes import resize_to_square, smart_nms_from_bboxes
+
+    from ferflow.detectors import best_first, suppress_overlaps, to_square
+
+    rng = np.random.default_rng(0)
+    corners = rng.uniform(0, 100, size=(60, 2))
+    boxes = np.column_stack([corners, corners + rng.uniform(5, 40, size=(60, 2)), rng.uniform(0, 1, 60)])
+    rows = np.column_stack([np.zeros(60), boxes])  # the package's layout: image index first
+    for method in ("union", "min"):
+        for threshold in (0.3, 0.5, 0.7):
+            ordered = best_first(boxes)
+            kept = ordered[suppress_overlaps(ordered, threshold, method)]
+            expected = smart_nms_from_bboxes(rows, threshold, method=method)[:, 1:]
+            assert 1 < len(kept) < 60
+            np.testing.assert_allclose(kept, expected)
+    np.testing.assert_allclose(to_square(boxes), resize_to_square(rows)[:, 1:])
+    # A box dropped by a better one still drops the boxes it overlaps, as in the package.
+    chain = np.array([[0, 0, 10, 10, 0.9], [4, 0, 14, 10, 0.8], [8, 0, 18, 10, 0.7]], dtype=float)
+    assert list(suppress_overlaps(chain, 0.4)) == [0]
 
 
 def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:

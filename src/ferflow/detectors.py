@@ -69,31 +69,6 @@ class DlibHogDetector:
         return boxes
 
 
-class CompiledNetwork:
-    """One of MTCNN's three networks, run through Keras's compiled predict step.
-
-    The `mtcnn` package calls its networks eagerly, layer by layer: on a CPU three quarters of
-    a 640x480 photo's detection time went to Python and dispatch overhead, not arithmetic.
-    `predict_on_batch` runs the same weights as one compiled function (the same boxes, about
-    2-3x faster; README, Face detection). The package expects tensors back, not arrays.
-    """
-
-    def __init__(self, network) -> None:
-        self.network = network
-
-    def __call__(self, images):
-        import keras
-
-        from ferflow.runtime import native_stderr_silenced
-
-        if len(images) == 0:
-            # No candidate boxes left: the network raises, the package reads that as "no face",
-            # and TensorFlow's C++ runtime would log the error to stderr on every face-free photo.
-            with native_stderr_silenced():
-                return self.network.predict_on_batch(images)
-        return [keras.ops.convert_to_tensor(output) for output in self.network.predict_on_batch(images)]
-
-
 def pack_levels(shapes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
     """Top-left corners for rectangles (height, width), largest first, packed into shelves.
 
@@ -113,58 +88,142 @@ def pack_levels(shapes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], t
     return corners, (shelf_top + shelf_height, canvas_width)
 
 
+def suppress_overlaps(boxes: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Indices of the boxes (x1, y1, x2, y2, ...; best score first) that the `mtcnn` package keeps.
+
+    Its suppression drops a box that any better box overlaps by more than `threshold`, even a
+    better box that was itself dropped (classic NMS would let that one suppress nothing).
+    Overlap is intersection over union, or over the smaller box with method="min".
+    """
+    x1, y1, x2, y2 = (boxes[:, column] for column in range(4))
+    area = (x2 - x1) * (y2 - y1)
+    inter_w = np.maximum(0, np.minimum(x2[:, None], x2[None]) - np.maximum(x1[:, None], x1[None]))
+    inter_h = np.maximum(0, np.minimum(y2[:, None], y2[None]) - np.maximum(y1[:, None], y1[None]))
+    inter = inter_w * inter_h
+    base = area[:, None] + area[None] - inter if method == "union" else np.minimum(area[:, None], area[None])
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: NaN, which suppresses nothing
+        overlap = inter / base
+    return np.flatnonzero(~np.triu(overlap > threshold, k=1).any(axis=0))
+
+
+def best_first(boxes: np.ndarray, score_column: int = 4) -> np.ndarray:
+    # The package's order (a reversed argsort), so that tied scores come out as in the package.
+    return boxes[np.argsort(boxes[:, score_column])[::-1]]
+
+
+def to_square(boxes: np.ndarray) -> np.ndarray:
+    """Boxes (x1, y1, x2, y2, ...) grown to squares about their centres, as the package does."""
+    boxes = boxes.copy()
+    width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(width, height)
+    boxes[:, 0] += (width - side) / 2
+    boxes[:, 1] += (height - side) / 2
+    boxes[:, 2:4] = boxes[:, 0:2] + side[:, None]
+    return boxes
+
+
+def graph_function(network, patch_size: int | None = None):
+    """One of MTCNN's networks as a single TensorFlow graph, traced once for any input size.
+
+    The package calls its networks eagerly, layer by layer; on a CPU most of that time was
+    Python and dispatch. Keras's `predict_on_batch` compiles them but still spends about half
+    a millisecond a call matching arguments; a concrete function takes arrays straight in. With
+    `patch_size`, the function takes the photo and boxes (y1, x1, y2, x2 as fractions of its
+    sides) and cuts the patches itself, as the package's `extract_patches` does
+    (`crop_and_resize`), in the same graph. MTCNN runs on TensorFlow only (its package
+    imports it), so this is TensorFlow code.
+    """
+    import tensorflow as tf
+
+    images = tf.TensorSpec([None, None, None, 3], tf.float32)
+    if patch_size is None:
+        return tf.function(lambda batch: network(batch, training=False)).get_concrete_function(images)
+
+    def score_patches(image, boxes):
+        patches = tf.image.crop_and_resize(image, boxes, tf.zeros(tf.shape(boxes)[:1], tf.int32),
+                                           (patch_size, patch_size))
+        return network(patches, training=False)
+
+    return tf.function(score_patches).get_concrete_function(images, tf.TensorSpec([None, 4], tf.float32))
+
+
 class PackedPNet:
     """MTCNN's first stage, with the whole image pyramid scored in one network call.
 
-    The package resizes the photo to each pyramid level with eager TensorFlow ops and runs
-    P-Net once per level (8 levels at 320 px): on a CPU that is mostly per-call overhead. P-Net
-    is fully convolutional with a stride of 2 and 12 px windows, so here the levels are resized
-    with OpenCV, packed side by side into one canvas (`pack_levels`), scored in one compiled
-    call, and each level's windows are read back from its part of the output. The proposals
-    then go through the package's own box generation and non-maximum suppression. A level
-    with an odd side gets its last row or column repeated: the package's padded pooling sees
-    a partial window there, so boxes touching the photo's bottom or right edge may differ by
-    a pixel or so; elsewhere they are the package's.
+    The package resizes the photo to each pyramid level with eager TensorFlow ops, runs P-Net
+    once per level (8 levels at 320 px) and turns each output into boxes with more eager ops:
+    on a CPU that is mostly per-call overhead. P-Net is fully convolutional with a stride of 2
+    and 12 px windows, so here the levels are resized with OpenCV, packed side by side into one
+    canvas (`pack_levels`), scored in one compiled call, and each level's windows are read back
+    from its part of the output in NumPy, with the package's arithmetic and suppression. A
+    level with an odd side gets its last row or column repeated: the package's padded pooling
+    sees a partial window there, so boxes touching the photo's bottom or right edge may differ
+    by a pixel or so; elsewhere they are the package's.
     """
 
     WINDOW, STRIDE = 12, 2
 
-    def __init__(self, network) -> None:
+    def __init__(self, network, scale_factor: float, threshold: float, min_face_size: int = 20,
+                 nms_level: float = 0.5, nms_all: float = 0.7) -> None:
         self.network = network
+        self.scale_factor, self.threshold, self.min_face_size = scale_factor, threshold, min_face_size
+        self.nms_level, self.nms_all = nms_level, nms_all  # suppression within a level, then across levels
 
-    def __call__(self, images_normalized, images_oshapes, min_face_size=20, min_size=12, scale_factor=0.709,
-                 threshold_pnet=0.6, nms_pnet1=0.5, nms_pnet2=0.7, **_):
-        import keras
-        from mtcnn.utils.bboxes import generate_bounding_box, resize_to_square, smart_nms_from_bboxes, upscale_bboxes
+    def levels(self, height: int, width: int) -> list[tuple[float, int, int]]:
+        """(scale, height, width) of each pyramid level, as the package builds them."""
         from mtcnn.utils.images import build_scale_pyramid
 
-        images = np.asarray(images_normalized, dtype=np.float32)
-        count, height, width = images.shape[:3]
-        scales = max((build_scale_pyramid(shape[1], shape[0], min_face_size=min_face_size, min_size=min_size,
-                                          scale_factor=scale_factor) for shape in images_oshapes), key=len)
+        scales = build_scale_pyramid(width, height, min_face_size=self.min_face_size, min_size=self.WINDOW,
+                                     scale_factor=self.scale_factor)
         # Level sizes are truncated as the package's tf.image.resize call truncates them.
-        levels = [(scale, int(height * scale), int(width * scale)) for scale in scales]
-        levels = [level for level in levels if min(level[1:]) >= self.WINDOW]
+        levels = [(float(scale), int(height * scale), int(width * scale)) for scale in scales]
+        return [level for level in levels if min(level[1:]) >= self.WINDOW]
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Square candidate boxes (x1, y1, x2, y2, score) in a normalized photo's pixels."""
+        levels = self.levels(*image.shape[:2])
         even = [(h + h % 2, w + w % 2) for _, h, w in levels]
-        corners, (canvas_height, canvas_width) = pack_levels([(h, w) for _, h, w in levels])
-        canvas = np.zeros((count, canvas_height, canvas_width, 3), dtype=np.float32)
+        corners, canvas_shape = pack_levels([(h, w) for _, h, w in levels])
+        canvas = np.zeros((1, *canvas_shape, 3), dtype=np.float32)
         for (_, h, w), (even_h, even_w), (top, left) in zip(levels, even, corners):
-            for index in range(count):
-                level = cv2.resize(images[index], (w, h), interpolation=cv2.INTER_AREA)
-                canvas[index, top:top + even_h, left:left + even_w] = np.pad(
-                    level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge")
-        regression, scores = self.network.predict_on_batch(canvas) if levels else (None, None)
-        proposals = []
+            level = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            canvas[0, top:top + even_h, left:left + even_w] = np.pad(
+                level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge")
+        regression, scores = (output.numpy()[0] for output in self.network(canvas)) if levels else (None, None)
+        proposals = [np.empty((0, 5))]
         for (scale, _, _), (even_h, even_w), (top, left) in zip(levels, even, corners):
             rows, cols = (even_h - self.WINDOW) // self.STRIDE + 1, (even_w - self.WINDOW) // self.STRIDE + 1
-            part = np.s_[:, top // self.STRIDE:top // self.STRIDE + rows, left // self.STRIDE:left // self.STRIDE + cols]
-            boxes = generate_bounding_box(keras.ops.convert_to_tensor(regression[part]),
-                                          keras.ops.convert_to_tensor(scores[part]), threshold_pnet)
-            boxes = upscale_bboxes(boxes, np.asarray([scale] * count))
-            proposals.append(smart_nms_from_bboxes(boxes, threshold=nms_pnet1, method="union", initial_sort=False))
-        proposals = np.concatenate(proposals, axis=0) if proposals else np.empty((0, 6))
-        proposals = smart_nms_from_bboxes(proposals, threshold=nms_pnet2, method="union", initial_sort=True)
-        return resize_to_square(proposals)
+            part = np.s_[top // self.STRIDE:top // self.STRIDE + rows, left // self.STRIDE:left // self.STRIDE + cols]
+            level_scores, level_regression = scores[part][..., 1], regression[part]
+            ys, xs = np.nonzero(level_scores > self.threshold)
+            # Each window's corners moved by the regression, in the photo's pixels. The package
+            # takes a window's corners as (1, 1) and (12, 12), so it is 11 px wide.
+            window = np.stack([xs, ys, xs, ys], axis=1) * self.STRIDE + [1, 1, self.WINDOW, self.WINDOW]
+            found = (window + level_regression[ys, xs] * (self.WINDOW - 1)) / scale
+            boxes = best_first(np.column_stack([found, level_scores[ys, xs]]))
+            proposals.append(boxes[suppress_overlaps(boxes, self.nms_level)])
+        boxes = best_first(np.concatenate(proposals))
+        return to_square(boxes[suppress_overlaps(boxes, self.nms_all)])
+
+
+def refine_boxes(image: np.ndarray, boxes: np.ndarray, score_patches, threshold: float, nms: float,
+                 method: str) -> np.ndarray:
+    """MTCNN's second or third stage: score each box's patch, move the box, keep confident ones.
+
+    `image` is the normalized photo with a batch axis, `boxes` rows of (x1, y1, x2, y2, score),
+    `score_patches` a `graph_function` with a patch size.
+    """
+    if len(boxes) == 0:  # the network takes no empty batch
+        return boxes
+    height, width = image.shape[1:3]
+    # As the package's extract_patches: (y1, x1, y2, x2) over the photo's height and width.
+    fractions = (boxes[:, [1, 0, 3, 2]] / [height, width, height, width]).astype(np.float32)
+    outputs = score_patches(image, fractions)
+    offsets, scores = outputs[0].numpy(), outputs[-1].numpy()  # O-Net's landmarks in between
+    sides = np.tile(boxes[:, 2:4] - boxes[:, 0:2] + 1, 2)  # the package's + 1
+    moved = np.column_stack([boxes[:, :4] + offsets * sides, scores[:, 1]])
+    moved = best_first(moved[moved[:, 4] > threshold])
+    return moved[suppress_overlaps(moved, nms, method)]
 
 
 class MtcnnDetector:
@@ -192,20 +251,33 @@ class MtcnnDetector:
                 from mtcnn import MTCNN
             except ImportError:
                 raise RuntimeError("the mtcnn detector needs the mtcnn package: pip install mtcnn==1.0.0") from None
-            self.model = MTCNN(device="CPU:0")
-        for stage in self.model.stages:
-            stage._model = CompiledNetwork(stage.model)  # mtcnn 1.0.0 has no setter
-        self.model.stages[0] = PackedPNet(self.model.stages[0].model.network)
+            package = MTCNN(device="CPU:0")  # the three networks, with the weights in its wheel
+        # Only the networks are the package's. They run as graphs (`graph_function`) and the
+        # stages around them are NumPy (PackedPNet, refine_boxes): the package took 160 ms for a
+        # 640x480 photo (README, Face detection).
+        pnet, rnet, onet = (stage.model for stage in package.stages)
         self.thresholds = thresholds  # P-Net, R-Net, O-Net: a candidate box must pass all three
         self.scale_factor = scale_factor  # between the image pyramid's levels
+        self.pnet = PackedPNet(graph_function(pnet), scale_factor, thresholds[0])
+        self.rnet, self.onet = graph_function(rnet, patch_size=24), graph_function(onet, patch_size=48)
+
+    def find(self, rgb: np.ndarray) -> np.ndarray:
+        """Boxes (x1, y1, x2, y2, confidence) of the faces in an RGB photo, best first."""
+        image = (rgb.astype(np.float32) - 127.5) / 128  # the package's normalization (exact in float32)
+        boxes = to_square(refine_boxes(image[None], self.pnet(image), self.rnet, self.thresholds[1], 0.7, "union"))
+        boxes = refine_boxes(image[None], boxes, self.onet, self.thresholds[2], 0.7, "min")
+        height, width = rgb.shape[:2]
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width - 1)  # inside the photo, as the package keeps them
+        boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height - 1)
+        return boxes
 
     def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
         rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB if pixels.ndim == 2 else cv2.COLOR_BGR2RGB)
-        # The default pyramid (faces from 20 px) is used and smaller boxes are dropped here.
-        pnet, rnet, onet = self.thresholds
-        found = self.model.detect_faces(rgb, scale_factor=self.scale_factor, threshold_pnet=pnet,
-                                        threshold_rnet=rnet, threshold_onet=onet)
-        boxes = [tuple(int(v) for v in face["box"]) for face in found]
+        found = self.find(rgb)
+        # (x, y, width, height), rounded as the package rounds them. The default pyramid (faces
+        # from 20 px) is used and smaller boxes are dropped here.
+        corners_and_sides = np.round(np.column_stack([found[:, :2], found[:, 2:4] - found[:, :2]]))
+        boxes = [tuple(int(v) for v in box) for box in corners_and_sides]
         return [box for box in boxes if min(box[2], box[3]) >= min_size]
 
 
