@@ -112,3 +112,24 @@ def test_check_members_names_the_disagreement() -> None:
     with pytest.raises(EnsembleError, match="given twice"):
         check_members([a, Path("a.keras")], [CLASS_NAMES, CLASS_NAMES], [44, 44])
     check_members([a, b], [CLASS_NAMES, CLASS_NAMES], [44, 44])  # agreeing members pass
+
+
+def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(faces) -> None:
+    """models/pretrained/fer2013_ensemble.keras: member 0 is fer2013.keras, and the output is the members' mean."""
+    from ferflow.io import sha256_file
+    from ferflow.predict import DEFAULT_MODEL, load_classifier
+
+    shipped_ensemble = DEFAULT_MODEL.with_name("fer2013_ensemble.keras")
+    ensemble = load_classifier(shipped_ensemble)
+    single = load_classifier(DEFAULT_MODEL)
+    assert ensemble.class_names == single.class_names and ensemble.crop_size == single.crop_size
+    sidecar = json.loads(shipped_ensemble.with_suffix(".json").read_text())
+    assert sidecar["model_sha256"] == sha256_file(shipped_ensemble)
+    assert sidecar["members"][0]["sha256"] == sha256_file(DEFAULT_MODEL)
+    members = [ensemble.model.get_layer(f"member_{i}") for i in range(len(sidecar["members"]))]
+    assert len(members) == 2
+    member_outputs = [member.predict_on_batch(faces) for member in members]
+    np.testing.assert_allclose(member_outputs[0], single.model.predict_on_batch(faces), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(member_outputs[0], member_outputs[1], atol=1e-3)
+    np.testing.assert_allclose(ensemble.model.predict_on_batch(faces), np.mean(member_outputs, axis=0),
+                               rtol=1e-5, atol=1e-6)

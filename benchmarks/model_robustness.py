@@ -1,0 +1,56 @@
+"""The robustness stage's measurement for any model file, e.g. an ensemble built outside the pipeline.
+
+    PYTHONPATH=src python benchmarks/model_robustness.py models/pretrained/fer2013_ensemble.keras \
+        --data RUN/data/processed/dataset.npz --split test --out benchmarks/results/ensemble/robustness_test.json
+
+Same corruptions, severities and seed as the `robustness` section of params.yaml, same code
+(`ferflow.robustness`), same summary as `metrics/robustness.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+
+from ferflow.runtime import start_backend
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a .keras model with its .json sidecar")
+    parser.add_argument("--data", type=Path, required=True, help="the preprocess stage's dataset.npz")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="read for its robustness section")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    start_backend()
+
+    from ferflow.evaluate import predict_proba
+    from ferflow.io import write_json
+    from ferflow.params import check
+    from ferflow.predict import load_classifier
+    from ferflow.processed import load_processed
+    from ferflow.robustness import robustness_table, summarise
+
+    settings = check("robustness", yaml.safe_load(args.params.read_text(encoding="utf-8"))["robustness"])
+    classifier = load_classifier(args.model)
+    data = load_processed(args.data)
+    if data.class_names != classifier.class_names:
+        raise SystemExit(f"error: '{args.data}' names {list(data.class_names)}, the model {list(classifier.class_names)}")
+    images, labels = data.x[args.split], data.y[args.split]
+    table = robustness_table(lambda faces: predict_proba(classifier.model, faces).argmax(axis=1),
+                             images, labels, list(settings.corruptions), settings.seed)
+    summary = summarise(table, data.class_names)
+    noise = table[(table["corruption"] == "gaussian_noise") & (table["severity"] > 0)]
+    summary["gaussian_noise"] = {f"sigma_{row.level:g}": {"accuracy": row.accuracy, "drop": row.drop}
+                                 for row in noise.itertuples()}
+    summary.update(model=str(args.model), split=args.split, n_samples=int(len(labels)))
+    write_json(args.out, summary)
+    print(f"{args.split}: clean {summary['clean_accuracy']:.4f}, mean corruption {summary['mean_corruption_accuracy']:.4f}, "
+          + ", ".join(f"noise {k} {v['accuracy']:.4f} (drop {v['drop']:.4f})" for k, v in summary["gaussian_noise"].items()))
+
+
+if __name__ == "__main__":
+    main()
