@@ -37,6 +37,17 @@ def test_metrics_within_the_tolerance_reproduce_and_others_are_named() -> None:
     assert problems[0] == "metrics/train.json: val_accuracy = 0.5000, committed 0.5500 (differs by 0.0500 > 0.03)"
 
 
+def test_macro_f1_is_allowed_twice_the_tolerance_and_no_more() -> None:
+    def with_macro_f1(value: float) -> dict[str, dict]:
+        data = metrics(0.5)
+        data["metrics/evaluate.json"]["macro"]["f1"] = value
+        return data
+
+    assert differences(with_macro_f1(0.458), with_macro_f1(0.420), 0.03) == []  # 0.038: two CPUs, measured
+    assert differences(with_macro_f1(0.49), with_macro_f1(0.42), 0.03) == [
+        "metrics/evaluate.json: macro.f1 = 0.4900, committed 0.4200 (differs by 0.0700 > 0.06)"]
+
+
 def run_check(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run([sys.executable, "-m", "ferflow.stage", "check"], cwd=tmp_path, capture_output=True,

@@ -6,7 +6,7 @@ tree with those in git, within a tolerance.
 Same params and data on the same machine give bit-identical metrics (a test checks it). On
 another machine of the same class, floating-point differences in the last bits grow during
 training, so the guarantee is: every accuracy-like metric within `--tolerance` (absolute) of
-the committed value. Timings (metrics/latency.json) are not compared.
+the committed value, macro F1 within twice that. Timings (metrics/latency.json) are not compared.
 """
 
 from __future__ import annotations
@@ -24,6 +24,11 @@ COMPARED: dict[str, tuple[str, ...]] = {
     "metrics/robustness.json": ("clean_accuracy", "mean_corruption_accuracy"),
 }
 
+# Macro F1 weighs each class equally, so the sample's small classes (13 disgust faces in the
+# default test split: one face is 7.7 points of that class's recall) move it about twice as
+# much as accuracy; measured across two CPUs: accuracy +2.0 points, macro F1 +3.8.
+TOLERANCE_SCALE: dict[str, float] = {"macro.f1": 2.0}
+
 
 def lookup(data: dict[str, Any], dotted: str) -> float:
     for part in dotted.split("."):
@@ -37,9 +42,10 @@ def differences(current: dict[str, dict], committed: dict[str, dict], tolerance:
     for path, keys in COMPARED.items():
         for key in keys:
             now, then = lookup(current[path], key), lookup(committed[path], key)
-            if abs(now - then) > tolerance:
+            allowed = tolerance * TOLERANCE_SCALE.get(key, 1.0)
+            if abs(now - then) > allowed:
                 problems.append(f"{path}: {key} = {now:.4f}, committed {then:.4f} "
-                                f"(differs by {abs(now - then):.4f} > {tolerance})")
+                                f"(differs by {abs(now - then):.4f} > {allowed:g})")
     return problems
 
 
@@ -62,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not reproduced: {line}", file=sys.stderr)
     if not problems:
         compared = sum(len(keys) for keys in COMPARED.values())
-        print(f"baseline reproduced: {compared} metrics within {args.tolerance} of {args.revision}")
+        print(f"baseline reproduced: {compared} metrics within {args.tolerance} of {args.revision} "
+              f"(macro F1 within {args.tolerance * TOLERANCE_SCALE['macro.f1']:g})")
     return 1 if problems else 0
 
 
