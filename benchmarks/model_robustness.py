@@ -43,13 +43,10 @@ def main() -> None:
     table = robustness_table(lambda faces: predict_proba(classifier.model, faces).argmax(axis=1),
                              images, labels, list(settings.corruptions), settings.seed)
     summary = summarise(table, data.class_names)
-    noise = table[(table["corruption"] == "gaussian_noise") & (table["severity"] > 0)]
-    summary["gaussian_noise"] = {f"sigma_{row.level:g}": {"accuracy": row.accuracy, "drop": row.drop}
-                                 for row in noise.itertuples()}
     summary.update(model=str(args.model), split=args.split, n_samples=int(len(labels)))
     write_json(args.out, summary)
     print(f"{args.split}: clean {summary['clean_accuracy']:.4f}, mean corruption {summary['mean_corruption_accuracy']:.4f}, "
-          + ", ".join(f"noise {k} {v['accuracy']:.4f} (drop {v['drop']:.4f})" for k, v in summary["gaussian_noise"].items()))
+          + ", ".join(f"noise {k} {v['accuracy']:.4f} (drop {v['drop']:.4f})" for k, v in summary.get("gaussian_noise", {}).items()))
 
 
 if __name__ == "__main__":

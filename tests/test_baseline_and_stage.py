@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -28,6 +29,17 @@ def metrics(accuracy: float) -> dict[str, dict]:
 def test_the_committed_metrics_have_every_compared_key() -> None:
     committed = {path: json.loads((REPO / path).read_text()) for path in COMPARED}
     assert differences(committed, committed, 0.0) == []
+
+
+def test_the_committed_lock_records_the_committed_code() -> None:
+    # The committed metrics are only the baseline of this code if dvc.lock was written by it:
+    # every source file and notebook a stage depends on must have the md5 the lock records.
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())
+    stale = [f"{name}: {dep['path']}"
+             for name, stage in lock["stages"].items() for dep in stage.get("deps", [])
+             if dep["path"].startswith(("src/", "notebooks/"))
+             and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]]
+    assert stale == [], "dvc.lock is stale; run `dvc repro` and commit dvc.lock with its outputs"
 
 
 def test_metrics_within_the_tolerance_reproduce_and_others_are_named() -> None:

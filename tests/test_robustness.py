@@ -103,6 +103,26 @@ def test_robustness_table_and_summary_on_a_hand_computed_case() -> None:
     assert summary["clean_accuracy"] == 1.0 and summary["mean_corruption_accuracy"] == 0.5
     assert summary["per_class_sensitivity"] == {"angry": 0.5, "happy": 0.5}
     assert summary["per_corruption"]["jpeg"] == {"severity_1": 0.5, "severity_2": 0.5, "severity_3": 0.5}
+    assert "gaussian_noise" not in summary  # reported only when measured
+
+
+def test_summary_reports_the_noise_drop_per_sigma() -> None:
+    labels = np.array([0, 0, 1, 1])
+    images = np.zeros((4, 48, 48), dtype=np.float32)
+    calls = []
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        calls.append(batch)
+        # Clean: all right; then one, two and three faces wrong as the noise grows.
+        wrong = len(calls) - 1
+        return np.where(np.arange(4) < wrong, 1 - labels, labels)
+
+    table = robustness_table(predict, images, labels, ["gaussian_noise"], seed=0)
+    noise = summarise(table, ("angry", "happy"))["gaussian_noise"]
+    sigmas = [f"sigma_{level:g}" for level in CORRUPTIONS["gaussian_noise"].levels]
+    assert list(noise) == sigmas
+    assert [noise[s]["accuracy"] for s in sigmas] == [0.75, 0.5, 0.25]
+    assert [noise[s]["drop"] for s in sigmas] == [0.25, 0.5, 0.75]
 
 
 def test_corruption_examples_show_one_face_at_every_severity(faces) -> None:
