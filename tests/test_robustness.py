@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 
@@ -84,17 +86,23 @@ def test_eye_band_covers_the_eyes_and_mouth_band_the_mouth(faces) -> None:
     assert (mouth[:, 37] == 128).all() and (mouth[:, 18] == faces[:, 18]).all()
 
 
-def test_robustness_table_and_summary_on_a_hand_computed_case() -> None:
-    labels = np.array([0, 0, 1, 1])
-    images = np.zeros((4, 48, 48), dtype=np.float32)
-    calls = []
+LABELS = np.array([0, 0, 1, 1])  # two classes, two faces each; the pixels do not matter
+BLANK_FACES = np.zeros((4, 48, 48), dtype=np.float32)
 
+
+def scripted_model(answers: list[np.ndarray], calls: list) -> Callable[[np.ndarray], np.ndarray]:
+    """A predict function that gives answers[i] at its i-th call (clean first, then each severity)."""
     def predict(batch: np.ndarray) -> np.ndarray:
         calls.append(batch)
-        # Clean: all right. Corrupted: the first face of each class wrong.
-        return labels.copy() if len(calls) == 1 else np.array([1, 0, 0, 1])
+        return answers[min(len(calls), len(answers)) - 1]
+    return predict
 
-    table = robustness_table(predict, images, labels, ["brightness", "jpeg"], seed=0)
+
+def test_robustness_table_and_summary_on_a_hand_computed_case() -> None:
+    calls: list = []
+    # Clean: all right. Corrupted: the first face of each class wrong.
+    predict = scripted_model([LABELS.copy(), np.array([1, 0, 0, 1])], calls)
+    table = robustness_table(predict, BLANK_FACES, LABELS, ["brightness", "jpeg"], seed=0)
     assert len(table) == 2 * 4 and len(calls) == 1 + 2 * 3  # clean measured once
     assert table[table.severity == 0].accuracy.tolist() == [1.0, 1.0]
     assert table[table.severity > 0].accuracy.tolist() == [0.5] * 6
@@ -107,17 +115,9 @@ def test_robustness_table_and_summary_on_a_hand_computed_case() -> None:
 
 
 def test_summary_reports_the_noise_drop_per_sigma() -> None:
-    labels = np.array([0, 0, 1, 1])
-    images = np.zeros((4, 48, 48), dtype=np.float32)
-    calls = []
-
-    def predict(batch: np.ndarray) -> np.ndarray:
-        calls.append(batch)
-        # Clean: all right; then one, two and three faces wrong as the noise grows.
-        wrong = len(calls) - 1
-        return np.where(np.arange(4) < wrong, 1 - labels, labels)
-
-    table = robustness_table(predict, images, labels, ["gaussian_noise"], seed=0)
+    # Clean: all right; then one, two and three faces wrong as the noise grows.
+    answers = [np.where(np.arange(4) < wrong, 1 - LABELS, LABELS) for wrong in range(4)]
+    table = robustness_table(scripted_model(answers, []), BLANK_FACES, LABELS, ["gaussian_noise"], seed=0)
     noise = summarise(table, ("angry", "happy"))["gaussian_noise"]
     sigmas = [f"sigma_{level:g}" for level in CORRUPTIONS["gaussian_noise"].levels]
     assert list(noise) == sigmas
