@@ -118,6 +118,11 @@ def vgg_half_body(x):
     return _slim_vgg(x, ((32, 2), (64, 2), (128, 2), (256, 2)))
 
 
+def vgg_three_quarter_body(x):
+    """Three-quarter-width VGG: `vgg_half` at 48->384 filters, one dense 256; about 3.0 M parameters."""
+    return _slim_vgg(x, ((48, 2), (96, 2), (192, 2), (384, 2)))
+
+
 def vgg_half_deep_body(x):
     """Half-width VGG with a third conv in the last two stages (VGG-13 to VGG-16 style); 2.2 M parameters."""
     return _slim_vgg(x, ((32, 2), (64, 2), (128, 3), (256, 3)))
@@ -187,6 +192,7 @@ ARCHITECTURES: dict[str, Callable] = {
     "vgg_quarter": vgg_quarter_body,
     "vgg_half": vgg_half_body,
     "vgg_half_deep": vgg_half_deep_body,
+    "vgg_three_quarter": vgg_three_quarter_body,
     "resnet_small": resnet_small_body,
     "resnet_half": resnet_half_body,
     "efficientnet_b0": efficientnet_b0_body,
