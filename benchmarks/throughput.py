@@ -1,6 +1,7 @@
 """Training throughput (faces/s): the bare model step against the real training input.
 
     PYTHONPATH=src python benchmarks/throughput.py --archs vgg_half resnet_half --out benchmarks/results/throughput_cpu.json
+    python benchmarks/throughput.py --archs vgg_half --cpu-bfloat16   # bfloat16 on a CPU with AMX
 
 For each architecture, on random faces:
 - `bare`: `train_on_batch` on in-memory arrays, after warm-up steps (the model step alone);
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--crop-size", type=int, default=44)
+    parser.add_argument("--cpu-bfloat16", action="store_true",
+                        help="train.cpu_bfloat16: bfloat16 compute where the CPU has AMX (TensorFlow)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     start_backend()
@@ -38,7 +41,10 @@ def main() -> None:
 
     from ferflow.augment import Augmentation
     from ferflow.models import build_model, make_augmentation
+    from ferflow.runtime import use_mixed_precision
     from ferflow.train import TrainingBatches, compile_model, make_optimizer, one_hot
+
+    dtype_policy = use_mixed_precision(False, args.cpu_bfloat16)
 
     rng = np.random.default_rng(0)
     faces = args.batch_size * args.steps
@@ -51,7 +57,7 @@ def main() -> None:
         augmentation(batch, rng)
     augment_ms = (time.perf_counter() - start) / args.steps * 1000
     results = {"environment": {k: str(v) for k, v in environment_info().items()}, "batch_size": args.batch_size,
-               "crop_size": args.crop_size, "augmentation_ms_per_batch": round(augment_ms, 2), "faces_per_second": {}}
+               "crop_size": args.crop_size, "dtype_policy": dtype_policy, "augmentation_ms_per_batch": round(augment_ms, 2), "faces_per_second": {}}
     print(f"augmentation alone: {augment_ms:.1f} ms per batch of {args.batch_size}", flush=True)
 
     class BatchEnds(keras.callbacks.Callback):

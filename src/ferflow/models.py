@@ -240,3 +240,23 @@ def without_augmentation(model: keras.Model) -> keras.Model:
         if layer.name != "augmentation" and layer.weights:
             layer.set_weights(model.get_layer(layer.name).get_weights())
     return copy
+
+
+def in_float32(model: keras.Model) -> keras.Model:
+    """A copy of `model` whose layers all compute in float32, with the same weights.
+
+    A model trained under a mixed policy (bfloat16 on a CPU with AMX, float16 on a GPU) keeps
+    its variables in float32 already; only the compute dtype changes. The copy is what is saved,
+    so evaluation and `fer predict` give float32 results on any machine, AMX or not.
+    """
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        if isinstance(layer, keras.Sequential):  # the augmentation block
+            return keras.Sequential([clone(inner) for inner in layer.layers], name=layer.name)
+        config = layer.get_config()
+        if "dtype" in config and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -106,6 +106,7 @@ class TrainParams(Section):
     class_weights: Literal["none", "sqrt", "balanced"]
     seed: SEED
     mixed_precision: bool
+    cpu_bfloat16: bool
     monitor: Literal["val_accuracy", "val_loss"]
     keep: Literal["best", "last"]
     early_stopping_patience: int = Field(ge=1, le=10_000)

@@ -31,7 +31,7 @@ FULL_DATA_RECIPE: dict[str, dict[str, object]] = {
         "optimizer": "sgd", "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
         "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.5,
         "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "none", "keep": "last",
-        "mixed_precision": True, "early_stopping_patience": 1000,
+        "mixed_precision": True, "cpu_bfloat16": False, "early_stopping_patience": 1000,
     },
     "evaluate": {"tta": "tencrop"},
 }
@@ -59,7 +59,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
             "weight_decay": 0.0005, "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
             "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.0,
             "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "sqrt", "keep": "last",
-            "mixed_precision": False, "early_stopping_patience": 1000,
+            "mixed_precision": False, "cpu_bfloat16": False, "early_stopping_patience": 1000,
         },
         "evaluate": {"tta": "tencrop"},
     },
