@@ -43,6 +43,10 @@ def test_the_shipped_params_file_is_valid_and_typed() -> None:
     ("train", "optimizer", "adam w", r"train.optimizer = 'adam w' is invalid: Input should be 'adam', 'adamw' or 'sgd'"),
     ("train", "crop_size", 50, r"train.crop_size = 50 is invalid: Input should be less than or equal to 48"),
     ("train", "weights", "imagenet", r"weights 'imagenet' apply only to efficientnet_b0"),
+    ("train", "teacher", "models/none.keras", r"train.teacher = 'models/none.keras' is invalid: .*is not a .keras model file"),
+    ("train", "teacher", "params.yaml", r"train.teacher = 'params.yaml' is invalid: .*is not a .keras model file"),
+    ("train", "distill_weight", 0.5, r"train.teacher \(''\) and train.distill_weight \(0.5\) go together"),
+    ("train", "distill_temperature", 0.5, r"train.distill_temperature = 0.5 is invalid: Input should be greater than or equal to 1"),
     ("data", "classes", ["happy", "contempt"], r"unknown emotion\(s\) \['contempt'\]"),
     ("data", "classes", ["happy"], r"data.classes = \['happy'\] is invalid: List should have at least 2 items"),
     ("data", "classes", "angry disgust", r"data.classes = 'angry disgust' is invalid: Input should be a valid list"),
@@ -60,6 +64,15 @@ def test_bad_values_are_refused_with_a_clear_message(section, key, value, messag
     values = {**shipped()[section], key: value}
     with pytest.raises(ParamsError, match=message):
         params.check(section, values)
+
+
+def test_a_teacher_needs_a_weight_and_a_weight_needs_a_teacher(monkeypatch) -> None:
+    monkeypatch.chdir(REPO)  # teacher paths are relative to the project root, like every path in params
+    teacher = "models/pretrained/fer2013.keras"
+    with pytest.raises(ParamsError, match=r"go together: set both"):
+        params.check("train", {**shipped()["train"], "teacher": teacher, "distill_weight": 0.0})
+    checked = params.check("train", {**shipped()["train"], "teacher": teacher, "distill_weight": 0.5})
+    assert checked.teacher == teacher and checked.distill_weight == 0.5
 
 
 def test_an_unknown_section_is_refused() -> None:

@@ -97,6 +97,9 @@ class TrainParams(Section):
     warmup_epochs: int = Field(ge=0, le=1_000)
     label_smoothing: float = Field(ge=0.0, le=0.5)
     mixup_alpha: float = Field(ge=0.0, le=10.0)
+    teacher: str  # a trained .keras model whose probabilities are soft targets; "" = none
+    distill_weight: PROBABILITY
+    distill_temperature: float = Field(ge=1.0, le=20.0)
     crop_size: int = Field(ge=0, le=48)
     flip: bool
     random_erasing: PROBABILITY
@@ -112,6 +115,21 @@ class TrainParams(Section):
     early_stopping_patience: int = Field(ge=1, le=10_000)
     reduce_lr_patience: int = Field(ge=1, le=10_000)
     reduce_lr_factor: float = Field(ge=0.01, le=0.99)
+
+    @field_validator("teacher")
+    @classmethod
+    def _teacher_is_a_model_file(cls, teacher: str) -> str:
+        if teacher and not (teacher.endswith(".keras") and Path(teacher).is_file()):
+            raise ValueError(f"'{teacher}' is not a .keras model file (paths are relative to the project "
+                             "root); pass a model trained by this pipeline, or '' for none")
+        return teacher
+
+    @model_validator(mode="after")
+    def _teacher_and_weight_together(self) -> "TrainParams":
+        if bool(self.teacher) != (self.distill_weight > 0):
+            raise ValueError(f"train.teacher ({self.teacher!r}) and train.distill_weight ({self.distill_weight}) "
+                             "go together: set both (a model file and a weight above 0) or neither")
+        return self
 
     @model_validator(mode="after")
     def _weights_only_for_pretrained_backbones(self) -> "TrainParams":

@@ -32,6 +32,7 @@ FULL_DATA_RECIPE: dict[str, dict[str, object]] = {
         "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.5,
         "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "none", "keep": "last",
         "mixed_precision": True, "cpu_bfloat16": False, "early_stopping_patience": 1000,
+        "teacher": "", "distill_weight": 0.0, "distill_temperature": 2.0,
     },
     "evaluate": {"tta": "tencrop"},
 }
@@ -60,6 +61,7 @@ PRESETS: dict[str, dict[str, dict[str, object]]] = {
             "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.0,
             "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "sqrt", "keep": "last",
             "mixed_precision": False, "cpu_bfloat16": False, "early_stopping_patience": 1000,
+            "teacher": "", "distill_weight": 0.0, "distill_temperature": 2.0,
         },
         "evaluate": {"tta": "tencrop"},
     },

@@ -87,7 +87,10 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 class TrainingBatches(keras.utils.PyDataset):
-    """Shuffled training batches of raw faces, one-hot labels and per-sample loss weights.
+    """Shuffled training batches of raw faces, targets and per-sample loss weights.
+
+    Targets are the one-hot labels, or per-face soft targets when `targets` is given (knowledge
+    distillation: `ferflow.distill`); loss weights always follow the hard labels.
 
     The cheap augmentations (random crop, flip, erasing, noise: `ferflow.augment`) and mixup are
     vectorised NumPy over the whole batch. Every random choice comes from a generator seeded
@@ -96,11 +99,15 @@ class TrainingBatches(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
                  seed: int, class_weight: dict[int, float] | None = None, mixup_alpha: float = 0.0,
-                 augmentation: Augmentation | None = None, first_epoch: int = 0) -> None:
+                 augmentation: Augmentation | None = None, first_epoch: int = 0,
+                 targets: np.ndarray | None = None) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images = np.asarray(images)
         self.labels = np.asarray(labels)
         self.num_classes = num_classes
+        if targets is not None and np.shape(targets) != (len(self.labels), num_classes):
+            raise ValueError(f"targets {np.shape(targets)} do not match {len(self.labels)} faces x {num_classes} classes")
+        self.targets = one_hot(self.labels, num_classes) if targets is None else np.asarray(targets, np.float32)
         self.batch_size = batch_size
         self.seed = seed
         weights = np.ones(num_classes, dtype=np.float32)
@@ -125,7 +132,7 @@ class TrainingBatches(keras.utils.PyDataset):
         x = self.images[rows].astype(np.float32)
         if x.ndim == 3:
             x = x[..., None]
-        y = one_hot(self.labels[rows], self.num_classes)
+        y = self.targets[rows]
         w = self.sample_weights[rows]
         if self.augmentation is not None:
             x = self.augmentation(x, rng)
