@@ -4,8 +4,9 @@ One module-scoped run makes a committed baseline. Every test that changes someth
 in its own clone of it (sharing the DVC cache, so nothing is retrained to get there), so the
 tests do not depend on each other or on their order: a no-op repro, a train-param change
 with `dvc metrics diff`, a forced rerun for determinism, a mistyped and a hostile param, a
-queued two-point sweep, a push/pull round trip to a remote, and a train stage killed mid-run
-that resumes on the next `dvc repro`.
+queued two-point sweep, a push/pull round trip to a remote, a run taught by the baseline's
+model (knowledge distillation), and a train stage killed mid-run that resumes on the next
+`dvc repro`.
 """
 
 from __future__ import annotations
@@ -166,6 +167,25 @@ def test_forced_rerun_with_the_same_params_gives_identical_metrics(workspace: Pa
 
 def outputs_snapshot(repo: Path) -> dict[str, bytes]:
     return {str(path.relative_to(repo)): path.read_bytes() for path in declared_outputs(repo) if path.is_file()}
+
+
+def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) -> None:
+    # The baseline's own model teaches a fresh run: soft targets change what the student learns.
+    for suffix in (".keras", ".json"):
+        shutil.copy2(workspace / f"models/model{suffix}", workspace / f"teacher{suffix}")
+    assert json.loads((workspace / "teacher.json").read_text())["class_names"] == list(CLASS_NAMES)
+    before = json.loads((workspace / "metrics/train.json").read_text())
+    set_param(workspace, "train", "teacher", "teacher.keras")
+    set_param(workspace, "train", "distill_weight", 0.7)
+    output = dvc("repro", "train", cwd=workspace)
+    assert stages_run(output) == {"check", "train"}
+    assert "its top class is the label on" in output  # the teacher cell ran and said so
+    sidecar = json.loads((workspace / "models/model.json").read_text())
+    from ferflow.io import sha256_file
+
+    assert sidecar["data"]["teacher"]["sha256"] == sha256_file(workspace / "teacher.keras")
+    assert 0.0 <= sidecar["data"]["teacher"]["train_agreement"] <= 1.0
+    assert json.loads((workspace / "metrics/train.json").read_text()) != before
 
 
 @pytest.mark.parametrize("section, key, value, message", [
