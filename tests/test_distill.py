@@ -71,5 +71,8 @@ def test_a_teacher_of_other_classes_or_not_a_model_is_refused(tmp_path) -> None:
         load_teacher(other, CLASS_NAMES)
     not_a_model = tmp_path / "notes.keras"
     not_a_model.write_text("not a zip")
-    with pytest.raises(TeacherError, match="is not a .keras model file"):
+    with pytest.raises(TeacherError, match="train.teacher: '.*notes.keras' is not a Keras model file"):
         load_teacher(not_a_model, CLASS_NAMES)
+    other.with_suffix(".json").unlink()
+    with pytest.raises(TeacherError, match=r"train.teacher: '.*four.json' is missing"):
+        load_teacher(other, CLASS_NAMES)

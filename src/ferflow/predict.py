@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import io
 import sys
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -30,7 +29,7 @@ from tqdm import tqdm
 
 from ferflow import IMAGE_SIZE
 from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector, to_grey
-from ferflow.sidecar import SidecarError, class_names_of, crop_size_of, read_sidecar
+from ferflow.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
 from ferflow.tta import tta_views
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -81,35 +80,18 @@ class Image:
 
 def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     """Load a .keras model in safe mode with its sidecar, checking that the two agree."""
-    from ferflow.runtime import native_stderr_silenced, start_backend
+    from ferflow.runtime import start_backend
 
     start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
-    import keras
-
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` "
                          f"or pass --model PATH")
-    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for, say, a pickle
-        raise ModelError(f"'{model_path}' is not a Keras model file (a .keras file is a zip archive "
-                         "written by model.save); pass a model trained by this pipeline")
     try:
-        info = read_sidecar(model_path)
-    except SidecarError as error:
-        raise ModelError(str(error)) from None
-    class_names = class_names_of(info)
-    try:
-        with native_stderr_silenced():
-            model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
-    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
-        raise ModelError(f"'{model_path}' is not a Keras model that loads in safe mode: {error}") from error
-    outputs = model.output_shape[-1]
-    if outputs != len(class_names):
-        raise ModelError(f"'{model_path}' predicts {outputs} classes but its sidecar names "
-                         f"{len(class_names)} {list(class_names)}; they belong to different models")
-    if tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
-        raise ModelError(f"'{model_path}' takes input {model.input_shape}, not 48x48x1 grey faces")
-    return Classifier(model, class_names, crop_size_of(info), model_path)
+        model, info = load_checked_model(model_path)
+    except ModelFileError as error:
+        raise ModelError(f"{error}; pass a model trained by this pipeline") from None
+    return Classifier(model, class_names_of(info), crop_size_of(info), model_path)
 
 
 # ----------------------------------------------------------------------------- inputs

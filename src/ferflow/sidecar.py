@@ -2,11 +2,14 @@
 
 Written by the train stage (`models/model.json`) and by `ferflow.ship`; read by `fer predict`,
 `fer export` and the evaluation stages. It names the classes in output order, the input the
-model takes, the crop it was trained at, and where the model came from.
+model takes, the crop it was trained at, and where the model came from. `load_checked_model`
+is the one place that loads a model file together with its sidecar (for prediction and for a
+distillation teacher).
 """
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,10 @@ INPUT_SPEC = {"shape": [IMAGE_SIZE, IMAGE_SIZE, 1], "dtype": "float32", "range":
 
 class SidecarError(ValueError):
     """A sidecar is missing or does not describe a model."""
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, not a Keras model, or does not match its sidecar."""
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -56,3 +63,34 @@ def class_names_of(info: dict[str, Any]) -> tuple[str, ...]:
 def crop_size_of(info: dict[str, Any]) -> int:
     """The crop the model takes of each face (0: the whole face)."""
     return int(info.get("params", {}).get("crop_size", 0))
+
+
+def load_checked_model(model_path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(Keras model loaded in safe mode, its sidecar), checked to agree; else ModelFileError."""
+    import keras
+
+    from ferflow.runtime import native_stderr_silenced
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelFileError(f"model file '{model_path}' does not exist")
+    if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for, say, a pickle
+        raise ModelFileError(f"'{model_path}' is not a Keras model file (a .keras file is a zip archive "
+                             "written by model.save)")
+    try:
+        info = read_sidecar(model_path)
+    except SidecarError as error:
+        raise ModelFileError(str(error)) from None
+    class_names = class_names_of(info)
+    try:
+        with native_stderr_silenced():
+            model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ModelFileError(f"'{model_path}' is not a Keras model that loads in safe mode: {error}") from None
+    outputs = model.output_shape[-1]
+    if outputs != len(class_names):
+        raise ModelFileError(f"'{model_path}' predicts {outputs} classes but its sidecar names "
+                             f"{len(class_names)} {list(class_names)}; they belong to different models")
+    if tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
+        raise ModelFileError(f"'{model_path}' takes input {model.input_shape}, not 48x48x1 grey faces")
+    return model, info
