@@ -28,6 +28,10 @@ from conftest import REPO, copy_tiny_source
 from ferflow import CLASS_NAMES
 
 pytestmark = pytest.mark.e2e
+# The module is most of the suite's time, so its tests go to the two pytest-xdist workers in two
+# halves of similar cost (`--dist loadgroup`); each worker builds the baseline once.
+FIRST_HALF = pytest.mark.xdist_group("e2e_first_half")  # the baseline, the sweep, the refusals
+SECOND_HALF = pytest.mark.xdist_group("e2e_second_half")  # the reruns: param change, forced, teacher, killed
 
 STAGES = ("check", "explore", "preprocess", "train", "evaluate", "robustness", "report")
 AFTER_TRAIN = {"train", "evaluate", "robustness", "report"}
@@ -119,6 +123,7 @@ def declared_outputs(repo: Path) -> list[Path]:
     return paths
 
 
+@FIRST_HALF
 def test_repro_writes_every_output_and_report_without_errors(project: Path) -> None:
     for path in declared_outputs(project):
         assert path.exists(), f"{path.relative_to(project)} was not written"
@@ -139,12 +144,14 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
     assert sidecar["input"]["shape"] == [48, 48, 1]
 
 
+@FIRST_HALF
 def test_repro_right_after_a_clone_of_the_baseline_runs_nothing(workspace: Path) -> None:
     output = dvc("repro", cwd=workspace)
     assert stages_run(output) == set()
     assert "up to date" in output
 
 
+@SECOND_HALF
 def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_diff(workspace: Path) -> None:
     old = yaml.safe_load((workspace / "params.yaml").read_text())["train"]["learning_rate"]
     set_param(workspace, "train", "learning_rate", 0.01)
@@ -158,6 +165,7 @@ def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_dif
     assert (change["old"], change["new"]) == (old, 0.01)
 
 
+@SECOND_HALF
 def test_forced_rerun_with_the_same_params_gives_identical_metrics(workspace: Path) -> None:
     before = read_metrics(workspace)
     output = dvc("repro", "--force", "--single-item", "train", "evaluate", "robustness", cwd=workspace)
@@ -169,6 +177,7 @@ def outputs_snapshot(repo: Path) -> dict[str, bytes]:
     return {str(path.relative_to(repo)): path.read_bytes() for path in declared_outputs(repo) if path.is_file()}
 
 
+@SECOND_HALF
 def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) -> None:
     # The baseline's own model teaches a fresh run: soft targets change what the student learns.
     for suffix in (".keras", ".json"):
@@ -188,6 +197,7 @@ def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) ->
     assert json.loads((workspace / "metrics/train.json").read_text()) != before
 
 
+@FIRST_HALF
 @pytest.mark.parametrize("section, key, value, message", [
     ("train", "epcohs", 50, "train.epcohs is not a known key"),
     ("train", "epochs", "abc", "train.epochs = 'abc' is invalid"),
@@ -210,6 +220,7 @@ def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, 
     assert outputs_snapshot(workspace) == before
 
 
+@FIRST_HALF
 @pytest.mark.parametrize("section, key, value", [
     ("evaluate", "tta", "flip; touch {marker} #"),
     ("data", "classes", ["$(touch {marker})angry", "sad"]),
@@ -224,6 +235,7 @@ def test_a_hostile_param_value_is_refused_and_runs_nothing(workspace, tmp_path, 
     assert not marker.exists()
 
 
+@FIRST_HALF
 def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(workspace: Path) -> None:
     project = workspace
     dvc("exp", "run", "--queue", "-S", "train.learning_rate=0.002,0.003", cwd=project)
@@ -248,6 +260,7 @@ def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(workspace:
     assert len(accuracies) >= 2 and all(0.0 <= a <= 1.0 for a in accuracies)
 
 
+@FIRST_HALF
 def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(workspace: Path, tmp_path) -> None:
     project = workspace
     remote = tmp_path / "remote"
@@ -262,6 +275,7 @@ def test_push_then_pull_into_a_fresh_clone_restores_outputs_without_rerunning(wo
     assert stages_run(dvc("repro", cwd=clone)) == set()
 
 
+@SECOND_HALF
 def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(workspace: Path) -> None:
     project = workspace
     for key, value in {"epochs": 30, "early_stopping_patience": 30}.items():
