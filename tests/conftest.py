@@ -38,6 +38,76 @@ def tiny_source(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """A small untrained model with its sidecar, as the train stage writes them."""
+    import json
+
+    from ferflow.io import save_model
+    from ferflow.models import build_model, make_augmentation
+    from ferflow.runtime import seed_everything
+
+    folder = tmp_path_factory.mktemp("model")
+    seed_everything(0)
+    model = build_model("seed_cnn_compact", 7, make_augmentation(0), crop_size=44)
+    save_model(model, folder / "fer.keras")
+    (folder / "fer.json").write_text(json.dumps({"class_names": list(CLASS_NAMES), "params": {"crop_size": 44}}))
+    return folder / "fer.keras"
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that declares width x height grey pixels but holds one row: what a decompression
+    bomb looks like before it is decoded (the real 20000x20000 one is 389 KB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1)))
+            + chunk(b"IEND", b""))
+
+
+def build_hostile_images(folder: Path) -> dict[str, Path]:
+    """Images that must each give a per-file problem (or a result), never a crash: bombs, 1-pixel
+    and very thin images, truncated, empty and non-image files, CMYK, 16-bit, animated GIF, and
+    a rotated photo with an EXIF orientation tag."""
+    import cv2
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    face = Image.open(sorted((SAMPLE / "test" / "happy").glob("*.jpg"))[0]).convert("L").resize((160, 160))
+    photo = Image.new("L", (320, 240), 200)
+    photo.paste(face, (80, 40))
+    files = {
+        "bomb.png": png_header(20000, 20000),  # over PIL's own limit: it raises, not warns
+        "over_our_limit.png": png_header(9000, 9000),
+        "one_pixel.png": cv2.imencode(".png", np.full((1, 1), 128, np.uint8))[1].tobytes(),
+        "thin_wide.png": cv2.imencode(".png", np.zeros((1, 40000), np.uint8))[1].tobytes(),
+        "thin_tall.png": cv2.imencode(".png", np.zeros((5000, 2), np.uint8))[1].tobytes(),
+        "sixteen_bit.png": cv2.imencode(".png", (np.asarray(photo, np.uint16) * 257))[1].tobytes(),
+        "empty.jpg": b"",
+        "not_an_image.jpg": b"plain text with an image's name",
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    photo.convert("CMYK").save(folder / "cmyk.jpg")
+    photo.save(folder / "whole.jpg")
+    (folder / "truncated.jpg").write_bytes((folder / "whole.jpg").read_bytes()[:600])
+    photo.save(folder / "animated.gif", save_all=True, append_images=[photo.rotate(10)], duration=100)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored pixels are rotated; viewers turn them upright
+    photo.rotate(90, expand=True).save(folder / "exif_rotated.jpg", exif=exif)
+    (folder / "whole.jpg").unlink()
+    return {path.name: path for path in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="session")
+def hostile_images(tmp_path_factory) -> dict[str, Path]:
+    return build_hostile_images(tmp_path_factory.mktemp("hostile"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -35,21 +35,6 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> Path:
-    """A small untrained model with its sidecar, as the train stage writes them."""
-    from ferflow.models import build_model, make_augmentation
-    from ferflow.runtime import seed_everything
-    from ferflow.io import save_model
-
-    folder = tmp_path_factory.mktemp("model")
-    seed_everything(0)
-    model = build_model("seed_cnn_compact", 7, make_augmentation(0), crop_size=44)
-    save_model(model, folder / "fer.keras")
-    (folder / "fer.json").write_text(json.dumps({"class_names": list(CLASS_NAMES), "params": {"crop_size": 44}}))
-    return folder / "fer.keras"
-
-
-@pytest.fixture(scope="module")
 def classifier(model_path):
     return load_classifier(model_path)
 
@@ -484,3 +469,67 @@ def test_exported_model_matches_keras_on_sample_faces(fmt, model_path, classifie
         interpreter.invoke()
         got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# Each hostile image's outcome: a face (these decode to the sample photo) or a per-file problem.
+HOSTILE_OUTCOMES = {
+    "animated.gif": "face", "cmyk.jpg": "face", "exif_rotated.jpg": "face", "sixteen_bit.png": "face",
+    "bomb.png": "unreadable", "over_our_limit.png": "unreadable", "empty.jpg": "unreadable",
+    "not_an_image.jpg": "unreadable", "truncated.jpg": "unreadable",
+    "one_pixel.png": "no_face", "thin_wide.png": "no_face", "thin_tall.png": "no_face",
+}
+
+
+def outcomes(faces: list[dict], problems: list[tuple[str, str]]) -> dict[str, str]:
+    found = {Path(face["file"]).name: "face" for face in faces}
+    return {**found, **{Path(file).name: kind for file, kind in problems}}
+
+
+def test_hostile_images_each_get_a_per_file_outcome_in_python(hostile_images) -> None:
+    classifier = load_classifier()  # the shipped model: the decodable images hold a real face
+    result = predict_paths([next(iter(hostile_images.values())).parent], classifier)
+    assert result.files_seen == len(hostile_images) == len(HOSTILE_OUTCOMES)
+    got = outcomes([f.record() for f in result.faces], [(p.file, p.kind) for p in result.problems])
+    assert got == HOSTILE_OUTCOMES
+    assert all(f"'{p.file}'" in p.message for p in result.problems)  # each message names its file
+    upright = [f for f in result.faces if f.file.endswith(("exif_rotated.jpg", "cmyk.jpg"))]
+    assert len(upright) == 2 and upright[0].box == upright[1].box  # EXIF turned the photo upright
+
+
+def test_hostile_images_through_the_cli_write_the_json_and_no_traceback(hostile_images, tmp_path, capsys) -> None:
+    out = tmp_path / "faces.json"
+    code = main(["predict", str(next(iter(hostile_images.values())).parent), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert code == EXIT_PARTIAL and "Traceback" not in err
+    document = json.loads(out.read_text())
+    problems = [line.split(": ", 1) for line in err.splitlines() if line.split(":")[0] in {"unreadable", "no_face"}]
+    problem_files = [(message.split("'")[1], kind) for kind, message in problems]
+    assert outcomes(document["faces"], problem_files) == HOSTILE_OUTCOMES
+
+
+def test_an_unwritable_annotate_subfolder_costs_that_copy_not_the_results(photos, classifier, tmp_path,
+                                                                          capsys) -> None:
+    annotated = tmp_path / "annotated"
+    (annotated / "nested").parent.mkdir()
+    (annotated / "nested").write_text("a file where predict wants a folder")  # fails as root too
+    out = tmp_path / "faces.json"
+    code = main(["predict", str(photos), "--annotate", str(annotated), "--json", str(out)])
+    err = capsys.readouterr().err
+    assert code == EXIT_PARTIAL and "Traceback" not in err
+    assert "unwritable: annotated copy of" in err and "two_faces.jpg" in err
+    files = {Path(face["file"]).name for face in json.loads(out.read_text())["faces"]}
+    assert files == {"astronaut.png", "two_faces.jpg"}  # both still classified and written
+    assert (annotated / "astronaut.png").is_file()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--margin", "-0.6", "--margin must be a share from -0.4 to 2.0, got -0.6"),
+    ("--margin", "-1", "--margin must be a share from -0.4 to 2.0, got -1"),
+    ("--margin", "nan", "--margin must be a share from -0.4 to 2.0, got nan"),
+    ("--margin", "inf", "--margin must be a share from -0.4 to 2.0, got inf"),
+    ("--min-face", "0", "--min-face must be 1 or more, got 0"),
+    ("--video-stride", "0", "--video-stride must be 1 or more, got 0"),
+])
+def test_unusable_numbers_are_refused_in_one_line(flag, value, message, tmp_path, capsys) -> None:
+    assert main(["predict", str(tmp_path), flag, value]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"error: {message}"

@@ -109,3 +109,95 @@ def test_a_request_without_a_file_is_refused(client) -> None:
     assert response.status_code == 400
     assert "send the photo as multipart form field 'file'" in response.json()["error"]
     still_serving(client)
+
+
+def test_hostile_images_get_a_4xx_json_error_or_faces_never_a_500(client, hostile_images) -> None:
+    for name, path in hostile_images.items():
+        response = client.post("/predict", files={"file": (name, path.read_bytes(), "application/octet-stream")})
+        assert response.status_code in {200, 400, 422}, (name, response.status_code, response.text)
+        body = response.json()
+        assert ("faces" in body) if response.status_code == 200 else (set(body) == {"error"} and name in body["error"])
+    still_serving(client)
+
+
+@pytest.mark.parametrize("request_kwargs, status, message", [
+    ({"data": {"file": "a text field, not a file"}, "files": {"other": ("o.txt", b"o")}}, 400,
+     "is not a readable image"),
+    ({"data": {f"field{i}": "x" for i in range(20)}, "files": {"file": ("f.jpg", b"f")}}, 400,
+     "too many form fields"),
+    ({"data": {"file": "url-encoded"}}, 400, "send the photo as multipart form field 'file'"),
+    ({"content": b"--abc\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=abc"}}, 400,
+     "send the photo as multipart form field 'file'"),
+])
+def test_odd_forms_get_the_same_error_shape(client, request_kwargs, status, message) -> None:
+    response = client.post("/predict", **request_kwargs)
+    assert response.status_code == status and message in response.json()["error"], response.text
+
+
+def test_framework_errors_have_the_same_shape(client) -> None:
+    assert client.get("/no/such/page").json() == {"error": "Not Found"}
+    assert client.get("/predict").json() == {"error": "Method Not Allowed"}
+
+
+def test_an_oversized_upload_is_refused_before_the_body_is_read(classifier) -> None:
+    import asyncio
+
+    from ferflow.serve import UploadError, read_upload
+
+    sent = []
+
+    async def receive():
+        sent.append(1)
+        return {"type": "http.request", "body": b"x" * 100_000, "more_body": len(sent) < 5_000}  # 500 MB offered
+
+    def upload(headers: list[tuple[bytes, bytes]]):
+        from starlette.requests import Request
+
+        scope = {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
+        return asyncio.run(read_upload(Request(scope, receive), max_bytes=1_000_000))
+
+    form = [(b"content-type", b"multipart/form-data; boundary=abc")]
+    with pytest.raises(UploadError, match="over the limit") as declared:
+        upload(form + [(b"content-length", b"500000000")])
+    assert declared.value.status == 413 and sent == []  # refused on the header alone
+    with pytest.raises(UploadError, match="over the limit") as streamed:
+        upload(form)  # chunked: no length declared
+    assert streamed.value.status == 413 and len(sent) == 11  # stopped at 1.1 MB of the 500
+
+
+def test_a_port_in_use_is_said_before_the_banner(tmp_path, capsys) -> None:
+    import socket
+
+    from ferflow.predict import DEFAULT_MODEL
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    try:
+        assert main(["serve", "--model", str(DEFAULT_MODEL), "--port", str(port)]) == 2
+    finally:
+        holder.close()
+    captured = capsys.readouterr()
+    assert "serving" not in captured.out
+    assert captured.err.strip() == f"error: port {port} on 127.0.0.1 is in use by another program; choose another with --port"
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0", "-3"])
+def test_unusable_upload_limits_are_refused(value, capsys) -> None:
+    assert main(["serve", "--max-upload-mb", value]) == 2
+    assert capsys.readouterr().err.startswith("error: --max-upload-mb must be above 0")
+
+
+def test_an_upload_is_never_written_to_disk(classifier, monkeypatch) -> None:
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an upload went to a temporary file")
+
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    client = TestClient(create_app(classifier, max_upload_bytes=8_000_000))
+    padded = portrait_png() + b"\0" * 3_000_000  # over the 1 MB at which Starlette would spool to disk
+    response = client.post("/predict", files={"file": ("astronaut.png", padded, "image/png")})
+    assert response.status_code == 200 and len(response.json()["faces"]) == 1

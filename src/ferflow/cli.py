@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -58,7 +59,9 @@ def _export_parser(sub) -> None:
                        description="Export a model for serving (TensorFlow backend).")
     p.add_argument("--format", required=True, choices=sorted(FORMATS))
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--out", type=Path, help="output path (default: models/.../exported/<name>.<format>)")
+    p.add_argument("--out", type=Path, help="output file (a folder for saved_model), or an existing folder to "
+                   "write into; only a previous export of the same format is replaced "
+                   "(default: exported/<name>.<format> beside the model)")
 
 
 def _serve_parser(sub) -> None:
@@ -136,18 +139,21 @@ def output_problem(path: Path | None, is_dir: bool) -> str | None:
     return None
 
 
-MIN_DETECT_SIZE = 48  # one FER-sized face; MTCNN finds nothing under 20 px
+MAX_UPLOAD_MB = 1000.0  # uploads are held in memory
 
 
 def run_predict(args) -> int:
     from ferflow.detectors import face_detector
     from ferflow.predict import PredictOptions, predict_paths
 
-    if args.video_stride is not None and args.video_stride < 1:
-        print("error: --video-stride must be 1 or more", file=sys.stderr)
-        return EXIT_USAGE
-    if args.detect_size is not None and args.detect_size < MIN_DETECT_SIZE:
-        print(f"error: --detect-size must be {MIN_DETECT_SIZE} or more, got {args.detect_size}", file=sys.stderr)
+    try:  # the options check their own values (margin, sizes, stride) before any work
+        options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, square=args.square,
+                                 min_face=args.min_face, detect_size=args.detect_size,
+                                 video_stride=args.video_stride, annotate_dir=args.annotate,
+                                 detector=args.detector,
+                                 progress=args.json is None)  # scripts that ask for JSON get no progress bar
+    except ValueError as problem:
+        print(f"error: --{problem}", file=sys.stderr)
         return EXIT_USAGE
     for flag, path, is_dir in (("--json", args.json, False), ("--csv", args.csv, False),
                                ("--annotate", args.annotate, True)):
@@ -164,11 +170,6 @@ def run_predict(args) -> int:
     classifier = load_or_report(args.model)
     if classifier is None:
         return EXIT_USAGE
-    options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, square=args.square,
-                             min_face=args.min_face, detect_size=args.detect_size,
-                             video_stride=args.video_stride, annotate_dir=args.annotate,
-                             detector=args.detector,
-                             progress=args.json is None)  # scripts that ask for JSON get no progress bar
     result = predict_paths(args.paths, classifier, options)
     print_table(result.faces)
     for problem in result.problems:
@@ -183,13 +184,21 @@ def run_predict(args) -> int:
 
 
 def run_export(args) -> int:
-    from ferflow.export import default_output, export_model
+    from ferflow.export import ExportError, export_model, resolve_output
 
+    try:  # before the model loads: a target that cannot be used is one line, and nothing is touched
+        out = resolve_output(args.out, args.model, args.format)
+    except ExportError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     classifier = load_or_report(args.model)
     if classifier is None:
         return EXIT_USAGE
-    out = args.out or default_output(args.model, args.format)
-    export_model(classifier.model, args.format, out)
+    try:
+        out = export_model(classifier.model, args.format, out, args.model)
+    except (ExportError, OSError) as problem:
+        print(f"error: export to '{out}' failed: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(f"wrote {out} ({args.format}); inputs: raw grey 48x48x1 pixels 0..255; "
           f"outputs: probabilities of {list(classifier.class_names)}")
     return EXIT_OK
@@ -198,13 +207,21 @@ def run_export(args) -> int:
 def run_serve(args) -> int:
     from ferflow.serve import serve
 
-    if not 1 <= args.port <= 65535 or args.max_upload_mb <= 0:
-        print("error: --port must be 1..65535 and --max-upload-mb above 0", file=sys.stderr)
+    if not 1 <= args.port <= 65535:
+        print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
+        return EXIT_USAGE
+    if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= MAX_UPLOAD_MB):
+        print(f"error: --max-upload-mb must be above 0 and at most {MAX_UPLOAD_MB:g}, got {args.max_upload_mb:g}",
+              file=sys.stderr)
         return EXIT_USAGE
     classifier = load_or_report(args.model)
     if classifier is None:
         return EXIT_USAGE
-    serve(classifier, args.host, args.port, args.max_upload_mb)
+    try:
+        serve(classifier, args.host, args.port, args.max_upload_mb)
+    except OSError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_OK
 
 

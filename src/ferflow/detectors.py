@@ -304,7 +304,8 @@ def detect_faces(pixels: np.ndarray, detector, min_size: int = 30, max_side: int
     max_side = max_side or detector.detect_size
     height, width = pixels.shape[:2]
     scale = min(1.0, max_side / max(height, width))
-    small = pixels if scale == 1.0 else cv2.resize(pixels, (round(width * scale), round(height * scale)),
+    # At least one pixel a side: a very thin photo would otherwise shrink to nothing.
+    small = pixels if scale == 1.0 else cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
                                                    interpolation=cv2.INTER_AREA)
     boxes = detector.detect(small, max(12, round(min_size * scale)))
     mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]

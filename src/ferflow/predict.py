@@ -18,7 +18,9 @@ run goes on; only a model that cannot be used stops everything, before any work.
 from __future__ import annotations
 
 import io
+import math
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -32,13 +34,17 @@ from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector
 from ferflow.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
 from ferflow.tta import tta_views
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF: its first frame
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "fer2013.keras"
 
 
 class ModelError(RuntimeError):
     """The model cannot be used: missing, not a Keras model, or inconsistent with its sidecar."""
+
+
+class ImageError(ValueError):
+    """One image cannot be decoded or searched for faces; the message names the file."""
 
 
 @dataclass
@@ -67,7 +73,7 @@ class FaceResult:
 @dataclass
 class Problem:
     file: str
-    kind: str  # "missing", "unreadable", "no_face"
+    kind: str  # "missing", "unreadable", "no_face", "unwritable"
     message: str
 
 
@@ -156,21 +162,35 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     from ferflow.data import SIXTEEN_BIT_MODES, to_8bit_grey
 
     if not data:
-        raise ValueError(f"'{name}' is empty")
+        raise ImageError(f"'{name}' is empty")
     try:
-        with PILImage.open(io.BytesIO(data)) as probe:
+        with warnings.catch_warnings():
+            # PIL warns above its own limit and raises above twice that; ours is lower and checked
+            # from the header alone, before anything is decoded.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            probe = PILImage.open(io.BytesIO(data))
+        with probe:
             if probe.width * probe.height > MAX_IMAGE_PIXELS:
-                raise ValueError(f"'{name}' is {probe.width}x{probe.height} pixels; the limit is "
+                raise ImageError(f"'{name}' is {probe.width}x{probe.height} pixels; the limit is "
                                  f"{MAX_IMAGE_PIXELS:,} pixels")
             probe.load()  # decodes everything: raises on truncated data
             image = ImageOps.exif_transpose(probe)
             if image.mode in SIXTEEN_BIT_MODES:
                 return cv2.cvtColor(np.asarray(to_8bit_grey(image)), cv2.COLOR_GRAY2BGR)
             return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)  # 10x a reversed copy
+    except ImageError:
+        raise
+    except PILImage.DecompressionBombError as error:
+        raise ImageError(f"'{name}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit (a decompression bomb?)") from None
     except UnidentifiedImageError:
-        raise ValueError(f"'{name}' is not a readable image") from None
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f"'{name}' is not a readable image: {error}") from None
+        raise ImageError(f"'{name}' is not a readable image") from None
+    except Exception as error:  # PIL's decoders raise many types on malformed data
+        raise ImageError(f"'{name}' is not a readable image: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 # ----------------------------------------------------------------------------- faces
@@ -246,6 +266,24 @@ class PredictOptions:
     video_stride: int | None = None
     annotate_dir: Path | None = None
 
+    def __post_init__(self) -> None:
+        """Refuse values that cannot be used, naming the option (its `fer predict` flag)."""
+        low, high = MARGIN_RANGE
+        if not (math.isfinite(self.margin) and low <= self.margin <= high):
+            raise ValueError(f"margin must be a share from {low} to {high}, got {self.margin:g}")
+        if self.min_face < 1:
+            raise ValueError(f"min-face must be 1 or more, got {self.min_face}")
+        if self.detect_size is not None and self.detect_size < MIN_DETECT_SIZE:
+            raise ValueError(f"detect-size must be {MIN_DETECT_SIZE} or more, got {self.detect_size}")
+        if self.video_stride is not None and self.video_stride < 1:
+            raise ValueError(f"video-stride must be 1 or more, got {self.video_stride}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch-size must be 1 or more, got {self.batch_size}")
+
+
+MARGIN_RANGE = (-0.4, 2.0)  # -0.5 would leave no face at all; 2 already frames five face widths
+MIN_DETECT_SIZE = 48  # one FER-sized face; MTCNN finds nothing under 20 px
+
 
 @dataclass
 class Prediction:
@@ -277,7 +315,11 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
             row += len(boxes)
             result.faces.extend(faces)
             if options.annotate_dir is not None:
-                annotate(image, faces, options.annotate_dir, paths)
+                try:  # a folder that cannot be written costs that copy, not the run's results
+                    annotate(image, faces, options.annotate_dir, paths)
+                except (OSError, cv2.error) as error:
+                    result.problems.append(Problem(image.file, "unwritable", f"annotated copy of "
+                                                   f"'{image.file}' not written: {_first_line(error)}"))
         pending.clear()
 
     show_progress = options.progress and len(files) > PROGRESS_MIN_ITEMS
@@ -297,7 +339,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
                     pending.append((kept, boxes, crops))
                     if sum(len(b) for _, b, _ in pending) >= options.batch_size:
                         classify_pending()
-            except ValueError as error:
+            except (ValueError, OSError) as error:  # ImageError, an unreadable file or video
                 result.problems.append(Problem(str(path), "unreadable", str(error)))
             bar.update(1)
     if pending:
@@ -310,7 +352,19 @@ PROGRESS_MIN_ITEMS = 5  # no progress bar for a handful of files
 
 
 def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
-    """The faces' boxes and 48x48 grey crops. Without a detector the image is a face crop already."""
+    """The faces' boxes and 48x48 grey crops. Without a detector the image is a face crop already.
+
+    Raises ImageError, naming the file, when the image cannot be searched: OpenCV and the
+    detectors raise their own types on degenerate pixels, and one image must not stop a run.
+    """
+    try:
+        return _locate_faces(image, options, detector)
+    except Exception as error:
+        where = f" (frame {image.frame})" if image.frame is not None else ""
+        raise ImageError(f"'{image.file}'{where} could not be searched for faces: {_first_line(error)}") from None
+
+
+def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
     grey = to_grey(image.pixels)
     if detector is None:
         return [(0, 0, grey.shape[1], grey.shape[0])], [
