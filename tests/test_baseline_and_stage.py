@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import yaml
@@ -68,6 +70,7 @@ def run_check(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
 
 def test_check_writes_one_json_per_section(tmp_path) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["source"] = str(REPO / "data" / "sample")  # check refuses a source that is not there
     result = run_check(tmp_path, params)
     assert result.returncode == 0, result.stderr
     for section, values in params.items():
@@ -105,3 +108,64 @@ def test_our_package_and_the_pypi_fer_package_import_side_by_side() -> None:
     assert help_text == subprocess.run([str(Path(sys.executable).parent / "fer"), "--help"], capture_output=True,
                                        text=True).stdout
     assert "Facial-emotion recognition on FER-2013" in help_text  # the `fer` command is still ours
+
+
+def test_check_refuses_a_missing_data_source_in_one_line_naming_the_key(tmp_path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["source"] = "data/nowhere"
+    result = run_check(tmp_path, params)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: data.source = 'data/nowhere' does not exist")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+ALIVE = ("running", "sleeping", "disk-sleep")
+
+
+def test_a_stage_and_its_kernel_stop_when_the_process_that_started_them_is_killed(tmp_path) -> None:
+    import psutil
+
+    pids = tmp_path / "pids"
+    stage = (f"import subprocess, time; from ferflow.stage import stop_with_parent; stop_with_parent(0.2); "
+             f"kernel = subprocess.Popen(['sleep', '120'], start_new_session=True); "  # as Jupyter starts it
+             f"open({str(pids)!r}, 'w').write(f'{{__import__(\"os\").getpid()}} {{kernel.pid}}'); time.sleep(120)")
+    dvc_stand_in = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {stage!r}]); time.sleep(120)"
+    parent = subprocess.Popen([sys.executable, "-c", dvc_stand_in], env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    try:
+        deadline = time.monotonic() + 30
+        while not (pids.exists() and len(pids.read_text().split()) == 2) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stage_pid, kernel_pid = map(int, pids.read_text().split())
+        assert all(psutil.Process(pid).status() in ALIVE for pid in (stage_pid, kernel_pid))
+        parent.kill()  # kill -9 the "dvc"
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(running(pid) for pid in (stage_pid, kernel_pid)):
+            time.sleep(0.1)
+        assert not running(stage_pid) and not running(kernel_pid), "the stage or its kernel outlived dvc"
+    finally:
+        parent.kill()
+
+
+def running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() in ALIVE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_sigterm_or_ctrl_c_stops_a_stage_in_one_line() -> None:
+    code = ("import sys, time; from ferflow import stage; "
+            "stage._main = lambda argv: (print('ready', flush=True), time.sleep(60)); "
+            "sys.exit(stage.main(['run', 'train']))")
+    for signum, exit_code, word in ((signal.SIGTERM, 143, "stopped"), (signal.SIGINT, 130, "interrupted")):
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        assert process.stdout.readline().strip() == "ready"
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == exit_code
+        assert err.strip() == (f"{word}: the train stage did not finish; run `dvc repro` again to complete it "
+                               "(a training carries on from its last finished epoch)")

@@ -112,3 +112,14 @@ def test_class_without_rows_is_named(tmp_path) -> None:
     path = write(tmp_path, HEADER + face_row(3) + face_row(4))
     with pytest.raises(DataError, match=r"no rows for class\(es\) \['angry'"):
         load_csv_dataset(path, CLASS_NAMES)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", r"'.*empty.csv' is empty; the contest file starts with the header"),
+    ("emotion,pixels,Usage\n", r"'.*empty.csv' has a header but no rows"),
+])
+def test_an_empty_csv_is_named(tmp_path, text, message) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_csv_dataset(path, CLASS_NAMES)

@@ -145,3 +145,13 @@ def test_tta_probabilities_are_a_mean_of_distributions(rng) -> None:
     probabilities = predict_tta(region_model(), faces, "tencrop", crop_size=40)
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_small_test_split_is_warned_about_with_its_margin_of_error() -> None:
+    from ferflow.evaluate import small_split_warning
+
+    assert small_split_warning(3) == ("warning: the test split has only 3 faces, so its accuracy is uncertain by "
+                                      "about ±58 points; use a larger source (or larger split fractions) for "
+                                      "figures that mean something")
+    assert "±10 points" in small_split_warning(100)
+    assert small_split_warning(200) is None and small_split_warning(3589) is None

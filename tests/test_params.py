@@ -59,6 +59,9 @@ def test_the_shipped_params_file_is_valid_and_typed() -> None:
     ("robustness", "corruptions", ["gaussian_noise", "fog"], r"robustness.corruptions.1 = 'fog' is invalid"),
     ("robustness", "corruptions", ["jpeg", "jpeg"], r"corruptions must not repeat"),
     ("evaluate", "tta", "flip; touch /tmp/x #", r"evaluate.tta = 'flip; touch /tmp/x #' is invalid"),
+    ("train", "crop_size", 1, r"train.crop_size = 1 is invalid: a crop is 0 \(off\) or 32 to 48 pixels"),
+    ("train", "crop_size", 31, r"train.crop_size = 31 is invalid: a crop is 0 \(off\) or 32 to 48 pixels"),
+    ("data", "blank_threshold", 128, r"data.blank_threshold = 128 is invalid: Input should be less than or equal to 32"),
 ])
 def test_bad_values_are_refused_with_a_clear_message(section, key, value, message) -> None:
     values = {**shipped()[section], key: value}
@@ -109,3 +112,37 @@ def test_checking_params_does_not_load_keras() -> None:
     code = "import sys; from ferflow import params; params.load('params.yaml'); print('keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_params_are_read_as_dvc_reads_them_yaml_1_2() -> None:
+    from dvc.utils.serialize import parse_yaml as dvc_parse_yaml
+
+    text = "a: 1e-3\nb: 1_0\nc: yes\nd: on\ne: 0.5\nf: [x, 2]\ng: 010\nh: true\n"
+    assert params.parse_yaml(text) == dvc_parse_yaml(text, "params.yaml")
+    assert params.parse_yaml(text)["a"] == 0.001 and params.parse_yaml(text)["c"] == "yes"
+    shipped_text = (REPO / "params.yaml").read_text()
+    assert params.check_text(shipped_text.replace("learning_rate: 0.02", "learning_rate: 2e-2")).train.learning_rate == 0.02
+    with pytest.raises(ParamsError, match="train.flip = 'yes' is invalid"):  # YAML 1.1 would say True
+        params.check_text(shipped_text.replace("flip: true", "flip: yes"))
+
+
+def test_every_architecture_takes_the_smallest_crop_the_params_allow() -> None:
+    import numpy as np
+
+    from ferflow.models import ARCHITECTURES, build_model
+
+    for arch in ARCHITECTURES:
+        model = build_model(arch, 7, crop_size=params.MIN_CROP)
+        assert model.predict_on_batch(np.zeros((1, 48, 48, 1), "float32")).shape == (1, 7), arch
+
+
+def test_a_missing_or_broken_data_source_is_refused_before_any_stage(tmp_path) -> None:
+    with pytest.raises(ParamsError, match=r"data.source = '.*nowhere' does not exist"):
+        params.check_data_source(str(tmp_path / "nowhere"))
+    source = tmp_path / "fer" / "train" / "happy"
+    source.mkdir(parents=True)
+    (source / "ok.jpg").write_bytes(b"x")
+    params.check_data_source(str(tmp_path / "fer"))  # fine as it is
+    (source / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    with pytest.raises(ParamsError, match=r"holds 1 broken link\(s\), such as '.*gone.jpg'.*remove them"):
+        params.check_data_source(str(tmp_path / "fer"))

@@ -114,6 +114,22 @@ def workspace(project: Path, tmp_path: Path) -> Path:
     return clone
 
 
+def processes_in(folder: Path, within_seconds: float) -> list:
+    """Processes still running in `folder` (by working directory) after waiting up to `within_seconds`."""
+    import psutil
+
+    deadline = time.monotonic() + within_seconds
+    while True:
+        found = []
+        for process in psutil.process_iter(["cwd"]):
+            cwd = process.info.get("cwd")
+            if cwd and Path(cwd).is_relative_to(folder) and process.pid != os.getpid():
+                found.append(process)
+        if not found or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.5)
+
+
 def declared_outputs(repo: Path) -> list[Path]:
     stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
     paths = []
@@ -202,6 +218,8 @@ def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) ->
     ("train", "epcohs", 50, "train.epcohs is not a known key"),
     ("train", "epochs", "abc", "train.epochs = 'abc' is invalid"),
     ("train", "learning_rate", float("nan"), "train.learning_rate = nan is invalid"),
+    ("train", "crop_size", 1, "train.crop_size = 1 is invalid: a crop is 0 (off) or 32 to 48 pixels"),
+    ("data", "source", "data/nowhere", "data.source = 'data/nowhere' does not exist"),
 ])
 def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, section, key, value,
                                                                       message) -> None:
@@ -296,14 +314,14 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(work
                 break
             time.sleep(0.1)
         assert process.poll() is None, "the stage ended before it could be killed"
-        os.killpg(process.pid, 9)  # dvc, papermill and the kernel, as Ctrl-C would not be so kind
+        os.kill(process.pid, 9)  # dvc alone: its stage runner and the kernel must notice and stop
         process.wait(timeout=60)
+        assert processes_in(project, within_seconds=10) == [], "the stage outlived the killed dvc"
     finally:
         if process.poll() is None:
             os.killpg(process.pid, 9)
-    # Jupyter starts the kernel in its own process group: it outlives the kill until it notices
-    # that its parent is gone (about a second, maybe one more tiny epoch). Let it go first.
-    time.sleep(5)
+        for leftover in processes_in(project, within_seconds=0):
+            leftover.kill()
     killed = json.loads(state.read_text())
     killed_at = killed["epochs_done"]
     assert 2 <= killed_at < 30 and not killed["complete"]

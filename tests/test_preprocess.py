@@ -115,3 +115,15 @@ def test_saved_arrays_load_without_pickle_and_match(tiny_source, tmp_path) -> No
 def test_loading_before_preprocess_says_what_to_run(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="dvc repro preprocess"):
         load_processed(tmp_path / "missing.npz")
+
+
+def test_a_blank_threshold_that_drops_most_faces_is_refused_naming_the_key() -> None:
+    dataset = synthetic([0, 1] * 10, ["train"] * 20)
+    dataset.images[:] = 100 + dataset.images // 16  # low-contrast faces: grey values vary by about 4.6
+    with pytest.raises(ValueError, match=r"data.blank_threshold = 20 marks 20 of 20 faces as blank \(every face "
+                                         r"of \['angry', 'disgust'\]\).*lower it"):
+        prepare(dataset, FRACTIONS, seed=0, blank_threshold=20.0)
+    dataset.images[::2] = synthetic([0, 1] * 5, ["train"] * 10).images  # the angry faces real again
+    with pytest.raises(ValueError, match=r"marks 10 of 20 faces as blank \(every face of \['disgust'\]\)"):
+        prepare(dataset, FRACTIONS, seed=0, blank_threshold=20.0)
+    prepare(dataset, FRACTIONS, seed=0, blank_threshold=20.0, on_blank="keep")  # kept: nothing refused

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -151,7 +152,8 @@ def test_a_finished_or_foreign_checkpoint_starts_afresh(tmp_path) -> None:
     directory = tmp_path / "checkpoints"
     directory.mkdir()
     (directory / "epoch-2.keras").write_bytes(b"x")
-    state = {"fingerprint": "abc", "complete": False, "checkpoint": "epoch-2.keras", "epochs_done": 2}
+    state = {"fingerprint": "abc", "complete": False, "checkpoint": "epoch-2.keras", "epochs_done": 2,
+             "history": {"loss": [1.0, 0.9]}, "seed_states": [], "callbacks": {}}
     (directory / "state.json").write_text(json.dumps(state))
     assert load_resume_state(directory, "abc")["epochs_done"] == 2
     assert load_resume_state(directory, "other") is None
@@ -233,3 +235,87 @@ def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_
     assert resumed_history == fresh_history  # every epoch, the resumed ones included
     for a, b in zip(resumed_model.get_weights(), fresh_model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def tiny_fit(checkpoints: Path, epochs: int, learning_rate: float = 1e-3):
+    """One tiny resumable training (40 random faces), as the train stage runs it."""
+    from ferflow.models import build_model
+    from ferflow.runtime import seed_everything
+    from ferflow.train import compile_model, fit_resumable, training_callbacks
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (40, 48, 48)).astype(np.uint8)
+    y = np.arange(40) % 7
+    seed_everything(3)
+    model = build_model("seed_cnn_compact", 7, crop_size=44)
+    compile_model(model, make_optimizer("sgd", learning_rate, 0.0), 0.0)
+    batches = TrainingBatches(x, y, 7, 16, 3, None)
+    return fit_resumable(model, batches, x, y, epochs, checkpoints, "fingerprint", "val_loss",
+                         training_callbacks("val_loss", 10, "cosine", 2, 0.5), restore_best=False)
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("truncate", r"has [\d,]+ bytes, not the [\d,]+ recorded \(truncated\?\)"),
+    ("garble", r"does not match its recorded checksum \(damaged\?\)"),
+    ("epochs", r"state.json says 9 epochs are done, which is not 1..2"),
+    ("types", r"state.json says '1' epochs are done"),
+    ("history", r"state.json's history does not hold 1 epochs"),
+])
+def test_a_damaged_checkpoint_is_set_aside_in_one_line_and_training_starts_afresh(tmp_path, capsys, damage,
+                                                                                   message) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    tiny_fit(checkpoints, epochs=1)
+    state_path = checkpoints / "state.json"
+    state = json.loads(state_path.read_text())
+    state["complete"] = False  # as if killed after its first epoch of three
+    checkpoint = checkpoints / state["checkpoint"]
+    if damage == "truncate":
+        checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    elif damage == "garble":
+        data = bytearray(checkpoint.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        checkpoint.write_bytes(bytes(data))
+    elif damage == "epochs":
+        state["epochs_done"] = 9
+    elif damage == "types":
+        state["epochs_done"] = "1"
+    else:
+        state["history"] = {"loss": []}
+    state_path.write_text(json.dumps(state))
+    capsys.readouterr()
+    assert load_resume_state(checkpoints, "fingerprint", epochs=3) is None
+    said = capsys.readouterr().out.strip()
+    assert len(said.splitlines()) == 1 and said.startswith("checkpoint not resumed: ")
+    assert re.search(message, said), said
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("checkpoints.bad-")]
+    assert len(aside) == 1 and (aside[0] / "state.json").is_file()  # kept for inspection
+    assert list(checkpoints.iterdir()) == []  # and training can start afresh
+
+
+def test_a_checkpoint_that_does_not_load_starts_afresh_instead_of_failing_every_rerun(tmp_path, capsys) -> None:
+    checkpoints = tmp_path / "checkpoints"
+    tiny_fit(checkpoints, epochs=1)
+    state = json.loads((checkpoints / "state.json").read_text())
+    state.update(complete=False)
+    for key in ("checkpoint_sha256", "checkpoint_bytes"):  # as a state written before checksums were kept
+        state.pop(key)
+    (checkpoints / "state.json").write_text(json.dumps(state))
+    (checkpoints / state["checkpoint"]).write_bytes(b"PK\x03\x04 not really a zip")
+    _, history, first = tiny_fit(checkpoints, epochs=2)
+    assert first == 0 and len(history["loss"]) == 2
+    assert "does not load" in capsys.readouterr().out
+
+
+def test_a_diverging_training_fails_naming_the_learning_rate_and_keeps_no_nan_epoch(tmp_path) -> None:
+    from ferflow.train import TrainingDiverged
+
+    with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) in epoch 1, batch \d+; lower "
+                                               r"train.learning_rate"):
+        tiny_fit(tmp_path / "checkpoints", epochs=3, learning_rate=1e38)
+    assert not (tmp_path / "checkpoints" / "state.json").exists()  # no checkpoint of a diverged epoch
+
+
+def test_an_unwritable_checkpoint_folder_is_named(tmp_path) -> None:
+    (tmp_path / "models").write_text("a file where the models folder should be")
+    with pytest.raises(OSError, match=r"the checkpoint folder '.*models/checkpoints' cannot be written"):
+        tiny_fit(tmp_path / "models" / "checkpoints", epochs=1)

@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -21,13 +23,25 @@ from typing import Any, Iterator
 import keras
 import numpy as np
 
-from ferflow.io import atomic_path, read_json, write_json
+from ferflow.io import atomic_path, read_json, sha256_file, write_json
 
 MONITOR_MODES = {"val_accuracy": "max", "val_loss": "min"}
 
 
 class CheckpointBusy(RuntimeError):
     """Another process is training into the same checkpoint folder."""
+
+
+def ensure_writable(directory: Path) -> None:
+    """Create `directory` if needed and check that files can be written in it and beside it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for folder in (directory, directory.parent):  # the lock file lives beside the folder
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+    except OSError as error:
+        raise OSError(f"the checkpoint folder '{directory}' cannot be written ({error.strerror or error}); "
+                      f"make it and its parent writable, or remove it") from None
 
 
 @contextmanager
@@ -106,6 +120,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.model.save(tmp)
         self.state["epochs_done"] = epoch + 1
         self.state["checkpoint"] = checkpoint.name
+        self.state["checkpoint_bytes"] = checkpoint.stat().st_size  # checked before a resume
+        self.state["checkpoint_sha256"] = sha256_file(checkpoint)
         self.state["seed_states"] = [keras.ops.convert_to_numpy(v.value).tolist()
                                      for v in seed_state_variables(self.model)]
         self.state["callbacks"] = {
@@ -136,21 +152,59 @@ def _plain(value: Any) -> Any:
     return float(value) if isinstance(value, (np.floating, float)) else value
 
 
-def load_resume_state(directory: str | Path, fingerprint: str) -> dict | None:
+def load_resume_state(directory: str | Path, fingerprint: str, epochs: int | None = None) -> dict | None:
     """The state of an unfinished run with this fingerprint, or None (then the folder is cleared).
 
-    A finished run, another run's checkpoint or a damaged state all start training afresh.
+    A finished run or another run's checkpoint starts training afresh. A damaged one (state.json
+    unreadable or of the wrong shape, a checkpoint whose size or checksum differs from what was
+    recorded) is said in one line, moved aside to `<directory>.bad-<time>` for inspection, and
+    training starts afresh.
     """
     directory = Path(directory)
     state_path = directory / "state.json"
-    try:
-        state = read_json(state_path) if state_path.exists() else None
-    except (OSError, ValueError):
-        state = None
-    if (state and state.get("fingerprint") == fingerprint and not state.get("complete")
-            and (directory / state.get("checkpoint", "")).is_file()):
-        return state
+    state, problem = None, None
+    if state_path.exists():
+        try:
+            state = read_json(state_path)
+        except (OSError, ValueError) as error:
+            problem = f"{state_path} cannot be read ({error})"
+    if isinstance(state, dict) and state.get("fingerprint") == fingerprint and not state.get("complete"):
+        problem = resume_problem(directory, state, epochs)
+        if problem is None:
+            return state
+    if problem is not None:
+        set_aside(directory, problem)
     if directory.exists():
         shutil.rmtree(directory)
     directory.mkdir(parents=True)
     return None
+
+
+def resume_problem(directory: Path, state: dict, epochs: int | None) -> str | None:
+    """Why the unfinished run's state cannot be resumed, or None if it can."""
+    done, name = state.get("epochs_done"), state.get("checkpoint")
+    if not isinstance(done, int) or isinstance(done, bool) or done < 1 or (epochs is not None and done >= epochs):
+        return f"state.json says {done!r} epochs are done, which is not 1..{'' if epochs is None else epochs - 1}"
+    if not isinstance(name, str) or Path(name).name != name or not (directory / name).is_file():
+        return f"state.json names checkpoint {name!r}, which is not a file in {directory}"
+    history = state.get("history")
+    if not isinstance(history, dict) or not all(isinstance(v, list) and len(v) == done for v in history.values()):
+        return f"state.json's history does not hold {done} epochs"
+    if not isinstance(state.get("seed_states"), list) or not isinstance(state.get("callbacks"), dict):
+        return "state.json lacks the random-number states or the callbacks' counters"
+    checkpoint = directory / name
+    if "checkpoint_sha256" in state:  # recorded since this check exists
+        if checkpoint.stat().st_size != state.get("checkpoint_bytes"):
+            return (f"{checkpoint} has {checkpoint.stat().st_size:,} bytes, not the "
+                    f"{state.get('checkpoint_bytes')!r} recorded (truncated?)")
+        if sha256_file(checkpoint) != state["checkpoint_sha256"]:
+            return f"{checkpoint} does not match its recorded checksum (damaged?)"
+    return None
+
+
+def set_aside(directory: Path, problem: str) -> Path:
+    """Move a damaged checkpoint folder out of the way, saying so in one line."""
+    aside = directory.with_name(f"{directory.name}.bad-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(directory, aside)
+    print(f"checkpoint not resumed: {problem}; moved to {aside}, training starts afresh", flush=True)
+    return aside

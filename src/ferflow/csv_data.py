@@ -80,8 +80,13 @@ def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
         )
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{key}: '{path}' is empty; the contest file starts with the header "
+                        "emotion,pixels,Usage and holds one face per row") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{key}: '{path}' is not a readable CSV file: {error}") from error
+    if frame.empty:
+        raise DataError(f"{key}: '{path}' has a header but no rows; it needs one face per row")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(

@@ -13,6 +13,18 @@ from ferflow.runtime import native_stderr_silenced
 from ferflow.tta import as_model_input, tta_views
 
 
+SMALL_SPLIT = 200  # faces; below this an accuracy is uncertain by more than about 7 points
+
+
+def small_split_warning(n_faces: int, split: str = "test") -> str | None:
+    """A warning when a split is too small for its accuracy to mean much, with the margin of error."""
+    if n_faces >= SMALL_SPLIT:
+        return None
+    margin = 100 / np.sqrt(max(n_faces, 1))  # 95% interval half-width at 50% accuracy, in points
+    return (f"warning: the {split} split has only {n_faces} faces, so its accuracy is uncertain by about "
+            f"±{margin:.0f} points; use a larger source (or larger split fractions) for figures that mean something")
+
+
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for raw-pixel faces (native start-up logs silenced, as in training)."""
     with native_stderr_silenced():

@@ -12,16 +12,20 @@ their params without the backend's start-up cost.
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ruamel.yaml import YAML, YAMLError
 
 from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
 
 PARAMS_FILE = "params.yaml"
+MIN_CROP = 32  # the smallest input every registered architecture takes (a test builds each one)
+MAX_BLANK_THRESHOLD = 32.0
 SEED = Annotated[int, Field(ge=0, le=2**32 - 1)]
 PROBABILITY = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -42,7 +46,8 @@ class DataParams(Section):
     classes: list[str] = Field(min_length=2)
     on_conflict: Literal["drop", "keep_first"]
     on_bad: Literal["error", "skip"]
-    blank_threshold: float = Field(ge=0.0, le=128.0)
+    # A face's grey values vary by 30-70 (std); above 32 real faces would be dropped as blank.
+    blank_threshold: float = Field(ge=0.0, le=MAX_BLANK_THRESHOLD)
     on_blank: Literal["drop", "keep"]
 
     @field_validator("classes")
@@ -100,7 +105,7 @@ class TrainParams(Section):
     teacher: str  # a trained .keras model whose probabilities are soft targets; "" = none
     distill_weight: PROBABILITY
     distill_temperature: float = Field(ge=1.0, le=20.0)
-    crop_size: int = Field(ge=0, le=48)
+    crop_size: int = Field(ge=0, le=48)  # 0 or MIN_CROP..48: smaller crops leave no room for pooling
     flip: bool
     random_erasing: PROBABILITY
     noise_augment: PROBABILITY
@@ -115,6 +120,14 @@ class TrainParams(Section):
     early_stopping_patience: int = Field(ge=1, le=10_000)
     reduce_lr_patience: int = Field(ge=1, le=10_000)
     reduce_lr_factor: float = Field(ge=0.01, le=0.99)
+
+    @field_validator("crop_size")
+    @classmethod
+    def _crop_leaves_room_for_pooling(cls, crop_size: int) -> int:
+        if 0 < crop_size < MIN_CROP:
+            raise ValueError(f"a crop is 0 (off) or {MIN_CROP} to 48 pixels: every architecture pools its input "
+                             f"down {MIN_CROP}x or more")
+        return crop_size
 
     @field_validator("teacher")
     @classmethod
@@ -212,8 +225,8 @@ def check(section: str, values: Any) -> Section:
 def check_text(text: str, path: str = PARAMS_FILE) -> Params:
     """Validate the text of a whole params file (named `path` in messages)."""
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
+        raw = parse_yaml(text)
+    except YAMLError as error:
         raise ParamsError(f"params ({path}): not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"params ({path}): expected one mapping of sections {sorted(SECTIONS)}")
@@ -242,4 +255,26 @@ def project_root(start: str | Path = ".") -> Path:
 
 def read_section(section: str, start: str | Path = ".") -> dict[str, Any]:
     """One section of the project's params.yaml as a plain dict: a notebook's default parameters."""
-    return yaml.safe_load((project_root(start) / PARAMS_FILE).read_text(encoding="utf-8"))[section]
+    return parse_yaml((project_root(start) / PARAMS_FILE).read_text(encoding="utf-8"))[section]
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML as DVC reads params.yaml (ruamel.yaml's safe loader, YAML 1.2): `1e-3` is a number,
+    `yes` and `on` are strings, so that `check`, the notebooks and `dvc exp run -S` agree."""
+    return YAML(typ="safe").load(text)
+
+
+def check_data_source(source: str) -> None:
+    """Refuse a `data.source` that DVC could not hash, before any stage runs: a missing path,
+    or a folder holding broken links (DVC stops on them whatever `data.on_bad` says)."""
+    path = Path(source)
+    if not path.exists():
+        raise ParamsError(f"data.source = {source!r} does not exist (paths are relative to the project root); "
+                          "give a Kaggle-layout folder or the contest's fer2013.csv")
+    if path.is_dir():
+        broken = [Path(folder) / name for folder, dirs, files in os.walk(path) for name in dirs + files
+                  if os.path.islink(Path(folder) / name) and not os.path.exists(Path(folder) / name)]
+        if broken:
+            raise ParamsError(f"data.source = {source!r} holds {len(broken)} broken link(s), such as "
+                              f"'{broken[0]}'; DVC cannot read the folder with them: remove them "
+                              f"(find {str(path)!r} -xtype l -delete) or fix their targets")

@@ -73,6 +73,7 @@ def prepare(dataset: Dataset, fractions: dict[str, float], seed: int, on_conflic
     duplicates = deduplicate(dataset.images, dataset.labels, dataset.splits, on_conflict, priority)
     blank = blank_mask(dataset.images, blank_threshold)
     drop_blank = blank if on_blank == "drop" else np.zeros_like(blank)
+    refuse_mass_blanking(dataset, drop_blank, blank_threshold)
     kept = np.flatnonzero(duplicates.keep & ~drop_blank)
     report = PrepareReport(duplicates, int(blank.sum()), int((duplicates.keep & drop_blank).sum()), len(kept))
 
@@ -93,6 +94,19 @@ def prepare(dataset: Dataset, fractions: dict[str, float], seed: int, on_conflic
         class_names=dataset.class_names,
     )
     return data, report
+
+
+MAX_BLANK_SHARE = 0.5  # real data sets hold a handful of blank faces; a threshold that drops half is wrong
+
+
+def refuse_mass_blanking(dataset: Dataset, dropped: np.ndarray, blank_threshold: float) -> None:
+    """Refuse a blank threshold that would drop half the faces or every face of a class."""
+    emptied = [name for i, name in enumerate(dataset.class_names)
+               if (dataset.labels == i).any() and dropped[dataset.labels == i].all()]
+    if emptied or (len(dropped) and dropped.mean() > MAX_BLANK_SHARE):
+        raise ValueError(f"data.blank_threshold = {blank_threshold:g} marks {int(dropped.sum())} of {len(dropped)} faces "
+                         f"as blank{f' (every face of {emptied})' if emptied else ''}; real faces vary far more: "
+                         "lower it (the default is 5), or set data.on_blank: keep")
 
 
 def training_class_weights(data: ProcessedData) -> dict[str, float]:

@@ -74,7 +74,7 @@ def parse_override(text: str) -> tuple[str, str, object]:
     section, dot, name = key.partition(".")
     if not sep or not dot or not name:
         raise params.ParamsError(f"override {text!r}: expected section.key=value, e.g. train.epochs=40")
-    return section, name, yaml.safe_load(value) if value else value
+    return section, name, params.parse_yaml(value) if value else value
 
 
 def apply_preset(path: Path, preset: str, overrides: list[str]) -> dict:

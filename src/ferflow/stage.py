@@ -17,11 +17,17 @@ reason, not a traceback; the executed notebook keeps the full one.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from ferflow.io import read_json, write_json, write_text
-from ferflow.params import SECTIONS, ParamsError, load
+from ferflow.params import SECTIONS, ParamsError, check_data_source, load
 
 CHECKED_DIR = Path("params/checked")
 # Lines of papermill's own bookkeeping, and figures' text stand-ins, kept off the terminal.
@@ -46,6 +52,7 @@ def checked_path(section: str) -> Path:
 def check(params_path: str | Path = "params.yaml") -> None:
     """Validate the whole params file, then write each section's checked values."""
     params = load(params_path)
+    check_data_source(params.data.source)
     for section in SECTIONS:
         write_json(checked_path(section), getattr(params, section).model_dump(mode="json"))
 
@@ -57,6 +64,23 @@ def stage_parameters(stage: str) -> dict[str, dict]:
     if missing:
         raise ParamsError(f"params: {missing} not found; run `python -m ferflow.stage check` (or dvc repro) first")
     return {section: read_json(checked_path(section)) for section in sections}
+
+
+def quiet_kernel_manager() -> type:
+    """A Jupyter kernel manager whose kernel process writes nothing to the terminal.
+
+    The kernel's own stderr holds only its transport warnings and, when a run is stopped, its
+    shutdown tracebacks: cell output (errors included) reaches the terminal and the executed
+    notebook through Jupyter's messages, not through this stream.
+    """
+    from jupyter_client.manager import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        async def start_kernel(self, **kw):
+            kw.setdefault("stderr", subprocess.DEVNULL)
+            return await super().start_kernel(**kw)
+
+    return QuietKernelManager
 
 
 def run(stage: str, log_output: bool = True) -> None:
@@ -84,14 +108,79 @@ def run(stage: str, log_output: bool = True) -> None:
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     try:
         papermill.execute_notebook(str(source), str(executed), parameters=parameters, log_output=log_output,
-                                   progress_bar=False, kernel_name="python3")
+                                   progress_bar=False, kernel_name="python3",
+                                   kernel_manager_class=quiet_kernel_manager())
     finally:
         if executed.exists():
             body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
             write_text(executed.with_suffix(".html"), body)
 
 
+class StageStopped(Exception):
+    """SIGTERM (or a gone parent) asked the stage to stop."""
+
+
+def stop_children() -> None:
+    """Kill this process's children (the notebook kernel) outright.
+
+    Every output a stage writes is renamed into place whole, so nothing is left half-written;
+    a kernel asked to terminate instead prints a traceback while it shuts down.
+    """
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(children, timeout=5)
+
+
+def stop_with_parent(poll_seconds: float = 1.0) -> threading.Thread:
+    """Stop this stage, and its kernel, when the process that started it (dvc) is gone.
+
+    A killed `dvc` does not take its stage with it: without this, a training would run on and
+    write its outputs behind DVC's back. The parent's death shows as a change of parent pid.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        stop_children()
+        os._exit(EXIT_STOPPED)
+
+    watcher = threading.Thread(target=watch, name="parent-watch", daemon=True)
+    watcher.start()
+    return watcher
+
+
+EXIT_STOPPED = 143  # 128 + SIGTERM, as a shell reports a terminated command
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise StageStopped()
+
+
 def main(argv: list[str] | None = None) -> int:
+    stop_with_parent()
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        return _main(argv)
+    except (KeyboardInterrupt, StageStopped) as stop:
+        stop_children()
+        stage = f"the {argv_stage(argv)} stage" if argv_stage(argv) else "the stage"
+        how = "interrupted" if isinstance(stop, KeyboardInterrupt) else "stopped"
+        print(f"{how}: {stage} did not finish; run `dvc repro` again to complete it (a training carries on "
+              "from its last finished epoch)", file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else EXIT_STOPPED
+
+
+def argv_stage(argv: list[str] | None) -> str | None:
+    args = sys.argv[1:] if argv is None else argv
+    return args[1] if len(args) > 1 and args[0] == "run" else None
+
+
+def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ferflow.stage", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check_parser = commands.add_parser("check", help="validate params.yaml and write the checked sections")
@@ -108,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except (KeyboardInterrupt, StageStopped):
+        raise
     except Exception as error:  # papermill's PapermillExecutionError and any other failure
         print(f"error: {short_reason(error, args)}", file=sys.stderr)
         return 1

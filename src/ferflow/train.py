@@ -16,8 +16,8 @@ import keras
 import numpy as np
 
 from ferflow.augment import Augmentation
-from ferflow.checkpoint import (MONITOR_MODES, ResumableCheckpoint, checkpoint_lock, load_resume_state,
-                                seed_state_variables)
+from ferflow.checkpoint import (MONITOR_MODES, ResumableCheckpoint, checkpoint_lock, ensure_writable,
+                                load_resume_state, seed_state_variables, set_aside)
 from ferflow.runtime import native_stderr_silenced
 from ferflow.tracking import EpochProgress, LearningRateLogger, LiveLogger
 
@@ -148,6 +148,32 @@ class TrainingBatches(keras.utils.PyDataset):
         self.start_at_epoch(self.epoch + 1)
 
 
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: nothing trained after that point is usable."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Fail the run, naming the learning rate, when a batch's loss is not finite.
+
+    Keras's TerminateOnNaN would end `fit` normally, and a NaN model would be saved and
+    evaluated. Raising instead also keeps the diverged epoch out of the checkpoint, so the
+    last saved state is the last sound one.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is not None and not np.isfinite(float(loss)):
+            raise TrainingDiverged(f"training diverged: the loss became {float(loss)} in epoch {self.epoch + 1}, "
+                                   f"batch {batch + 1}; lower train.learning_rate and run again")
+
+
 def training_callbacks(monitor: str, early_stopping_patience: int, schedule: str,
                        reduce_lr_patience: int, reduce_lr_factor: float) -> list[keras.callbacks.Callback]:
     """Early stopping on `monitor`, and LR cuts on its plateaus when there is no schedule."""
@@ -178,6 +204,7 @@ def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarra
     saved and restored. Validation labels are class indices.
     """
     checkpoint_dir = Path(checkpoint_dir)
+    ensure_writable(checkpoint_dir)
     with checkpoint_lock(checkpoint_dir):
         return _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerprint, monitor,
                               callbacks, list(extra_callbacks), restore_best, live)
@@ -185,10 +212,16 @@ def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarra
 
 def _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerprint, monitor, callbacks,
                    extra_callbacks, restore_best, live):
-    state = load_resume_state(checkpoint_dir, fingerprint)
+    state = load_resume_state(checkpoint_dir, fingerprint, epochs)
     first_epoch = 0
     if state is not None:
-        model = keras.saving.load_model(checkpoint_dir / state["checkpoint"], safe_mode=True)
+        try:
+            model = keras.saving.load_model(checkpoint_dir / state["checkpoint"], safe_mode=True)
+        except Exception as error:  # noqa: BLE001 - a damaged file that no checksum recorded
+            set_aside(checkpoint_dir, f"{checkpoint_dir / state['checkpoint']} does not load ({type(error).__name__})")
+            checkpoint_dir.mkdir(parents=True)
+            return _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerprint, monitor,
+                                  callbacks, extra_callbacks, restore_best, live)
         for variable, value in zip(seed_state_variables(model), state["seed_states"], strict=True):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         first_epoch = state["epochs_done"]
@@ -202,7 +235,8 @@ def _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerp
         followers.append(LiveLogger(live, state["history"] if state else None))
     with native_stderr_silenced():
         model.fit(batches, validation_data=(x_val, y_val_hot), epochs=epochs, initial_epoch=first_epoch,
-                  callbacks=[LearningRateLogger(), *callbacks, *extra_callbacks, keeper, *followers], verbose=0,
+                  callbacks=[StopOnNonFiniteLoss(), LearningRateLogger(), *callbacks, *extra_callbacks, keeper,
+                             *followers], verbose=0,
                   shuffle=False)  # the batches shuffle themselves, by seed and epoch; Keras would use global state
     if restore_best:
         model.load_weights(checkpoint_dir / "best.weights.h5")
