@@ -16,7 +16,7 @@ from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
-from ferflow.detectors import MtcnnDetector
+from ferflow.detectors import Mtcnn, MtcnnDetector, MtcnnTensorFlow
 from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, face_frame,
                              load_classifier, predict_paths)
 
@@ -239,12 +239,11 @@ def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier, 
         face_detector("magic")
 
 
-@pytest.mark.parametrize("thresholds", [(0.6, 0.7, 0.8), MtcnnDetector.__init__.__defaults__[0]],
-                         ids=["package thresholds", "ours"])
+@pytest.mark.parametrize("thresholds", [(0.6, 0.7, 0.8), Mtcnn.THRESHOLDS], ids=["package thresholds", "ours"])
 def test_our_mtcnn_stages_find_the_same_boxes_as_the_package(thresholds) -> None:
     from mtcnn import MTCNN
 
-    package, ours = MTCNN(device="CPU:0"), MtcnnDetector(thresholds, scale_factor=0.709)
+    package, ours = MTCNN(device="CPU:0"), MtcnnTensorFlow(thresholds=thresholds, scale_factor=0.709)
     astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2GRAY)
     # Odd sides too: their pyramid levels are padded by a repeated edge in the packed canvas.
     # 0.709: at 0.8 the package's own pyramid finds no face at some image sizes.
@@ -302,17 +301,17 @@ def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
     assert canvas.max() == 1 and canvas.sum() == sum(h * w for h, w in shapes)  # inside, no overlap
 
 
-def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(photos, model_path, monkeypatch,
-                                                                            capsys) -> None:
-    import keras
-
+def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(photos, monkeypatch, capsys) -> None:
     import ferflow.detectors as detectors
 
     detectors.face_detector.cache_clear()  # a cached MTCNN would skip the check
-    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
-    assert main(["predict", str(photos), "--model", str(photos / "missing.keras"), "--detector", "mtcnn"]) == EXIT_USAGE
+    monkeypatch.setitem(detectors.MTCNN_FILES, "rnet", "lost_rnet.onnx")  # as a broken install would be
+    try:
+        assert main(["predict", str(photos), "--model", str(photos / "missing.keras")]) == EXIT_USAGE
+    finally:
+        detectors.face_detector.cache_clear()
     err = capsys.readouterr().err
-    assert err.startswith("error: --detector mtcnn: the mtcnn detector runs on TensorFlow only")
+    assert err.startswith("error: --detector mtcnn: the package's 'lost_rnet.onnx' is missing")
     assert "Traceback" not in err and "missing.keras" not in err  # the model was never looked at
 
 
@@ -441,13 +440,34 @@ def test_video_frames_are_read_with_a_stride(classifier, tmp_path) -> None:
     assert predict_paths([tmp_path], classifier).files_seen == 0  # folders list videos only with a stride
 
 
+@pytest.fixture(scope="module")
+def trained_like_model(model_path, tmp_path_factory) -> Path:
+    """A model with batch-norm statistics far from their initial values, as training leaves
+    them: an export that normalised by each batch's own statistics would differ."""
+    import keras
+
+    from ferflow.models import build_model
+
+    model = build_model("vgg_quarter", 7, crop_size=44)  # batch norm after every convolution
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(0, 0.5, mean.shape).astype("float32"),
+                               rng.uniform(0.05, 3, variance.shape).astype("float32")])
+    path = tmp_path_factory.mktemp("trained_like") / "fer.keras"
+    model.save(path)
+    path.with_suffix(".json").write_text(model_path.with_suffix(".json").read_text())
+    return path
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "saved_model", "tflite"])
-def test_exported_model_matches_keras_on_sample_faces(fmt, model_path, classifier, tmp_path) -> None:
+def test_exported_model_matches_keras_on_sample_faces(fmt, trained_like_model, tmp_path) -> None:
     faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.jpg"))[:16]])
     x = faces[..., None].astype(np.float32)
-    expected = classifier.model.predict(x, verbose=0)
+    expected = load_classifier(trained_like_model).model.predict(x, verbose=0)
     out = tmp_path / f"model.{fmt}"
-    assert main(["export", "--format", fmt, "--model", str(model_path), "--out", str(out)]) == EXIT_OK
+    assert main(["export", "--format", fmt, "--model", str(trained_like_model), "--out", str(out)]) == EXIT_OK
     assert out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
     if fmt == "onnx":
         import onnxruntime
@@ -533,3 +553,18 @@ def test_an_unwritable_annotate_subfolder_costs_that_copy_not_the_results(photos
 def test_unusable_numbers_are_refused_in_one_line(flag, value, message, tmp_path, capsys) -> None:
     assert main(["predict", str(tmp_path), flag, value]) == EXIT_USAGE
     assert capsys.readouterr().err.strip() == f"error: {message}"
+
+
+def test_a_model_folder_or_a_diverged_model_is_refused_in_one_line(model_path, tmp_path, capsys) -> None:
+    import keras
+
+    assert main(["predict", str(tmp_path), "--model", str(tmp_path)]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip() == f"error: '{tmp_path}' is a folder; pass the .onnx or .keras model " \
+                                              "file (with its .json sidecar beside it)"
+    model = keras.saving.load_model(model_path)
+    model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])  # what a NaN loss leaves
+    diverged = tmp_path / "diverged.keras"
+    model.save(diverged)
+    diverged.with_suffix(".json").write_text(model_path.with_suffix(".json").read_text())
+    with pytest.raises(ModelError, match=r"gives non-finite outputs .* its training diverged"):
+        load_classifier(diverged)
