@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import REPO
 from ferflow import CLASS_NAMES
 from ferflow.ensemble import EnsembleError, check_members, main
 
@@ -117,15 +118,16 @@ def test_check_members_names_the_disagreement() -> None:
 def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(faces) -> None:
     """models/pretrained/fer2013_ensemble.keras: member 0 is fer2013.keras, and the output is the members' mean."""
     from ferflow.io import sha256_file
-    from ferflow.predict import DEFAULT_MODEL, load_classifier
+    from ferflow.predict import load_classifier
 
-    shipped_ensemble = DEFAULT_MODEL.with_name("fer2013_ensemble.keras")
+    shipped_single = REPO / "models" / "pretrained" / "fer2013.keras"
+    shipped_ensemble = shipped_single.with_name("fer2013_ensemble.keras")
     ensemble = load_classifier(shipped_ensemble)
-    single = load_classifier(DEFAULT_MODEL)
+    single = load_classifier(shipped_single)
     assert ensemble.class_names == single.class_names and ensemble.crop_size == single.crop_size
     sidecar = json.loads(shipped_ensemble.with_suffix(".json").read_text())
     assert sidecar["model_sha256"] == sha256_file(shipped_ensemble)
-    assert sidecar["members"][0]["sha256"] == sha256_file(DEFAULT_MODEL)
+    assert sidecar["members"][0]["sha256"] == sha256_file(shipped_single)
     members = [ensemble.model.get_layer(f"member_{i}") for i in range(len(sidecar["members"]))]
     assert len(members) == 2
     member_outputs = [member.predict_on_batch(faces) for member in members]

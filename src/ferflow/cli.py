@@ -22,18 +22,35 @@ from pathlib import Path
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
 
 
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 10.0
+
+
+def _model_arguments(p) -> None:
+    """--quality, --model and --threads, shared by predict and serve."""
+    from ferflow.predict import DEFAULT_QUALITY, QUALITIES
+
+    p.add_argument("--quality", choices=list(QUALITIES), default=DEFAULT_QUALITY,
+                   help="fast: the shipped single model; best: the shipped two-model ensemble with ten-crop "
+                        f"(slower, more accurate; see the docs for both) (default: {DEFAULT_QUALITY})")
+    p.add_argument("--model", type=Path, help="use this model instead: an .onnx model (ONNX Runtime) or a .keras "
+                   "model (needs Keras), with its .json sidecar beside it")
+    p.add_argument("--threads", type=int, help="threads for each model call (default: FERFLOW_THREADS, or "
+                   "the cores this process may use)")
+
+
 def _predict_parser(sub) -> None:
     from ferflow.detectors import DEFAULT_DETECTOR, DETECTORS
-    from ferflow.predict import DEFAULT_MODEL, PredictOptions
+    from ferflow.predict import PredictOptions
 
     p = sub.add_parser("predict", help="classify the emotion of every face in images, folders or videos",
                        description="Find faces (MTCNN unless --detector says otherwise) and classify their emotion.",
                        epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or videos")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a .keras model with its .json sidecar "
-                   "(default: the shipped models/pretrained/fer2013.keras)")
+    _model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="the images are face crops already; classify them whole")
-    p.add_argument("--tta", action="store_true", help="average over flipped (and ten-crop) views")
+    p.add_argument("--tta", action="store_true", help="average over flipped (and ten-crop) views (on with "
+                   "--quality best)")
     p.add_argument("--json", type=Path, help="write one record per face to this JSON file")
     p.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
@@ -53,37 +70,47 @@ def _predict_parser(sub) -> None:
 
 def _export_parser(sub) -> None:
     from ferflow.export import FORMATS
-    from ferflow.predict import DEFAULT_MODEL
+    from ferflow.predict import PRETRAINED_KERAS
 
     p = sub.add_parser("export", help="export a model to ONNX, SavedModel or TFLite",
-                       description="Export a model for serving (TensorFlow backend).")
+                       description="Export a Keras model for serving (needs Keras on the TensorFlow backend).")
     p.add_argument("--format", required=True, choices=sorted(FORMATS))
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    p.add_argument("--model", type=Path, default=PRETRAINED_KERAS,
+                   help=f"a .keras model with its sidecar (default: {PRETRAINED_KERAS}, in the project folder)")
     p.add_argument("--out", type=Path, help="output file (a folder for saved_model), or an existing folder to "
                    "write into; only a previous export of the same format is replaced "
                    "(default: exported/<name>.<format> beside the model)")
 
 
 def _serve_parser(sub) -> None:
-    from ferflow.predict import DEFAULT_MODEL
-    from ferflow.serve import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
-
     p = sub.add_parser("serve", help="a local web page and HTTP API for the model",
                        description="Serve the model on this machine: a web page at / and the API (see /api).")
-    p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    _model_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
                    help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
 
 
+def model_description(classifier, quality: str, tta: bool) -> dict:
+    """Which model answered, and how: for the JSON of predict and the answers of serve."""
+    return {"quality": quality if classifier.path == chosen_default(quality) else "custom",
+            "file": classifier.path.name, "runtime": classifier.runtime, "tta": tta}
+
+
+def chosen_default(quality: str) -> Path:
+    from ferflow.predict import QUALITIES
+
+    return QUALITIES[quality][0]
+
+
 def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...],
-                  detector: str | None = None) -> None:
+                  detector: str | None = None, model: dict | None = None) -> None:
     from ferflow.io import write_text
 
     records = [face.record() for face in faces]
     if json_path is not None:
-        document = {"class_names": list(class_names), "detector": detector, "faces": records}
+        document = {"class_names": list(class_names), "detector": detector, "model": model, "faces": records}
         write_text(json_path, json.dumps(document, indent=1) + "\n")
     if csv_path is not None:
         buffer = io.StringIO()
@@ -104,19 +131,40 @@ def print_table(faces: list, out=None) -> None:
         for f in faces:
             frame = "" if f.frame is None else str(f.frame)
             print(f"{f.file:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
+    out.flush()  # before the problems and the summary on stderr
 
 
-def load_or_report(model_path: Path):
+def load_or_report(model_path: Path, threads: int | None = None):
     """The classifier, or None after printing why the model cannot be used."""
     from ferflow.predict import ModelError, load_classifier
     from ferflow.runtime import configure_determinism
 
     configure_determinism()
     try:
-        return load_classifier(model_path)
-    except ModelError as error:
+        return load_classifier(model_path, threads)
+    except (ModelError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None
+
+
+def chosen_model(args) -> tuple[Path, bool]:
+    """The model file and whether to use test-time views, from --quality, --model and --tta."""
+    from ferflow.predict import QUALITIES
+
+    model, tta = QUALITIES[args.quality]
+    return (args.model or model), tta or getattr(args, "tta", False)
+
+
+def threads_problem(threads: int | None) -> str | None:
+    from ferflow.onnx_runtime import default_threads
+
+    if threads is not None and threads < 1:
+        return f"--threads must be 1 or more, got {threads}"
+    try:
+        default_threads()
+    except ValueError as problem:
+        return str(problem)
+    return None
 
 
 def output_problem(path: Path | None, is_dir: bool) -> str | None:
@@ -146,8 +194,13 @@ def run_predict(args) -> int:
     from ferflow.detectors import face_detector
     from ferflow.predict import PredictOptions, predict_paths
 
+    problem = threads_problem(args.threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    model_path, tta = chosen_model(args)
     try:  # the options check their own values (margin, sizes, stride) before any work
-        options = PredictOptions(detect=not args.no_detect, tta=args.tta, margin=args.margin, square=args.square,
+        options = PredictOptions(detect=not args.no_detect, tta=tta, margin=args.margin, square=args.square,
                                  min_face=args.min_face, detect_size=args.detect_size,
                                  video_stride=args.video_stride, annotate_dir=args.annotate,
                                  detector=args.detector,
@@ -164,10 +217,10 @@ def run_predict(args) -> int:
     if not args.no_detect:
         try:  # built once here and shared (face_detector caches it), before the model loads
             face_detector(args.detector)
-        except RuntimeError as error:
+        except (RuntimeError, ValueError) as error:
             print(f"error: --detector {args.detector}: {error}", file=sys.stderr)
             return EXIT_USAGE
-    classifier = load_or_report(args.model)
+    classifier = load_or_report(model_path, args.threads)
     if classifier is None:
         return EXIT_USAGE
     result = predict_paths(args.paths, classifier, options)
@@ -175,7 +228,7 @@ def run_predict(args) -> int:
     for problem in result.problems:
         print(f"{problem.kind}: {problem.message}", file=sys.stderr)
     write_records(result.faces, args.json, args.csv, classifier.class_names,
-                  None if args.no_detect else args.detector)
+                  None if args.no_detect else args.detector, model_description(classifier, args.quality, tta))
     print(f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
           file=sys.stderr)
     if not result.faces:
@@ -185,6 +238,11 @@ def run_predict(args) -> int:
 
 def run_export(args) -> int:
     from ferflow.export import ExportError, export_model, resolve_output
+
+    if args.model.suffix.lower() == ".onnx":
+        print(f"error: --model '{args.model}' is an ONNX model already; fer export takes a .keras model",
+              file=sys.stderr)
+        return EXIT_USAGE
 
     try:  # before the model loads: a target that cannot be used is one line, and nothing is touched
         out = resolve_output(args.out, args.model, args.format)
@@ -205,8 +263,15 @@ def run_export(args) -> int:
 
 
 def run_serve(args) -> int:
-    from ferflow.serve import serve
-
+    try:
+        from ferflow.serve import serve
+    except ImportError as missing:
+        print(f"error: fer serve needs {missing.name}: pip install 'ferflow[serve]'", file=sys.stderr)
+        return EXIT_USAGE
+    problem = threads_problem(args.threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if not 1 <= args.port <= 65535:
         print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
         return EXIT_USAGE
@@ -214,11 +279,12 @@ def run_serve(args) -> int:
         print(f"error: --max-upload-mb must be above 0 and at most {MAX_UPLOAD_MB:g}, got {args.max_upload_mb:g}",
               file=sys.stderr)
         return EXIT_USAGE
-    classifier = load_or_report(args.model)
+    model_path, tta = chosen_model(args)
+    classifier = load_or_report(model_path, args.threads)
     if classifier is None:
         return EXIT_USAGE
     try:
-        serve(classifier, args.host, args.port, args.max_upload_mb)
+        serve(classifier, args.host, args.port, args.max_upload_mb, model_description(classifier, args.quality, tta))
     except OSError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE

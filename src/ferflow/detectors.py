@@ -2,7 +2,8 @@
 
     haar      OpenCV's frontal-face Haar cascade (opencv-python-headless < 5)
     dlib_hog  dlib's HOG + linear SVM frontal-face detector (dlib-bin)
-    mtcnn     the three-stage MTCNN networks (the `mtcnn` package; runs on TensorFlow)
+    mtcnn     the three-stage MTCNN networks of the `mtcnn` package, exported to ONNX and run
+              on ONNX Runtime (`mtcnn_tensorflow` runs the package's own networks on TensorFlow)
 
 Each takes a BGR or grey image and returns boxes (x, y, width, height). `detect_faces`
 downscales large photos before detecting (detection cost grows with the pixel count, the
@@ -147,6 +148,13 @@ def graph_function(network, patch_size: int | None = None):
     return tf.function(score_patches).get_concrete_function(images, tf.TensorSpec([None, 4], tf.float32))
 
 
+def scale_pyramid(width: int, height: int, min_face_size: int, scale_factor: float, window: int = 12) -> np.ndarray:
+    """The image pyramid's scales, as the `mtcnn` package's `build_scale_pyramid` computes them
+    (written out here because importing that package imports TensorFlow)."""
+    count = round(-((np.log(min(width, height) / window) / np.log(scale_factor)) + 1))
+    return (window / min_face_size) * scale_factor ** np.arange(count)
+
+
 class PackedPNet:
     """MTCNN's first stage, with the whole image pyramid scored in one network call.
 
@@ -171,10 +179,7 @@ class PackedPNet:
 
     def levels(self, height: int, width: int) -> list[tuple[float, int, int]]:
         """(scale, height, width) of each pyramid level, as the package builds them."""
-        from mtcnn.utils.images import build_scale_pyramid
-
-        scales = build_scale_pyramid(width, height, min_face_size=self.min_face_size, min_size=self.WINDOW,
-                                     scale_factor=self.scale_factor)
+        scales = scale_pyramid(width, height, self.min_face_size, self.scale_factor, self.WINDOW)
         # Level sizes are truncated as the package's tf.image.resize call truncates them.
         levels = [(float(scale), int(height * scale), int(width * scale)) for scale in scales]
         return [level for level in levels if min(level[1:]) >= self.WINDOW]
@@ -189,7 +194,7 @@ class PackedPNet:
             level = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             canvas[0, top:top + even_h, left:left + even_w] = np.pad(
                 level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge")
-        regression, scores = (output.numpy()[0] for output in self.network(canvas)) if levels else (None, None)
+        regression, scores = (np.asarray(output)[0] for output in self.network(canvas)) if levels else (None, None)
         proposals = [np.empty((0, 5))]
         for (scale, _, _), (even_h, even_w), (top, left) in zip(levels, even, corners):
             rows, cols = (even_h - self.WINDOW) // self.STRIDE + 1, (even_w - self.WINDOW) // self.STRIDE + 1
@@ -219,50 +224,38 @@ def refine_boxes(image: np.ndarray, boxes: np.ndarray, score_patches, threshold:
     # As the package's extract_patches: (y1, x1, y2, x2) over the photo's height and width.
     fractions = (boxes[:, [1, 0, 3, 2]] / [height, width, height, width]).astype(np.float32)
     outputs = score_patches(image, fractions)
-    offsets, scores = outputs[0].numpy(), outputs[-1].numpy()  # O-Net's landmarks in between
+    offsets, scores = np.asarray(outputs[0]), np.asarray(outputs[-1])  # O-Net's landmarks in between
     sides = np.tile(boxes[:, 2:4] - boxes[:, 0:2] + 1, 2)  # the package's + 1
     moved = np.column_stack([boxes[:, :4] + offsets * sides, scores[:, 1]])
     moved = best_first(moved[moved[:, 4] > threshold])
     return moved[suppress_overlaps(moved, nms, method)]
 
 
-class MtcnnDetector:
+class Mtcnn:
+    """MTCNN's three stages around its networks: the image pyramid through P-Net (`PackedPNet`),
+    then R-Net and O-Net on the candidates' patches (`refine_boxes`). Subclasses supply the
+    networks: ONNX Runtime (`MtcnnDetector`, the default) or TensorFlow (`MtcnnTensorFlow`)."""
+
     name = "mtcnn"
     # On the validation grids 320 px found as many faces as 640 (95.0% vs 93.1%) in half the
     # time. MTCNN finds faces down to 20 px at this size: raise it for small faces in big photos.
     detect_size = 320
-
     # Thresholds of the three stages, lower than the package's (0.6, 0.7, 0.8), and a denser
-    # image pyramid (0.8 between levels instead of 0.709). Chosen on grids of validation faces
-    # (960 placed; benchmarks/results/mtcnn_settings_val.csv, mtcnn_pyramid_val.csv): among the
-    # settings with at most 0.25 false positives per 24 faces, one face in each portrait and
-    # none in scikit-image's face-free photos, the fastest within 0.5 points of the best recall:
-    # 96.9% found at 320 px, against 95.0% at 0.709 and 90.2% at the package's thresholds.
-    def __init__(self, thresholds: tuple[float, float, float] = (0.4, 0.4, 0.5), scale_factor: float = 0.8) -> None:
-        from ferflow.runtime import native_stderr_silenced
+    # image pyramid (0.8 between levels instead of 0.709), chosen on grids of validation faces
+    # (docs: face detection).
+    THRESHOLDS = (0.4, 0.4, 0.5)
+    SCALE_FACTOR = 0.8
 
-        with native_stderr_silenced():  # TensorFlow's C++ start-up notes
-            import keras
-
-            if keras.backend.backend() != "tensorflow":  # the package imports TensorFlow's own Keras
-                raise RuntimeError(f"the mtcnn detector runs on TensorFlow only, not KERAS_BACKEND="
-                                   f"{keras.backend.backend()}; unset KERAS_BACKEND or choose --detector haar or dlib_hog")
-            try:
-                from mtcnn import MTCNN
-            except ImportError:
-                raise RuntimeError("the mtcnn detector needs the mtcnn package: pip install mtcnn==1.0.0") from None
-            package = MTCNN(device="CPU:0")  # the three networks, with the weights in its wheel
-        # Only the networks are the package's. They run as graphs (`graph_function`) and the
-        # stages around them are NumPy (PackedPNet, refine_boxes): the package took 160 ms for a
-        # 640x480 photo (README, Face detection).
-        pnet, rnet, onet = (stage.model for stage in package.stages)
+    def __init__(self, pnet, rnet_patches, onet_patches, thresholds: tuple[float, float, float] = THRESHOLDS,
+                 scale_factor: float = SCALE_FACTOR) -> None:
         self.thresholds = thresholds  # P-Net, R-Net, O-Net: a candidate box must pass all three
         self.scale_factor = scale_factor  # between the image pyramid's levels
-        self.pnet = PackedPNet(graph_function(pnet), scale_factor, thresholds[0])
-        self.rnet, self.onet = graph_function(rnet, patch_size=24), graph_function(onet, patch_size=48)
+        self.pnet = PackedPNet(pnet, scale_factor, thresholds[0])
+        self.rnet, self.onet = rnet_patches, onet_patches
 
     def find(self, rgb: np.ndarray) -> np.ndarray:
         """Boxes (x1, y1, x2, y2, confidence) of the faces in an RGB photo, best first."""
+        self.pnet.threshold, self.pnet.scale_factor = self.thresholds[0], self.scale_factor  # settings may change
         image = (rgb.astype(np.float32) - 127.5) / 128  # the package's normalization (exact in float32)
         boxes = to_square(refine_boxes(image[None], self.pnet(image), self.rnet, self.thresholds[1], 0.7, "union"))
         boxes = refine_boxes(image[None], boxes, self.onet, self.thresholds[2], 0.7, "min")
@@ -281,6 +274,86 @@ class MtcnnDetector:
         return [box for box in boxes if min(box[2], box[3]) >= min_size]
 
 
+MTCNN_FILES = {"pnet": "mtcnn_pnet.onnx", "rnet": "mtcnn_rnet.onnx", "onet": "mtcnn_onet.onnx"}
+
+
+class MtcnnDetector(Mtcnn):
+    """MTCNN on ONNX Runtime: the `mtcnn` package's networks, exported once to the package's
+    assets (`python -m ferflow.onnx_export`), so detection needs no TensorFlow."""
+
+    def __init__(self, threads: int | None = None, **settings) -> None:
+        from ferflow.onnx_runtime import OnnxModel, asset
+
+        pnet, rnet, onet = (OnnxModel(asset(MTCNN_FILES[n]), threads) for n in ("pnet", "rnet", "onet"))
+        super().__init__(pnet.outputs, patch_scorer(rnet, 24), patch_scorer(onet, 48), **settings)
+
+
+def patch_scorer(network, size: int):
+    """score_patches for `refine_boxes`: cut the boxes' patches in NumPy, then run `network`."""
+    return lambda image, boxes: network.outputs(crop_and_resize(image[0], boxes, size))
+
+
+def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarray:
+    """TensorFlow's `tf.image.crop_and_resize` (bilinear, extrapolation 0) in NumPy.
+
+    `image` is (height, width, channels), `boxes` rows of (y1, x1, y2, x2) as fractions of the
+    image's height and width; returns (n, size, size, channels) float32 patches.
+    """
+    height, width = image.shape[:2]
+    steps = np.arange(size, dtype=np.float32) / np.float32(size - 1)
+    y1, x1, y2, x2 = (boxes[:, i:i + 1].astype(np.float32) for i in range(4))
+    ys = y1 * (height - 1) + steps * ((y2 - y1) * (height - 1))  # (n, size) sample rows
+    xs = x1 * (width - 1) + steps * ((x2 - x1) * (width - 1))
+    top, left = np.floor(ys), np.floor(xs)
+    y_lerp, x_lerp = (ys - top)[:, :, None, None], (xs - left)[:, None, :, None]
+    top_i, left_i = top.astype(int), left.astype(int)
+    bottom_i, right_i = np.ceil(ys).astype(int), np.ceil(xs).astype(int)
+
+    def gather(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return image[np.clip(rows, 0, height - 1)[:, :, None], np.clip(cols, 0, width - 1)[:, None, :]]
+
+    upper = gather(top_i, left_i) + (gather(top_i, right_i) - gather(top_i, left_i)) * x_lerp
+    lower = gather(bottom_i, left_i) + (gather(bottom_i, right_i) - gather(bottom_i, left_i)) * x_lerp
+    patches = upper + (lower - upper) * y_lerp
+    outside = ((ys < 0) | (ys > height - 1))[:, :, None] | ((xs < 0) | (xs > width - 1))[:, None, :]
+    patches[outside] = 0.0
+    return patches.astype(np.float32)
+
+
+class MtcnnTensorFlow(Mtcnn):
+    """MTCNN on TensorFlow with the `mtcnn` package's networks, as graphs (`graph_function`).
+
+    The package calls its networks eagerly, stage by stage, and took 160 ms for a 640x480 photo;
+    here the stages around the networks are NumPy. Kept to export the networks to ONNX and to
+    check the ONNX detector against (it needs TensorFlow and the mtcnn package).
+    """
+
+    name = "mtcnn_tensorflow"
+
+    def __init__(self, **settings) -> None:
+        pnet, rnet, onet = mtcnn_networks()
+        super().__init__(graph_function(pnet), graph_function(rnet, patch_size=24),
+                         graph_function(onet, patch_size=48), **settings)
+
+
+def mtcnn_networks() -> tuple:
+    """The `mtcnn` package's P-Net, R-Net and O-Net (Keras models on TensorFlow, weights from its wheel)."""
+    from ferflow.runtime import native_stderr_silenced
+
+    with native_stderr_silenced():  # TensorFlow's C++ start-up notes
+        import keras
+
+        if keras.backend.backend() != "tensorflow":  # the package imports TensorFlow's own Keras
+            raise RuntimeError(f"the mtcnn package runs on TensorFlow only, not KERAS_BACKEND="
+                               f"{keras.backend.backend()}; unset KERAS_BACKEND")
+        try:
+            from mtcnn import MTCNN
+        except ImportError:
+            raise RuntimeError("the TensorFlow MTCNN needs the mtcnn package: pip install mtcnn==1.0.0") from None
+        package = MTCNN(device="CPU:0")  # the three networks, with the weights in its wheel
+    return tuple(stage.model for stage in package.stages)
+
+
 @functools.cache
 def face_detector(name: str = DEFAULT_DETECTOR):
     """A detector by name (see DETECTORS), built once per process and shared.
@@ -289,7 +362,8 @@ def face_detector(name: str = DEFAULT_DETECTOR):
     one photo, so repeated `predict_paths` calls must not pay it again. Detectors keep no state
     between calls.
     """
-    kinds = {"haar": HaarDetector, "dlib_hog": DlibHogDetector, "mtcnn": MtcnnDetector}
+    kinds = {"haar": HaarDetector, "dlib_hog": DlibHogDetector, "mtcnn": MtcnnDetector,
+             "mtcnn_tensorflow": MtcnnTensorFlow}
     if name not in kinds:
         raise ValueError(f"unknown face detector {name!r}; choose one of {list(DETECTORS)}")
     return kinds[name]()

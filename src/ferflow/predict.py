@@ -17,6 +17,7 @@ run goes on; only a model that cannot be used stops everything, before any work.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import math
 import sys
@@ -31,12 +32,18 @@ from tqdm import tqdm
 
 from ferflow import IMAGE_SIZE
 from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector, to_grey
+from ferflow.onnx_runtime import ASSETS, load_checked_onnx
 from ferflow.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
 from ferflow.tta import tta_views
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF: its first frame
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "fer2013.keras"
+# The shipped models, exported to ONNX and installed with the package (see ferflow.onnx_runtime).
+# A quality is a model and whether to average over test-time views (ten-crop and flips).
+QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer2013_ensemble.onnx", True)}
+DEFAULT_QUALITY = "fast"
+DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
+PRETRAINED_KERAS = Path("models") / "pretrained" / "fer2013.keras"  # in a checkout: what ships, as Keras
 
 
 class ModelError(RuntimeError):
@@ -49,10 +56,11 @@ class ImageError(ValueError):
 
 @dataclass
 class Classifier:
-    model: object  # keras.Model
+    model: object  # an OnnxModel or a keras.Model: anything with predict_on_batch
     class_names: tuple[str, ...]
     crop_size: int
     path: Path
+    runtime: str = "onnx"  # "onnx" (ONNX Runtime) or "keras"
 
 
 @dataclass
@@ -84,20 +92,40 @@ class Image:
     pixels: np.ndarray  # BGR or grey, as OpenCV reads it
 
 
-def load_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
-    """Load a .keras model in safe mode with its sidecar, checking that the two agree."""
-    from ferflow.runtime import start_backend
-
-    start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
+def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None = None) -> Classifier:
+    """Load a model with its sidecar, checking that the two agree: an exported .onnx model on ONNX
+    Runtime (the default; no TensorFlow needed), or a .keras model in safe mode (needs Keras)."""
     model_path = Path(model_path)
+    if model_path.is_dir():
+        raise ModelError(f"'{model_path}' is a folder; pass the .onnx or .keras model file (with its .json sidecar "
+                         "beside it)")
     if not model_path.is_file():
         raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` "
                          f"or pass --model PATH")
     try:
-        model, info = load_checked_model(model_path)
+        if model_path.suffix.lower() == ".onnx":
+            model, info = load_checked_onnx(model_path, threads)
+        else:
+            model, info = load_keras(model_path)
     except ModelFileError as error:
         raise ModelError(f"{error}; pass a model trained by this pipeline") from None
-    return Classifier(model, class_names_of(info), crop_size_of(info), model_path)
+    runtime = "onnx" if model_path.suffix.lower() == ".onnx" else "keras"
+    return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime)
+
+
+def load_keras(model_path: Path):
+    try:  # whether Keras is here, without importing it (start_backend does, quietly)
+        keras_found = importlib.util.find_spec("keras") is not None
+    except ValueError:  # a module set to None in sys.modules
+        keras_found = False
+    if not keras_found:
+        raise ModelError(f"'{model_path}' is a Keras model, and Keras is not installed: install it "
+                         f"(pip install 'ferflow[pipeline]'), or pass an exported .onnx model "
+                         f"(fer export --format onnx, where Keras is installed)") from None
+    from ferflow.runtime import start_backend
+
+    start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
+    return load_checked_model(model_path)
 
 
 # ----------------------------------------------------------------------------- inputs

@@ -31,12 +31,11 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ferflow.cli import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 from ferflow.detectors import face_detector
 from ferflow.predict import Classifier, Image, PredictOptions, decode_image, faces_in
 from ferflow.sidecar import INPUT_SPEC, read_sidecar
 
-DEFAULT_PORT = 8000
-DEFAULT_MAX_UPLOAD_MB = 10.0
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -149,12 +148,14 @@ def model_summary(classifier: Classifier) -> dict[str, Any]:
 
 
 def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
-               options: PredictOptions | None = None) -> FastAPI:
+               options: PredictOptions | None = None, model: dict | None = None) -> FastAPI:
     """The FastAPI app serving `classifier`. Keras models are not safe to call from several
     threads at once, so predictions take a lock; requests are still accepted concurrently."""
-    options = options or PredictOptions()
+    served = model or {"quality": "custom", "file": classifier.path.name, "runtime": classifier.runtime,
+                       "tta": False}
+    options = options or PredictOptions(tta=served["tta"])
     detector = face_detector(options.detector) if options.detect else None
-    summary = model_summary(classifier)
+    summary = {**model_summary(classifier), "model": served}
     predicting = threading.Lock()
     app = FastAPI(title="ferflow", version="1", docs_url=None, redoc_url=None,
                   description="Facial-emotion recognition on FER-2013: faces, boxes, emotions, probabilities.")
@@ -197,7 +198,7 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
         if not faces:
             return error(422, f"no face found in '{name}'")
         return JSONResponse({"class_names": list(classifier.class_names), "detector": options.detector,
-                             "faces": [f.record() for f in faces],
+                             "model": served, "faces": [f.record() for f in faces],
                              "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])}})
 
     def find_and_classify(name: str, data: bytes):
@@ -225,12 +226,14 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(classifier: Classifier, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> None:
+          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, model: dict | None = None) -> None:
     """Serve until Ctrl-C. Raises OSError, before printing anything, if the port cannot be had."""
     import uvicorn
 
     sock = listening_socket(host, port)  # taken before the banner, so a port in use is said first
-    app = create_app(classifier, int(max_upload_mb * 1e6))
-    print(f"serving {classifier.path.name} on http://{host}:{port} (Ctrl-C stops)", flush=True)
+    app = create_app(classifier, int(max_upload_mb * 1e6), model=model)
+    how = f"quality {model['quality']}, " if model else ""
+    print(f"serving {classifier.path.name} ({how}{classifier.runtime}) on http://{host}:{port} (Ctrl-C stops)",
+          flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])

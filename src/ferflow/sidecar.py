@@ -3,8 +3,8 @@
 Written by the train stage (`models/model.json`) and by `ferflow.ship`; read by `fer predict`,
 `fer export` and the evaluation stages. It names the classes in output order, the input the
 model takes, the crop it was trained at, and where the model came from. `load_checked_model`
-is the one place that loads a model file together with its sidecar (for prediction and for a
-distillation teacher).
+is the one place that loads a model file together with its sidecar (for prediction, the
+evaluation stages and a distillation teacher).
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ferflow import IMAGE_SIZE
 from ferflow.io import read_json
@@ -81,16 +83,28 @@ def load_checked_model(model_path: str | Path) -> tuple[Any, dict[str, Any]]:
         info = read_sidecar(model_path)
     except SidecarError as error:
         raise ModelFileError(str(error)) from None
-    class_names = class_names_of(info)
     try:
         with native_stderr_silenced():
             model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a bad file
         raise ModelFileError(f"'{model_path}' is not a Keras model that loads in safe mode: {error}") from None
+    check_agreement(model_path, model, info)
+    return model, info
+
+
+def check_agreement(model_path: Path, model: Any, info: dict[str, Any]) -> None:
+    """Refuse a model (Keras or ONNX) whose outputs, input or probe answer do not fit its sidecar."""
+    class_names = class_names_of(info)
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
         raise ModelFileError(f"'{model_path}' predicts {outputs} classes but its sidecar names "
                              f"{len(class_names)} {list(class_names)}; they belong to different models")
     if tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
         raise ModelFileError(f"'{model_path}' takes input {model.input_shape}, not 48x48x1 grey faces")
-    return model, info
+    from ferflow.runtime import native_stderr_silenced
+
+    with native_stderr_silenced():
+        probe = np.asarray(model.predict_on_batch(np.full((1, IMAGE_SIZE, IMAGE_SIZE, 1), 128.0, np.float32)))
+    if not np.isfinite(probe).all():  # a diverged training's weights: NaN for every face
+        raise ModelFileError(f"'{model_path}' gives non-finite outputs ({probe.ravel()[:3].tolist()}...) on a "
+                             "grey face: its training diverged; retrain it with a lower learning rate")

@@ -1,0 +1,132 @@
+"""The photo tool on ONNX Runtime: no TensorFlow or Keras imported, the shipped ONNX files in
+step with the .keras originals (probabilities within 1e-4, the same boxes), checksums true."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data as skimage_data
+
+from conftest import REPO
+from ferflow.detectors import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, detect_faces, scale_pyramid
+from ferflow.io import sha256_file
+from ferflow.onnx_runtime import ASSETS, CHECKSUMS, default_threads
+from ferflow.predict import PredictOptions, load_classifier, predict_paths
+
+PRETRAINED = REPO / "models" / "pretrained"
+PHOTO_SIZES = [(640, 480), (333, 251), (512, 512)]
+
+
+def photos() -> list[np.ndarray]:
+    astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    from test_predict import two_face_canvas
+
+    return [cv2.resize(astronaut, size, interpolation=cv2.INTER_AREA) for size in PHOTO_SIZES] + [
+        cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2BGR)]
+
+
+def test_the_shipped_onnx_files_match_their_checksums_and_their_keras_originals() -> None:
+    recorded = json.loads(CHECKSUMS.read_text())
+    assert set(recorded) == {p.name for p in ASSETS.glob("*.onnx")} and len(recorded) == 5
+    assert all(sha256_file(ASSETS / name) == digest for name, digest in recorded.items())
+    for name in ("fer2013", "fer2013_ensemble"):
+        sidecar = json.loads((ASSETS / f"{name}.json").read_text())
+        assert sidecar["exported_from"]["sha256"] == sha256_file(PRETRAINED / f"{name}.keras"), \
+            f"{name}.onnx is stale: run python -m ferflow.onnx_export"
+        assert sidecar["model_sha256"] == recorded[f"{name}.onnx"]
+
+
+@pytest.mark.parametrize("name", ["fer2013", "fer2013_ensemble"])
+def test_onnx_probabilities_match_keras_within_1e_4_on_real_faces_and_photos(name) -> None:
+    onnx, keras = load_classifier(ASSETS / f"{name}.onnx"), load_classifier(PRETRAINED / f"{name}.keras")
+    assert (onnx.runtime, keras.runtime) == ("onnx", "keras") and onnx.class_names == keras.class_names
+    faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
+                      for p in sorted((REPO / "data/sample/test").glob("*/*.jpg"))[::7]])[..., None]
+    np.testing.assert_allclose(onnx.model.predict_on_batch(faces.astype(np.float32)),
+                               keras.model.predict_on_batch(faces.astype(np.float32)), atol=1e-4)
+
+
+def test_onnx_mtcnn_finds_the_boxes_tensorflow_mtcnn_finds(tmp_path) -> None:
+    onnx, tensorflow = MtcnnDetector(), MtcnnTensorFlow()
+    for photo in photos():
+        ours, theirs = detect_faces(photo, onnx), detect_faces(photo, tensorflow)
+        assert ours == theirs and len(ours) >= 1
+        rgb = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
+        np.testing.assert_allclose(onnx.find(rgb), tensorflow.find(rgb), atol=1e-3)
+
+
+def test_a_photo_folder_gives_the_same_answers_on_both_runtimes(tmp_path) -> None:
+    for index, photo in enumerate(photos()):
+        cv2.imwrite(str(tmp_path / f"photo{index}.png"), photo)
+    onnx = predict_paths([tmp_path], load_classifier(ASSETS / "fer2013.onnx"), PredictOptions(tta=True))
+    keras = predict_paths([tmp_path], load_classifier(PRETRAINED / "fer2013.keras"), PredictOptions(tta=True))
+    assert [(f.file, f.box, f.emotion) for f in onnx.faces] == [(f.file, f.box, f.emotion) for f in keras.faces]
+    for a, b in zip(onnx.faces, keras.faces):
+        assert list(a.probabilities.values()) == pytest.approx(list(b.probabilities.values()), abs=1e-4)
+
+
+def test_crop_and_resize_is_tensorflows() -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(-1, 1, (37, 53, 3)).astype(np.float32)
+    corners = rng.uniform(-0.3, 1.1, (40, 2, 2))  # some boxes reach past the image: zeros there
+    boxes = np.column_stack([corners.min(axis=1), corners.max(axis=1)])[:, [0, 1, 2, 3]].astype(np.float32)
+    for size in (24, 48):
+        expected = tf.image.crop_and_resize(image[None], boxes, np.zeros(len(boxes), np.int32), (size, size))
+        np.testing.assert_allclose(crop_and_resize(image, boxes, size), expected.numpy(), atol=5e-5)  # float32 rounding
+
+
+def test_the_pyramid_is_the_mtcnn_packages() -> None:
+    from mtcnn.utils.images import build_scale_pyramid
+
+    for width, height, scale in ((640, 480, 0.8), (320, 240, 0.709), (13, 400, 0.8), (12, 12, 0.8)):
+        np.testing.assert_allclose(scale_pyramid(width, height, 20, scale),
+                                   build_scale_pyramid(width, height, 20, scale, min_size=12))
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), **env})
+
+
+def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
+    photo = tmp_path / "photo.jpg"
+    cv2.imwrite(str(photo), photos()[0])
+    code = ("import sys, json; from ferflow.cli import main; "
+            f"code = main(['predict', {str(photo)!r}, '--quality', 'best', '--json', {str(tmp_path / 'out.json')!r}]); "
+            "print(json.dumps({'code': code, 'loaded': sorted(m for m in sys.modules "
+            "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn', 'jax', 'torch'))}))")
+    result = run_python(code)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report == {"code": 0, "loaded": []}, result.stderr
+    assert result.stderr.strip().splitlines() == ["1 face(s) in 1 file(s); 0 problem(s)"]  # nothing else
+    written = json.loads((tmp_path / "out.json").read_text())
+    assert written["model"] == {"quality": "best", "file": "fer2013_ensemble.onnx", "runtime": "onnx", "tta": True}
+
+
+def test_a_keras_model_without_keras_is_one_line_saying_what_to_do(tmp_path) -> None:
+    code = ("import sys; sys.modules['keras'] = None; from ferflow.cli import main; "
+            f"sys.exit(main(['predict', {str(tmp_path)!r}, '--model', {str(PRETRAINED / 'fer2013.keras')!r}]))")
+    result = run_python(code)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: '{PRETRAINED / 'fer2013.keras'}' is a Keras model, and Keras is not installed: install it "
+        "(pip install 'ferflow[pipeline]'), or pass an exported .onnx model (fer export --format onnx, where "
+        "Keras is installed)"]
+
+
+def test_threads_follow_the_setting(monkeypatch) -> None:
+    monkeypatch.setenv("FERFLOW_THREADS", "3")
+    assert default_threads() == 3
+    assert load_classifier(threads=1).model.session.get_session_options().intra_op_num_threads == 1
+    monkeypatch.setenv("FERFLOW_THREADS", "lots")
+    with pytest.raises(ValueError, match="FERFLOW_THREADS='lots': give a whole number of threads"):
+        default_threads()
