@@ -144,7 +144,9 @@ def load_or_report(model_path: Path, threads: int | None = None):
         return load_classifier(model_path, threads)
     except (ModelError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return None
+    except ImportError as missing:
+        print(f"error: fer needs {missing.name}: pip install 'ferflow[predict]'", file=sys.stderr)
+    return None
 
 
 def chosen_model(args) -> tuple[Path, bool]:
@@ -294,9 +296,13 @@ def run_serve(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fer", description="Facial-emotion recognition on FER-2013.")
     sub = parser.add_subparsers(dest="command", required=True)
-    _predict_parser(sub)
-    _export_parser(sub)
-    _serve_parser(sub)
+    try:
+        _predict_parser(sub)
+        _export_parser(sub)
+        _serve_parser(sub)
+    except ImportError as missing:  # installed without the photo tool's extra
+        print(f"error: fer needs {missing.name}: pip install 'ferflow[predict]'", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     return {"predict": run_predict, "export": run_export, "serve": run_serve}[args.command](args)
 

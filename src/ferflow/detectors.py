@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 Box = tuple[int, int, int, int]
-DETECTORS = ("haar", "dlib_hog", "mtcnn")
+DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
 DEFAULT_DETECTOR = "mtcnn"  # the best recall on the grids (README, Face detection)
 DETECT_MAX_SIDE = 640  # photos are detected at most this large, unless the detector says otherwise
 

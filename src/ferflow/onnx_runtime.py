@@ -47,6 +47,9 @@ def make_session(path: str | Path, threads: int | None = None):
     options.inter_op_num_threads = 1  # these graphs are chains: no parallel branches to run
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: nothing on the terminal in normal use
+    # No busy-waiting between calls: MTCNN's three networks run one after another, and a pool
+    # spinning after its network would take the cores from the next (measured: 40 -> 20 ms a photo).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types for a bad file

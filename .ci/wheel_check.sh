@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The photo tool as a user installs it: a wheel built from this checkout, installed with its
+# light extras into a fresh virtualenv in a temporary folder outside the checkout, then
+# `fer predict` and `fer serve` run from there on a photo. TensorFlow must not be installed.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'kill "${server:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
+python3 -m venv "$work/venv"
+"$work/venv/bin/pip" install --quiet --upgrade pip
+wheel="$(ls "$work"/dist/ferflow-*.whl)"
+"$work/venv/bin/pip" install --quiet "${wheel}[predict,serve]"
+cp "$repo/tests/data/astronaut.jpg" "$work/photo.jpg"
+cd "$work"
+
+"$work/venv/bin/python" - <<'PY'
+import importlib.util
+missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
+assert missing == ["tensorflow", "keras"], f"the photo tool's extras installed {set(('tensorflow', 'keras')) - set(missing)}"
+PY
+site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+echo "wheel: $(basename "$wheel"), [predict,serve] site-packages $(du -sm "$site" | cut -f1) MB"
+
+"$work/venv/bin/python" - <<'PY'
+import subprocess, sys, time
+start = time.perf_counter()
+subprocess.run([sys.prefix + "/bin/fer", "predict", "photo.jpg", "--json", "faces.json"], check=True)
+print(f"cold fer predict: {time.perf_counter() - start:.2f} s")
+PY
+"$work/venv/bin/python" -c "
+import json; faces = json.load(open('faces.json'))['faces']
+assert len(faces) == 1, faces; print('fer predict found', faces[0]['emotion'], round(faces[0]['confidence'], 3))"
+
+port=$("$work/venv/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$work/venv/bin/fer" serve --port "$port" &
+server=$!
+"$work/venv/bin/python" - "$port" <<'PY'
+import json, sys, time, urllib.request, uuid
+base = f"http://127.0.0.1:{sys.argv[1]}"
+for _ in range(300):  # up to 30 s for the server to come up
+    try:
+        urllib.request.urlopen(f"{base}/health", timeout=1)
+        break
+    except OSError:
+        time.sleep(0.1)
+boundary = uuid.uuid4().hex
+body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\r\n"
+        "Content-Type: image/jpeg\r\n\r\n").encode() + open("photo.jpg", "rb").read() + f"\r\n--{boundary}--\r\n".encode()
+request = urllib.request.Request(f"{base}/predict", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+answer = json.load(urllib.request.urlopen(request, timeout=60))
+assert len(answer["faces"]) == 1 and answer["model"]["runtime"] == "onnx", answer
+print("fer serve answered", answer["faces"][0]["emotion"], "with", answer["model"]["file"])
+PY
