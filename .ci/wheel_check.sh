@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The photo tool as a user installs it: a wheel built from this checkout, installed with its
-# light extras into a fresh virtualenv in a temporary folder outside the checkout, then
-# `fer predict` and `fer serve` run from there on a photo. TensorFlow must not be installed.
+# The photo tool as a user installs it: a wheel built from this checkout, installed into a fresh
+# virtualenv in a temporary folder outside the checkout, first with [predict] alone for
+# `fer predict`, then with [serve] for `fer serve`, each run from there on a photo.
+# TensorFlow and Keras must not be installed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -11,7 +12,7 @@ python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
 python3 -m venv "$work/venv"
 "$work/venv/bin/pip" install --quiet --upgrade pip
 wheel="$(ls "$work"/dist/ferflow-*.whl)"
-"$work/venv/bin/pip" install --quiet "${wheel}[predict,serve]"
+"$work/venv/bin/pip" install --quiet "${wheel}[predict]"  # fer predict first, with its extra alone
 cp "$repo/tests/data/astronaut.jpg" "$work/photo.jpg"
 cd "$work"
 
@@ -21,7 +22,7 @@ missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(
 assert missing == ["tensorflow", "keras"], f"the photo tool's extras installed {set(('tensorflow', 'keras')) - set(missing)}"
 PY
 site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-echo "wheel: $(basename "$wheel"), [predict,serve] site-packages $(du -sm "$site" | cut -f1) MB"
+echo "wheel: $(basename "$wheel"), [predict] site-packages $(du -sm "$site" | cut -f1) MB"
 
 "$work/venv/bin/python" - <<'PY'
 import subprocess, sys, time
@@ -33,6 +34,9 @@ PY
 import json; faces = json.load(open('faces.json'))['faces']
 assert len(faces) == 1, faces; print('fer predict found', faces[0]['emotion'], round(faces[0]['confidence'], 3))"
 
+"$work/venv/bin/pip" install --quiet "${wheel}[serve]"
+"$work/venv/bin/python" -c "import importlib.util; assert importlib.util.find_spec('tensorflow') is None"
+echo "[predict,serve] site-packages $(du -sm "$site" | cut -f1) MB"
 port=$("$work/venv/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 "$work/venv/bin/fer" serve --port "$port" &
 server=$!
