@@ -100,8 +100,12 @@ def project(tmp_path_factory) -> Path:
     commit(repo, "tiny")
     output = dvc("repro", cwd=repo)
     assert stages_run(output) == set(STAGES)
+    COLD_REPRO_OUTPUT[repo] = output
     commit(repo, "baseline")
     return repo
+
+
+COLD_REPRO_OUTPUT: dict[Path, str] = {}  # what the baseline's cold `dvc repro` printed
 
 
 @pytest.fixture
@@ -158,6 +162,15 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
     sidecar = json.loads((project / "models/model.json").read_text())
     assert sidecar["class_names"] == list(CLASS_NAMES)
     assert sidecar["input"]["shape"] == [48, 48, 1]
+
+
+@FIRST_HALF
+def test_a_cold_repro_prints_stages_and_epochs_not_tables_or_warnings(project: Path) -> None:
+    lines = COLD_REPRO_OUTPUT[project].splitlines()
+    assert len(lines) < 100, "\n".join(lines)
+    assert "epoch 2/2" in "\n".join(lines)  # one line per epoch reaches the terminal
+    noise = [line for line in lines if "Kernel is running over TCP" in line or "│" in line or "Traceback" in line]
+    assert noise == []
 
 
 @FIRST_HALF

@@ -9,8 +9,8 @@ section, so a changed `train.*` value changes only the train file and reruns onl
 what follows it.
 
 `run` hands each section to papermill as one dict (a Python value, never a command-line
-string), streams the notebook's output to the terminal (one line per training epoch) and
-renders the executed notebook to HTML. When a cell fails, the first line printed is the
+string), streams what the notebook prints to the terminal (one line per training epoch; its
+tables and figures go to the report) and renders the executed notebook to HTML. When a cell fails, the first line printed is the
 reason, not a traceback; the executed notebook keeps the full one.
 """
 
@@ -30,9 +30,6 @@ from ferflow.io import read_json, write_json, write_text
 from ferflow.params import SECTIONS, ParamsError, check_data_source, load
 
 CHECKED_DIR = Path("params/checked")
-# Lines of papermill's own bookkeeping, and figures' text stand-ins, kept off the terminal.
-QUIET_PREFIXES = ("Executing Cell", "Ending Cell", "Executing notebook", "Input Notebook", "Output Notebook",
-                  "Executing:", "<Figure size")
 
 
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -96,18 +93,15 @@ def run(stage: str, log_output: bool = True) -> None:
     source = Path("notebooks") / f"{notebook}.ipynb"
     executed = Path("reports") / f"{notebook}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
-    # Cell output goes to the terminal as it comes; papermill's own chatter stays quiet.
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    handler.addFilter(lambda record: not record.getMessage().lstrip().startswith(QUIET_PREFIXES)
-                      and record.getMessage().strip() != "")
+    # What cells print goes to the terminal as it comes (one line per training epoch); tables
+    # and figures go to the report only, and papermill's own bookkeeping stays quiet.
     papermill_log = logging.getLogger("papermill")
-    papermill_log.addHandler(handler)
-    papermill_log.propagate = False
-    papermill_log.setLevel(logging.INFO if log_output else logging.WARNING)
+    papermill_log.setLevel(logging.WARNING)
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     try:
-        papermill.execute_notebook(str(source), str(executed), parameters=parameters, log_output=log_output,
+        papermill.execute_notebook(str(source), str(executed), parameters=parameters, log_output=False,
+                                   stdout_file=sys.stdout if log_output else None,
+                                   stderr_file=sys.stderr if log_output else None,
                                    progress_bar=False, kernel_name="python3",
                                    kernel_manager_class=quiet_kernel_manager())
     finally:
