@@ -169,3 +169,19 @@ def test_sigterm_or_ctrl_c_stops_a_stage_in_one_line() -> None:
         assert process.returncode == exit_code
         assert err.strip() == (f"{word}: the train stage did not finish; run `dvc repro` again to complete it "
                                "(a training carries on from its last finished epoch)")
+
+
+def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
+    import nbformat
+
+    from ferflow.stage import report_html
+
+    notebook = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# 4 · Evaluate on the test split\n\nWhat it does."),
+        nbformat.v4.new_code_cell("secret_code_line = 41 + 1\nprint(secret_code_line)", outputs=[
+            nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.4943\n")]),
+    ])
+    page = report_html(notebook, "04_evaluate.ipynb")
+    assert "<title>4 · Evaluate on the test split · ferflow</title>" in page
+    assert 'href="index.html"' in page and 'href="04_evaluate.ipynb"' in page
+    assert "accuracy 0.4943" in page and "secret_code_line" not in page

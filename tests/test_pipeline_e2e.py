@@ -153,7 +153,9 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
         errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
                   if o.output_type == "error"]
         assert errors == [], f"{stage}: {errors}"
-        assert (project / "reports" / f"0{number}_{stage}.html").stat().st_size > 10_000
+        report = (project / "reports" / f"0{number}_{stage}.html").read_text()
+        assert len(report) > 10_000 and 'href="index.html"' in report, stage  # a way back to the index
+        assert 'class="jp-InputArea' not in report and "ferflow.params import" not in report, stage  # no code
     index = (project / "reports/index.html").read_text()
     assert index.count('<img src="data:image/png;base64,') == 5 and "03_train.html" in index
     evaluation = json.loads((project / "metrics/evaluate.json").read_text())

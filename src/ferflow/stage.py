@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -84,7 +86,6 @@ def run(stage: str, log_output: bool = True) -> None:
     """Execute a stage's notebook into reports/ with its params sections, then render it to HTML."""
     import logging
 
-    import nbconvert
     import nbformat
     import papermill
 
@@ -106,8 +107,21 @@ def run(stage: str, log_output: bool = True) -> None:
                                    kernel_manager_class=quiet_kernel_manager())
     finally:
         if executed.exists():
-            body, _ = nbconvert.HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-            write_text(executed.with_suffix(".html"), body)
+            write_text(executed.with_suffix(".html"), report_html(nbformat.read(executed, as_version=4), executed.name))
+
+
+def report_html(notebook, notebook_name: str) -> str:
+    """A stage report: the executed notebook without its code, titled by its first heading,
+    with links back to the index and to the executed notebook (which keeps the code)."""
+    import nbconvert
+
+    heading = next((cell.source.splitlines()[0].lstrip("# ").strip() for cell in notebook.cells
+                    if cell.cell_type == "markdown" and cell.source.startswith("#")), notebook_name)
+    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": f"{heading} · ferflow"}})
+    nav = (f'<nav style="padding:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; all reports</a>'
+           f' &middot; <a href="{html.escape(notebook_name)}">the executed notebook, with its code</a></nav>')
+    return re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + nav, body, count=1)
 
 
 class StageStopped(Exception):
