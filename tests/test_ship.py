@@ -40,7 +40,7 @@ def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
     run = tmp_path / "run"
     fake_run(run)
     target = tmp_path / "pretrained" / "fer2013.keras"
-    assert main([str(run), "--source-name", "../shared/fer2013", "--target", str(target)]) == 0
+    assert main([str(run), "--source-name", "fer2013 (Kaggle folders)", "--target", str(target)]) == 0
     run_model = run / "models/model.keras"
     assert target.stat().st_size < 0.6 * run_model.stat().st_size  # no optimizer state
     import keras
@@ -51,7 +51,7 @@ def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
                                keras.saving.load_model(run_model, safe_mode=True).predict(x, verbose=0), rtol=1e-6)
     sidecar = json.loads(target.with_suffix(".json").read_text())
     assert sidecar["class_names"] == ["happy", "sad"] and sidecar["training_seconds"] == 12.5
-    assert sidecar["data"]["source"] == "../shared/fer2013"
+    assert sidecar["data"]["source"] == "fer2013 (Kaggle folders)"
     assert sidecar["data"]["split_sizes"]["test"] == 3 and sidecar["data"]["preprocess"] == {"unique_faces": 15}
     assert sidecar["test_metrics"]["accuracy"] == 0.7 and sidecar["test_metrics"]["tta"]["accuracy"] == 0.72
     assert sidecar["test_metrics"]["gaussian_noise"]["sigma_0.1"]["drop"] == 0.04

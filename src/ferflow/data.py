@@ -53,7 +53,7 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
         raise DataError(
             f"{key}: path '{source}' does not exist (resolved to '{root.resolve()}'). "
             f"Set {key} in params.yaml to a folder in the Kaggle layout "
-            "<split>/<emotion>/*.jpg, for example ../shared/fer2013, or use the "
+            "<split>/<emotion>/*.jpg (the Kaggle download of FER-2013), or use the "
             "embedded sample data/sample."
         )
     if not root.is_dir():

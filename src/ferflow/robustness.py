@@ -52,7 +52,7 @@ def summarise(table: pd.DataFrame, class_names: tuple[str, ...]) -> dict:
     """Clean accuracy, mean corruption accuracy (all severities >= 1), and per-class sensitivity.
 
     Sensitivity of a class: its clean recall minus its mean recall under corruption. When
-    Gaussian noise was measured, its accuracy and drop per sigma too (issue #11's target).
+    Gaussian noise was measured, its accuracy and drop per sigma too.
     """
     clean = table[table["severity"] == 0].iloc[0]
     corrupted = table[table["severity"] > 0]

@@ -1,6 +1,6 @@
 """Draw the embedded sample: a stratified real subset of FER-2013 in the same folder layout.
 
-    python -m ferflow.sample --source ../shared/fer2013 --dest data/sample --fraction 0.185 --seed 2013
+    python -m ferflow.sample --source /path/to/fer2013 --dest data/sample --fraction 0.185 --seed 2013
 
 From every <split>/<emotion> folder it copies round(fraction * n) files (at least one),
 chosen at random with the seed, so each class keeps its share and the imbalance survives.

@@ -1,6 +1,6 @@
 """Ship a pipeline run's model as the pretrained model: models/pretrained/fer2013.keras + .json.
 
-    python -m ferflow.ship /path/to/run-checkout [--source-name ../shared/fer2013]
+    python -m ferflow.ship /path/to/run-checkout [--source-name fer2013]
 
 Saves the run's `models/model.keras` without its optimizer state (inference needs only the
 weights, and the file shrinks to about a third) and writes a sidecar that merges the run's own
