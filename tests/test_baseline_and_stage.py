@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ferflow.baseline import COMPARED, differences
@@ -122,14 +124,18 @@ def test_check_refuses_a_missing_data_source_in_one_line_naming_the_key(tmp_path
 ALIVE = ("running", "sleeping", "disk-sleep")
 
 
-def test_a_stage_and_its_kernel_stop_when_the_process_that_started_them_is_killed(tmp_path) -> None:
+@pytest.mark.parametrize("through", ["exec", "waiting shell"])
+def test_a_stage_and_its_kernel_stop_when_the_process_that_started_them_is_killed(tmp_path, through) -> None:
     import psutil
 
     pids = tmp_path / "pids"
     stage = (f"import subprocess, time; from ferflow.stage import stop_with_parent; stop_with_parent(0.2); "
              f"kernel = subprocess.Popen(['sleep', '120'], start_new_session=True); "  # as Jupyter starts it
              f"open({str(pids)!r}, 'w').write(f'{{__import__(\"os\").getpid()}} {{kernel.pid}}'); time.sleep(120)")
-    dvc_stand_in = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {stage!r}]); time.sleep(120)"
+    command = [sys.executable, "-c", stage]
+    if through == "waiting shell":  # `; exit $?` keeps the shell from exec-ing the command: it waits, as dvc's can
+        command = ["sh", "-c", f"{shlex.join(command)}; exit $?"]
+    dvc_stand_in = f"import subprocess, sys, time; subprocess.Popen({command!r}); time.sleep(120)"
     parent = subprocess.Popen([sys.executable, "-c", dvc_stand_in], env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     try:
         deadline = time.monotonic() + 30

@@ -143,16 +143,48 @@ def stop_children() -> None:
     psutil.wait_procs(children, timeout=5)
 
 
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "busybox", "fish"})
+
+
+def starting_processes() -> list:
+    """This process's ancestors up to the one that started it: past any shells that ran the command.
+
+    DVC runs a stage's command through `$SHELL -c`; some shells exec the command, others wait for
+    it, so the stage's parent is either dvc itself or a shell that outlives a killed dvc.
+    """
+    import psutil
+
+    chain = []
+    process = psutil.Process().parent()
+    while process is not None:
+        chain.append(process)
+        with contextlib.suppress(psutil.Error):
+            if process.name() not in SHELLS:
+                break
+        process = process.parent()
+    return chain
+
+
+def still_running(process) -> bool:
+    import psutil
+
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def stop_with_parent(poll_seconds: float = 1.0) -> threading.Thread:
     """Stop this stage, and its kernel, when the process that started it (dvc) is gone.
 
     A killed `dvc` does not take its stage with it: without this, a training would run on and
-    write its outputs behind DVC's back. The parent's death shows as a change of parent pid.
+    write its outputs behind DVC's back.
     """
     parent = os.getppid()
+    starters = starting_processes()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        while os.getppid() == parent and all(still_running(process) for process in starters):
             time.sleep(poll_seconds)
         stop_children()
         os._exit(EXIT_STOPPED)
