@@ -35,8 +35,8 @@ SECOND_HALF = pytest.mark.xdist_group("e2e_second_half")  # the reruns: param ch
 
 STAGES = ("check", "explore", "preprocess", "train", "evaluate", "robustness", "report")
 AFTER_TRAIN = {"train", "evaluate", "robustness", "report"}
-QUALITY_METRICS = ("metrics/preprocess.json", "metrics/train.json", "metrics/evaluate.json",
-                   "metrics/robustness.json")  # latency.json holds timings, which vary
+QUALITY_METRICS = ("metrics/evaluate.json", "metrics/robustness.json", "results/preprocess.json",
+                   "results/train.json", "results/evaluate.json", "results/robustness.json")  # not latency
 
 
 def run(args: list[str], cwd: Path, check: bool = True) -> str:
@@ -60,6 +60,25 @@ def commit(repo: Path, message: str) -> None:
 
 def dvc(*args: str, cwd: Path) -> str:
     return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def tracked_metric_values(repo: Path) -> dict[str, float]:
+    """Every value in the files dvc.yaml declares as metrics, flattened as `dvc metrics show` does."""
+    stages = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]
+    values = {}
+    for stage in stages.values():
+        for entry in stage.get("metrics", []):
+            name = next(iter(entry)) if isinstance(entry, dict) else entry
+            values.update({f"{name}:{key}": value for key, value in flatten(json.loads((repo / name).read_text()))})
+    return values
+
+
+def flatten(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def stages_run(output: str) -> set[str]:
@@ -158,7 +177,7 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
         assert "read_section" not in report, stage  # no code: every notebook's first code cell calls it
     index = (project / "reports/index.html").read_text()
     assert index.count('<img src="data:image/png;base64,') == 5 and "03_train.html" in index
-    evaluation = json.loads((project / "metrics/evaluate.json").read_text())
+    evaluation = json.loads((project / "results/evaluate.json").read_text())
     assert evaluation["n_samples"] == len(
         (project / "plots/confusion.csv").read_text().strip().splitlines()) - 1
     sidecar = json.loads((project / "models/model.json").read_text())
@@ -182,15 +201,33 @@ def test_repro_right_after_a_clone_of_the_baseline_runs_nothing(workspace: Path)
     assert "up to date" in output
 
 
+@FIRST_HALF
+def test_few_metrics_are_tracked_and_test_accuracy_leads_exp_show_at_200_columns(workspace: Path) -> None:
+    tracked = tracked_metric_values(workspace)
+    assert 5 <= len(tracked) <= 15, tracked
+    assert next(iter(tracked)) == "metrics/evaluate.json:test_acc"
+    assert not any("ms" in key or "per_s" in key or "seconds" in key for key in tracked)  # no timings
+    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager"], cwd=workspace,
+                            env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, check=True)
+    header = next(line for line in result.stdout.splitlines() if "Experiment" in line)
+    assert "test_acc" in header, result.stdout
+    accuracy = f"{tracked['metrics/evaluate.json:test_acc']:.5f}".rstrip("0")
+    assert accuracy[:6] in result.stdout, result.stdout
+
+
 @SECOND_HALF
 def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_diff(workspace: Path) -> None:
     old = yaml.safe_load((workspace / "params.yaml").read_text())["train"]["learning_rate"]
     set_param(workspace, "train", "learning_rate", 0.01)
     output = dvc("repro", cwd=workspace)
     assert stages_run(output) == {"check"} | AFTER_TRAIN
+    assert "summary of this run, against the committed metrics:" in output
+    assert re.search(r"test accuracy +0\.\d{4} +committed 0\.\d{4} \([+-]0\.\d{4}\)", output), output
+    rows = dvc("metrics", "diff", cwd=workspace).strip().splitlines()
+    assert len(rows) <= 1 + 15 and "test_acc" in "\n".join(rows[:4]), rows
     diff = json.loads(dvc("metrics", "diff", "--json", cwd=workspace))
     changed = {path for path, values in diff.items() if any(v.get("diff") for v in values.values())}
-    assert "metrics/train.json" in changed, diff
+    assert "metrics/evaluate.json" in changed, diff
     params_diff = json.loads(dvc("params", "diff", "--json", cwd=workspace))
     change = params_diff["params.yaml"]["train.learning_rate"]
     assert (change["old"], change["new"]) == (old, 0.01)
@@ -214,7 +251,7 @@ def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) ->
     for suffix in (".keras", ".json"):
         shutil.copy2(workspace / f"models/model{suffix}", workspace / f"teacher{suffix}")
     assert json.loads((workspace / "teacher.json").read_text())["class_names"] == list(CLASS_NAMES)
-    before = json.loads((workspace / "metrics/train.json").read_text())
+    before = json.loads((workspace / "results/train.json").read_text())
     set_param(workspace, "train", "teacher", "teacher.keras")
     set_param(workspace, "train", "distill_weight", 0.7)
     output = dvc("repro", "train", cwd=workspace)
@@ -225,7 +262,7 @@ def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) ->
 
     assert sidecar["data"]["teacher"]["sha256"] == sha256_file(workspace / "teacher.keras")
     assert 0.0 <= sidecar["data"]["teacher"]["train_agreement"] <= 1.0
-    assert json.loads((workspace / "metrics/train.json").read_text()) != before
+    assert json.loads((workspace / "results/train.json").read_text()) != before
 
 
 @FIRST_HALF
@@ -288,7 +325,7 @@ def test_a_queued_two_point_sweep_shows_both_experiments_with_metrics(workspace:
             for revision in experiment["revs"]:
                 data = revision["data"]
                 rates.add(data["params"]["params.yaml"]["data"]["train"]["learning_rate"])
-                accuracies.append(data["metrics"]["metrics/evaluate.json"]["data"]["accuracy"])
+                accuracies.append(data["metrics"]["metrics/evaluate.json"]["data"]["test_acc"])
     assert {0.002, 0.003} <= rates
     assert len(accuracies) >= 2 and all(0.0 <= a <= 1.0 for a in accuracies)
 
@@ -346,4 +383,4 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(work
     assert f"epoch {killed_at + 1}/30" in output  # progress lines reach the terminal
     logged = (project / "plots/training/plots/metrics/val/accuracy.tsv").read_text().splitlines()
     assert len(logged) == 1 + 30  # the curves keep the epochs before the kill
-    assert json.loads((project / "metrics/train.json").read_text())["epochs_run"] == 30
+    assert json.loads((project / "results/train.json").read_text())["epochs_run"] == 30

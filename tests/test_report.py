@@ -19,15 +19,16 @@ PNG = base64.b64decode(
 
 def fake_run(root: Path) -> None:
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    (root / "metrics").mkdir()
+    (root / "results").mkdir()
     (root / "plots").mkdir()
     (root / "models").mkdir()
-    (root / "metrics/evaluate.json").write_text(json.dumps(
+    (root / "results/evaluate.json").write_text(json.dumps(
         {"accuracy": 0.6123, "n_samples": 50, "macro": {"f1": 0.5}, "weighted": {"f1": 0.55}}))
-    (root / "metrics/train.json").write_text(json.dumps({"best_val_accuracy": 0.6, "epochs_run": 4, "best_epoch": 3}))
-    (root / "metrics/robustness.json").write_text(json.dumps(
+    (root / "results/train.json").write_text(json.dumps(
+        {"val_accuracy": 0.5877, "epochs_run": 4, "kept_epoch": 3, "train_accuracy": 0.7, "val_loss": 1.1}))
+    (root / "results/robustness.json").write_text(json.dumps(
         {"gaussian_noise": {"sigma_0.1": {"accuracy": 0.5, "drop": 0.1123}}}))
-    (root / "metrics/latency.json").write_text(json.dumps({"single_ms_p50": 3.21}))
+    (root / "results/latency.json").write_text(json.dumps({"single_ms_p50": 3.21}))
     (root / "models/model.json").write_text(json.dumps({"environment": {"keras_backend": "jax"}}))
     for name in ("training_curves", "confusion_matrix_normalised", "per_class_f1", "reliability", "robustness_heatmap"):
         (root / f"plots/{name}.png").write_bytes(PNG)
@@ -42,6 +43,7 @@ def test_index_links_every_stage_and_shows_metrics_figures_params_versions(tmp_p
     for file in STAGE_REPORTS.values():
         assert f'href="{file}"' in page
     assert "61.23%" in page and "3.21 ms" in page and "σ=0.1" in page
+    assert "58.77%" in page and "4 (3)" in page  # the train stage's own keys, not "n/a"
     assert len(re.findall(r'<img src="data:image/png;base64,', page)) == 5
     assert "train.learning_rate" in page
     assert "abc123" in page and "def456" in page

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def fake_run(root: Path) -> None:
     (root / "models").mkdir(parents=True)
-    (root / "metrics").mkdir()
+    (root / "results").mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     from ferflow.models import build_model
     from ferflow.io import save_model
@@ -27,12 +27,12 @@ def fake_run(root: Path) -> None:
         "class_names": ["happy", "sad"], "input": {"shape": [48, 48, 1]}, "params": {"arch": "vgg"},
         "data": {"dataset_sha256": "abc", "split_sizes": {"train": 10, "val": 2, "test": 3}},
         "training_seconds": 12.5}))
-    (root / "metrics/preprocess.json").write_text(json.dumps({"unique_faces": 15}))
-    (root / "metrics/evaluate.json").write_text(json.dumps({
+    (root / "results/preprocess.json").write_text(json.dumps({"unique_faces": 15}))
+    (root / "results/evaluate.json").write_text(json.dumps({
         "accuracy": 0.7, "n_samples": 3, "macro": {"f1": 0.6},
         "per_class": {"happy": {"f1": 0.8}, "sad": {"f1": 0.4}},
         "tta": {"mode": "tencrop", "accuracy": 0.72}, "calibration": {"ece": 0.05}}))
-    (root / "metrics/robustness.json").write_text(json.dumps({
+    (root / "results/robustness.json").write_text(json.dumps({
         "gaussian_noise": {"sigma_0.1": {"accuracy": 0.66, "drop": 0.04}}, "mean_corruption_accuracy": 0.6}))
 
 

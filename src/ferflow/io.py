@@ -58,9 +58,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON with sorted keys and a trailing newline, so that equal data gives equal bytes."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n")
+def write_json(path: str | os.PathLike, data: Any, sort_keys: bool = True) -> None:
+    """Write JSON with a trailing newline; keys sorted unless their order matters (the metrics'
+    order is the column order of `dvc exp show`). Equal data gives equal bytes either way."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=sort_keys, default=_json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

@@ -34,7 +34,7 @@ def _conv_block(x, filters: list[int], dropout: float, name: str, kernel_sizes: 
                 activation_first: bool = True):
     """Conv(s) with batch-norm, then max-pool and dropout.
 
-    `activation_first` keeps the seed projects' conv(relu) -> BN order; False gives the
+    `activation_first` keeps the conv(relu) -> BN order common in FER-2013 Keras CNNs; False gives the
     conv -> BN -> ReLU order of the VGG paper.
     """
     kernel_sizes = kernel_sizes or [3] * len(filters)
@@ -57,7 +57,7 @@ def _dense_block(x, units: int, dropout: float, name: str):
 
 
 def seed_cnn_body(x):
-    """The seed projects' CNN: conv 32,32 / 64,64 / 128,128 / 256, then dense 512, 256."""
+    """A common FER-2013 Keras CNN: conv 32,32 / 64,64 / 128,128 / 256, then dense 512, 256."""
     for i, filters in enumerate([[32, 32], [64, 64], [128, 128], [256]]):
         x = _conv_block(x, filters, 0.25, name=f"block{i + 1}")
     x = layers.Flatten(name="flatten")(x)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 
@@ -56,13 +57,16 @@ def intensity_histograms(images: np.ndarray, labels: np.ndarray,
 
 def training_curves(history: pd.DataFrame) -> plt.Figure:
     """Loss and accuracy per epoch, train against validation."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    marker = "o" if len(history) <= 30 else None
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.plot(history["epoch"], history[metric], marker="o", label="train")
-        ax.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
+        ax.plot(history["epoch"], history[metric], marker=marker, label="train")
+        ax.plot(history["epoch"], history[f"val_{metric}"], marker=marker, label="validation")
         ax.set_title(f"{metric} per epoch")
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
     return fig
@@ -159,18 +163,23 @@ def reliability_diagram(bins: pd.DataFrame, ece: float, title: str) -> plt.Figur
 def occlusion_maps(faces: list[np.ndarray], maps: list[np.ndarray], captions: list[str], title: str) -> plt.Figure:
     """Each face beside its occlusion map (red: covering this region lowers the class's probability)."""
     count = len(faces)
-    fig, axes = plt.subplots(2, max(count, 1), figsize=(max(count, 1) * 1.8, 4.0), squeeze=False)
-    limit = max((np.abs(m).max() for m in maps), default=1.0) or 1.0
+    fig, axes = plt.subplots(2, max(count, 1), figsize=(max(count, 1) * 2.0, 4.6), squeeze=False)
     image = None
     for i, (face, heat, caption) in enumerate(zip(faces, maps, captions)):
         axes[0, i].imshow(np.squeeze(face), cmap="gray", vmin=0, vmax=255)
         axes[0, i].set_title(caption, fontsize=8)
+        # Each map on its own scale: one confident face would otherwise wash out all the others.
+        limit = float(np.abs(heat).max()) or 1.0
         axes[1, i].imshow(np.squeeze(face), cmap="gray", vmin=0, vmax=255)
-        image = axes[1, i].imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, alpha=0.6)
+        image = axes[1, i].imshow(heat / limit, cmap="RdBu_r", vmin=-1, vmax=1, alpha=0.75,
+                                  extent=(-0.5, face.shape[1] - 0.5, face.shape[0] - 0.5, -0.5),
+                                  interpolation="bilinear")
+        axes[1, i].set_title(f"largest drop {limit:.2f}", fontsize=7)
         for ax in axes[:, i]:
             ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8, label="drop in class probability")
+        fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8,
+                     label="drop in class probability\n(share of each face's largest)")
     fig.suptitle(title)
     return fig
 
@@ -180,7 +189,9 @@ def corruption_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
     grid = table[table["severity"] > 0].pivot(index="corruption", columns="severity", values="accuracy")
     grid = grid.loc[list(dict.fromkeys(table["corruption"]))]
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(grid) + 1.5))
-    image = ax.imshow(grid.values, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    # The scale spans the data (to whole tenths), so differences between cells show.
+    low, high = np.floor(grid.values.min() * 10) / 10, np.ceil(grid.values.max() * 10) / 10
+    image = ax.imshow(grid.values, cmap="viridis", vmin=low, vmax=max(high, low + 0.1), aspect="auto")
     fig.colorbar(image, ax=ax, label="test accuracy")
     ax.set_xticks(range(grid.shape[1]), [f"severity {c}" for c in grid.columns])
     ax.set_yticks(range(grid.shape[0]), grid.index)
@@ -189,7 +200,7 @@ def corruption_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
             ax.text(j, i, f"{grid.values[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if grid.values[i, j] < 0.5 else "black")
+                    color="white" if grid.values[i, j] < (low + high) / 2 else "black")
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -197,13 +208,16 @@ def corruption_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
 
 def corruption_curves(table: pd.DataFrame, title: str) -> plt.Figure:
     """Accuracy against severity (0 = clean), one line per corruption."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, group in table.groupby("corruption", sort=False):
-        ax.plot(group["severity"], group["accuracy"], marker="o", label=name)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colours = plt.get_cmap("tab20").colors
+    for index, (name, group) in enumerate(table.groupby("corruption", sort=False)):
+        # 20 distinct colours, and a second line style, so no two of up to 20 lines look alike
+        ax.plot(group["severity"], group["accuracy"], marker="os^Dv<>p"[index % 8], label=name,
+                color=colours[(2 * index) % 20 + (index >= 10)], linestyle="-" if index < 10 else "--")
     ax.set_xticks(sorted(table["severity"].unique()))
     ax.set_xlabel("severity (0 = clean)")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(0, 1)
+    ax.set_ylim(np.floor(table["accuracy"].min() * 10) / 10, np.ceil(table["accuracy"].max() * 10) / 10 + 0.02)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title)
@@ -223,7 +237,7 @@ def corruption_grid(examples: dict[str, list[np.ndarray]], title: str) -> plt.Fi
                 ax.imshow(np.squeeze(views[severity]), cmap="gray", vmin=0, vmax=255)
                 ax.set_title(f"{name}\nseverity {severity}" if severity else f"{name}\nclean", fontsize=7)
     fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the first row
     return fig
 
 

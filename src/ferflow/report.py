@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ferflow.headline import print_summary
 from ferflow.io import write_text
 
 STAGE_REPORTS = {
@@ -64,10 +65,10 @@ def _percent(value: Any) -> str:
 
 
 def headline_metrics(root: Path) -> list[tuple[str, str]]:
-    evaluation = _read_json(root / "metrics/evaluate.json")
-    training = _read_json(root / "metrics/train.json")
-    robustness = _read_json(root / "metrics/robustness.json")
-    latency = _read_json(root / "metrics/latency.json")
+    evaluation = _read_json(root / "results/evaluate.json")
+    training = _read_json(root / "results/train.json")
+    robustness = _read_json(root / "results/robustness.json")
+    latency = _read_json(root / "results/latency.json")
     rows = [
         ("test faces", str(evaluation.get("n_samples", "n/a"))),
         ("test accuracy", _percent(evaluation.get("accuracy"))),
@@ -165,6 +166,7 @@ def main() -> None:
     args = parser.parse_args()
     write_text(args.out, build_index(args.root))
     print(f"wrote {args.out}")
+    print_summary(args.root)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@
 Saves the run's `models/model.keras` without its optimizer state (inference needs only the
 weights, and the file shrinks to about a third) and writes a sidecar that merges the run's own
 `models/model.json` (class names, input spec, params, environment, training time) with the
-data it saw (params `data`/`split`, `metrics/preprocess.json`) and its test results
-(`metrics/evaluate.json`, `metrics/robustness.json`), plus the git commit of the run.
+data it saw (params `data`/`split`, `results/preprocess.json`) and its test results
+(`results/evaluate.json`, `results/robustness.json`), plus the git commit of the run.
 """
 
 from __future__ import annotations
@@ -33,14 +33,14 @@ def git_commit(folder: Path) -> str:
 def build_sidecar(run: Path, source_name: str | None) -> dict:
     sidecar = read_json(run / "models" / "model.json")
     params = yaml.safe_load((run / "params.yaml").read_text(encoding="utf-8"))
-    evaluation = read_json(run / "metrics" / "evaluate.json")
-    robustness = read_json(run / "metrics" / "robustness.json")
+    evaluation = read_json(run / "results" / "evaluate.json")
+    robustness = read_json(run / "results" / "robustness.json")
     sidecar["data"] = {
         **sidecar.get("data", {}),
         "source": source_name or params["data"]["source"],
         "classes": params["data"]["classes"],
         "split": params["split"],
-        "preprocess": read_json(run / "metrics" / "preprocess.json"),
+        "preprocess": read_json(run / "results" / "preprocess.json"),
     }
     sidecar["test_metrics"] = {
         "split": f"test split of the run ({evaluation['n_samples']} faces, never used in training or selection)",

@@ -110,6 +110,21 @@ def run(stage: str, log_output: bool = True) -> None:
             write_text(executed.with_suffix(".html"), report_html(nbformat.read(executed, as_version=4), executed.name))
 
 
+def summary_first(notebook):
+    """A copy of the notebook with its `summary`-tagged cells moved under the title cell.
+
+    The summary needs the stage's results, so its cell runs last; the reader sees it first.
+    """
+    import copy
+
+    ordered = copy.deepcopy(notebook)
+    is_summary = ["summary" in cell.get("metadata", {}).get("tags", []) for cell in ordered.cells]
+    summaries = [cell for cell, flag in zip(ordered.cells, is_summary) if flag]
+    rest = [cell for cell, flag in zip(ordered.cells, is_summary) if not flag]
+    ordered.cells = rest[:1] + summaries + rest[1:]
+    return ordered
+
+
 def report_html(notebook, notebook_name: str) -> str:
     """A stage report: the executed notebook without its code, titled by its first heading,
     with links back to the index and to the executed notebook (which keeps the code)."""
@@ -118,7 +133,8 @@ def report_html(notebook, notebook_name: str) -> str:
     heading = next((cell.source.splitlines()[0].lstrip("# ").strip() for cell in notebook.cells
                     if cell.cell_type == "markdown" and cell.source.startswith("#")), notebook_name)
     exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
-    body, _ = exporter.from_notebook_node(notebook, resources={"metadata": {"name": f"{heading} · ferflow"}})
+    body, _ = exporter.from_notebook_node(summary_first(notebook),
+                                          resources={"metadata": {"name": f"{heading} · ferflow"}})
     nav = (f'<nav style="padding:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; all reports</a>'
            f' &middot; <a href="{html.escape(notebook_name)}">the executed notebook, with its code</a></nav>')
     return re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + nav, body, count=1)
