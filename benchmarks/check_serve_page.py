@@ -2,7 +2,7 @@
 
     apt-get install chromium chromium-driver      # Debian's browser and its driver
     pip install selenium==4.51.0
-    python benchmarks/check_serve_page.py --screenshot benchmarks/results/serve_page.png
+    python benchmarks/check_serve_page.py --screenshot docs/images/serve_page.png
 
 Starts `fer serve` with the shipped model on a free port of 127.0.0.1, opens the page in
 headless Chromium, uploads matplotlib's bundled portrait of Grace Hopper through the file
@@ -30,7 +30,7 @@ from serve_load import free_port, wait_for  # noqa: E402
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--screenshot", type=Path, default=Path("benchmarks/results/serve_page.png"))
+    parser.add_argument("--screenshot", type=Path, default=Path("docs/images/serve_page.png"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()

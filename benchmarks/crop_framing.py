@@ -5,12 +5,12 @@
         --faces RUN/data/processed/dataset.npz:val --out benchmarks/results/crop_framing_val.csv
     # then report the chosen framing once on the test folder
     python benchmarks/crop_framing.py --model models/pretrained/fer2013.keras \
-        --faces ../shared/fer2013/test --margins 0.1 --shapes square --out benchmarks/results/crop_framing_test.csv
+        --faces /path/to/fer2013/test --margins 0.1 --shapes square --out benchmarks/results/crop_framing_test.csv
 
 Each grid (see grids.py) is detected once with the default detector. Every face found is then
 cut out with each framing (ferflow.predict.crop_face), classified (centre crop, no TTA) and
 scored against its label. The same faces, given as the 48x48 crops they came from, are the
-reference: the issue asks that detection cost at most 2 points against it.
+reference: detection should cost at most 2 points against it.
 """
 
 from __future__ import annotations

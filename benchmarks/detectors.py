@@ -1,6 +1,6 @@
 """Face detectors compared on photo-like grids of FER-2013 faces and on two real portraits.
 
-    python benchmarks/detectors.py --faces ../shared/fer2013/test --seeds 0 1 2 \
+    python benchmarks/detectors.py --faces /path/to/fer2013/test --seeds 0 1 2 \
         --sizes 48 96 160 320 --out benchmarks/results/detectors_cpu.csv
 
 A grid (see grids.py): 24 faces drawn (by seed) from --faces, each upscaled to

@@ -1,7 +1,7 @@
 """Photo-like grids of FER-2013 faces, shared by the detector and crop-framing benchmarks.
 
 A grid: faces upscaled to `size` px, each centred in a grey cell 1.5 x `size` wide, 6 per row
-(the layout of issue #14). A placed face counts as found when a detected box overlaps it with
+(a photo-like layout). A placed face counts as found when a detected box overlaps it with
 IoU >= 0.3: detectors frame faces differently (Haar and dlib cut at the brows, MTCNN includes
 the forehead).
 """

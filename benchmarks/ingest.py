@@ -1,6 +1,6 @@
 """Benchmark: ingest of a FER-2013 folder (find, decode, hash, dedup, split, save).
 
-    python benchmarks/ingest.py ../shared/fer2013 [--csv]
+    python benchmarks/ingest.py /path/to/fer2013 [--csv]
 
 Prints the pipeline's ingest time side by side with a plain one-image-at-a-time PIL
 loop over the same files, and, with --csv, the time to read the same faces as the

@@ -5,11 +5,10 @@
 End to end = read the file (PNG, and JPEG), detect faces (the default detector at its
 default size), crop, classify: what one call of `ferflow.predict.predict_paths` costs per photo once the model is
 loaded (model loading is timed separately). The photo is scikit-image's astronaut portrait
-resized to 640x480 (one face), the size the targets in issue #14 are stated for; detection
+resized to 640x480 (one face), the size the photo-tool targets are stated for; detection
 alone is timed on the same photo. Throughput = `classify_faces` alone on 48x48 crops from
 data/sample, batched as `fer predict` batches the faces of a folder, timed after a warm-up
 run of the same call (the first call at a new batch shape compiles the predict step).
-One seed project reports 6.8 ms per face; compare with `single_photo_ms_p50`.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Recipe study: validation accuracy per epoch for candidate CPU recipes on the full data.
 
-    PYTHONPATH=src python benchmarks/recipe_study.py --source ../shared/fer2013 --epochs 10 \
+    PYTHONPATH=src python benchmarks/recipe_study.py --source /path/to/fer2013 --epochs 10 \
         --candidates vgg_half vgg_half_noise resnet_half_noise vgg_half_adamw_noise
 
 Each candidate trains on the source's train split minus a stratified validation share

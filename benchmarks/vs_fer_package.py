@@ -2,7 +2,7 @@
 
     pip install --no-deps fer==25.10.3   # its detector and model need only what we already have
     python benchmarks/vs_fer_package.py --model models/pretrained/fer2013.keras \
-        --faces ../shared/fer2013/test --out benchmarks/results/vs_fer_package_cpu.csv
+        --faces /path/to/fer2013/test --out benchmarks/results/vs_fer_package_cpu.csv
 
 `fer` (default settings, as its README uses it): OpenCV's Haar cascade, then a 58k-parameter
 mini-Xception on 64x64 crops through TensorFlow Lite. Ours: `ferflow.predict.faces_in` with

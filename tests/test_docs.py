@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 import ferflow.predict
+from ferflow import CLASS_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,4 +28,43 @@ def test_the_readme_python_example_runs() -> None:
     example = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     result = subprocess.run([sys.executable, "-c", example], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.strip()
+    lines = result.stdout.strip().splitlines()
+    emotions = "|".join(CLASS_NAMES)
+    # Three sample crops, each its whole 48x48 image (no detection), a known emotion and a confidence.
+    assert len(lines) == 3, lines
+    for line in lines:
+        assert re.fullmatch(rf"data/sample/test/surprise/\S+\.(jpg|png) \(0, 0, 48, 48\) ({emotions}) 0\.\d+", line), line
+
+
+README_LINK = re.compile(r"\]\(([^)#]+)(#[^)]*)?\)")
+NOT_FOR_USERS = re.compile(r"\bissue #?\d+|\.\./shared|/work/|seed projects?\b|\bthis session\b|\bsessions ago\b",
+                           re.IGNORECASE)
+
+
+def test_the_readme_is_short_and_its_local_links_and_pictures_exist() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    targets = [target for target, _ in README_LINK.findall(readme) if not target.startswith(("http:", "https:"))]
+    assert len(targets) >= 10  # the docs pages and the two pictures
+    missing = [target for target in targets if not (REPO / target).exists()]
+    assert missing == []
+
+
+def test_no_text_refers_to_issues_sessions_or_folders_outside_the_repo() -> None:
+    texts = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "notebooks").glob("*.ipynb"),
+             *(REPO / "src/ferflow").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py"),
+             *(REPO / "benchmarks/results").rglob("*.md"), *(REPO / "benchmarks/results").rglob("params.yaml"),
+             *(REPO / "src/ferflow/assets").glob("*.json"), *(REPO / "models/pretrained").glob("*.json")]
+    found = [f"{path.relative_to(REPO)}: {match.group(0)}" for path in texts
+             for match in NOT_FOR_USERS.finditer(path.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_every_docs_page_is_in_the_site_navigation_and_the_site_builds_strictly(tmp_path) -> None:
+    config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
+    in_nav = {next(iter(entry.values())) for entry in config["nav"]}
+    assert in_nav == {path.name for path in (REPO / "docs").glob("*.md")}
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                            cwd=REPO, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "site/reports/index.html").exists()

@@ -66,6 +66,9 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
         ax.set_xlabel("epoch")
         ax.set_ylabel(metric)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        # Fixed scales, so that the figures of two runs compare side by side (dvc plots diff).
+        top = 1.0 if metric == "accuracy" else max(2.5, float(history[[metric, f"val_{metric}"]].max().max()) * 1.05)
+        ax.set_ylim(0, top)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
@@ -217,7 +220,7 @@ def corruption_curves(table: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_xticks(sorted(table["severity"].unique()))
     ax.set_xlabel("severity (0 = clean)")
     ax.set_ylabel("test accuracy")
-    ax.set_ylim(np.floor(table["accuracy"].min() * 10) / 10, np.ceil(table["accuracy"].max() * 10) / 10 + 0.02)
+    ax.set_ylim(0, 1)  # fixed, so that the figures of two runs compare side by side (dvc plots diff)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(title)

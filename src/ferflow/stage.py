@@ -110,6 +110,15 @@ def run(stage: str, log_output: bool = True) -> None:
             write_text(executed.with_suffix(".html"), report_html(nbformat.read(executed, as_version=4), executed.name))
 
 
+# The lab template without the scripts it loads from a CDN (require.js, MathJax, Mermaid): the
+# reports use none of them, and offline the browser only logs errors trying to fetch them.
+OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def summary_first(notebook):
     """A copy of the notebook with its `summary`-tagged cells moved under the title cell.
 
@@ -128,11 +137,14 @@ def summary_first(notebook):
 def report_html(notebook, notebook_name: str) -> str:
     """A stage report: the executed notebook without its code, titled by its first heading,
     with links back to the index and to the executed notebook (which keeps the code)."""
+    import jinja2
     import nbconvert
 
     heading = next((cell.source.splitlines()[0].lstrip("# ").strip() for cell in notebook.cells
                     if cell.cell_type == "markdown" and cell.source.startswith("#")), notebook_name)
-    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
+                                      extra_loaders=[jinja2.DictLoader({"report.html.j2": OFFLINE_TEMPLATE})],
+                                      template_file="report.html.j2")
     body, _ = exporter.from_notebook_node(summary_first(notebook),
                                           resources={"metadata": {"name": f"{heading} · ferflow"}})
     nav = (f'<nav style="padding:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; all reports</a>'
