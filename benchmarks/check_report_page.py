@@ -26,9 +26,18 @@ def open_browser(binary: str, driver: str) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     # No network here: keep Chromium from calling home, which floods the log with errors.
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,900", "--hide-scrollbars"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+        "--hide-scrollbars",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(service=Service(driver), options=options)
@@ -47,7 +56,8 @@ def check(page: Path, screenshot: Path, binary: str, driver: str, max_height: in
         errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         problems += [f"console error: {message}" for message in errors]
         images = browser.execute_script(
-            "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]);")
+            "return Array.from(document.images).map(i => [i.alt, i.complete && i.naturalWidth > 0]);"
+        )
         if not images and page.name == "index.html":
             problems.append("the page has no images")
         problems += [f"image did not render: {alt}" for alt, ok in images if not ok]
@@ -60,8 +70,9 @@ def check(page: Path, screenshot: Path, binary: str, driver: str, max_height: in
         browser.set_window_size(1280, min(int(height), max_height))
         screenshot.parent.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(screenshot))
-        print(f"{page}: {len(images)} images, {len(links)} links, {len(errors)} console errors; "
-              f"screenshot {screenshot}")
+        print(
+            f"{page}: {len(images)} images, {len(links)} links, {len(errors)} console errors; screenshot {screenshot}"
+        )
     finally:
         browser.quit()
     return problems
@@ -70,7 +81,8 @@ def check(page: Path, screenshot: Path, binary: str, driver: str, max_height: in
 def stage_page_problems(browser) -> list[str]:
     problems = []
     code_inputs = browser.execute_script(
-        "return document.querySelectorAll('.jp-CodeCell .jp-InputArea, .jp-CodeCell .jp-Editor').length;")
+        "return document.querySelectorAll('.jp-CodeCell .jp-InputArea, .jp-CodeCell .jp-Editor').length;"
+    )
     if code_inputs:
         problems.append(f"{code_inputs} code input cells shown")
     if not browser.execute_script("return !!document.querySelector('a[href=\"index.html\"]');"):
@@ -95,8 +107,13 @@ def main() -> None:
         sys.exit(f"{', '.join(missing)} missing; run `dvc repro` first")
     problems = []
     for page in pages:
-        problems += check(page, args.screenshots / page.with_suffix(".png").name, args.chromium, args.chromedriver,
-                          max_height=12000 if page.name == "index.html" else 2400)
+        problems += check(
+            page,
+            args.screenshots / page.with_suffix(".png").name,
+            args.chromium,
+            args.chromedriver,
+            max_height=12000 if page.name == "index.html" else 2400,
+        )
     for problem in problems:
         print(f"FAIL {problem}")
     sys.exit(1 if problems else 0)

@@ -36,8 +36,11 @@ def main() -> int:
     args = parser.parse_args()
     portrait = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     problems = []
     try:
         wait_for(f"http://127.0.0.1:{port}/health", 120)
@@ -48,16 +51,22 @@ def main() -> int:
             upload = browser.find_element(By.ID, "file")
             browser.execute_script("arguments[0].hidden = false;", upload)  # the drop zone stands in for it
             upload.send_keys(str(portrait))
-            WebDriverWait(browser, 60).until(lambda b: "found in" in b.find_element(By.ID, "status").text
-                                             or "error" in b.find_element(By.ID, "status").get_attribute("class"))
+            WebDriverWait(browser, 60).until(
+                lambda b: (
+                    "found in" in b.find_element(By.ID, "status").text
+                    or "error" in b.find_element(By.ID, "status").get_attribute("class")
+                )
+            )
             status = browser.find_element(By.ID, "status").text
             rows = browser.find_elements(By.CSS_SELECTOR, "#faces tr")
             canvas_shown = browser.execute_script(
-                "const c = document.getElementById('picture'); return c.style.display === 'block' && c.width > 0;")
+                "const c = document.getElementById('picture'); return c.style.display === 'block' && c.width > 0;"
+            )
             height = browser.execute_script("return document.documentElement.scrollHeight;")
-            browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # the whole page: picture and table
-                                    {"width": 1280, "height": min(2400, height + 20), "deviceScaleFactor": 1,
-                                     "mobile": False})
+            browser.execute_cdp_cmd(
+                "Emulation.setDeviceMetricsOverride",  # the whole page: picture and table
+                {"width": 1280, "height": min(2400, height + 20), "deviceScaleFactor": 1, "mobile": False},
+            )
             time.sleep(0.5)
             args.screenshot.parent.mkdir(parents=True, exist_ok=True)
             browser.save_screenshot(str(args.screenshot))

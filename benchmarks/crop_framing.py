@@ -20,10 +20,10 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+from grids import FACES, draw, grid, load_faces, match, write_csv
 
 from ferflow.detectors import DEFAULT_DETECTOR, detect_faces, face_detector
 from ferflow.predict import classify_faces, crop_face, load_classifier, to_grey
-from grids import FACES, draw, grid, load_faces, match, write_csv
 
 
 def main() -> None:
@@ -63,14 +63,27 @@ def main() -> None:
         return float((predicted == found_labels).mean())
 
     reference = accuracy(found_faces)
-    rows = [{"margin": margin, "shape": shape, "faces_placed": placed_count, "faces_found": len(found_labels),
-             "grid_accuracy": round(accuracy(crops[(margin, shape)]), 4),
-             "same_faces_as_crops_accuracy": round(reference, 4)} for margin, shape in framings]
+    rows = [
+        {
+            "margin": margin,
+            "shape": shape,
+            "faces_placed": placed_count,
+            "faces_found": len(found_labels),
+            "grid_accuracy": round(accuracy(crops[(margin, shape)]), 4),
+            "same_faces_as_crops_accuracy": round(reference, 4),
+        }
+        for margin, shape in framings
+    ]
     for row in rows:
         print(row, flush=True)
     if args.out:
-        write_csv(args.out, f"{Path(__file__).name}: {args.faces}, detector {args.detector}, model {args.model}, "
-                  f"seeds {args.seeds}, sizes {args.sizes} px", rows)
+        write_csv(
+            args.out,
+            f"{Path(__file__).name}: {args.faces}, detector {args.detector}, model {args.model}, "
+            f"seeds {args.seeds}, sizes {args.sizes} px",
+            rows,
+        )
+
 
 if __name__ == "__main__":
     main()

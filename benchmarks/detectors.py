@@ -22,17 +22,25 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from grids import FACES, draw, grid, load_faces, match, write_csv
 from matplotlib import cbook
 from skimage import data as skimage_data
 
 from ferflow.detectors import DETECTORS, detect_faces, face_detector
-from grids import FACES, draw, grid, load_faces, match, write_csv
 
 FACE_FREE = ("coffee", "chelsea", "rocket", "cat", "brick", "immunohistochemistry", "hubble_deep_field")
 
 
-def measure(detector, faces: np.ndarray, seeds: list[int], sizes: list[int], max_side: int,
-            portraits: dict[str, np.ndarray], face_free: list[np.ndarray], photo_640: np.ndarray) -> dict:
+def measure(
+    detector,
+    faces: np.ndarray,
+    seeds: list[int],
+    sizes: list[int],
+    max_side: int,
+    portraits: dict[str, np.ndarray],
+    face_free: list[np.ndarray],
+    photo_640: np.ndarray,
+) -> dict:
     found = false = total = 0
     per_size = {}
     for size in sizes:
@@ -50,25 +58,43 @@ def measure(detector, faces: np.ndarray, seeds: list[int], sizes: list[int], max
         start = time.perf_counter()
         detect_faces(photo_640, detector, max_side=max_side)
         times.append((time.perf_counter() - start) * 1000)
-    return {"faces_placed": total, "recall": round(found / total, 3),
-            **{f"recall_{size}px": round(value, 3) for size, value in per_size.items()},
-            "false_positives_per_24_faces": round(false / total * FACES, 2),
-            **{f"faces_in_{p}": len(detect_faces(img, detector, max_side=max_side)) for p, img in portraits.items()},
-            "false_faces_in_face_free_photos": sum(len(detect_faces(img, detector, max_side=max_side))
-                                                   for img in face_free),
-            "ms_per_640x480_photo": round(statistics.median(times), 1)}
+    return {
+        "faces_placed": total,
+        "recall": round(found / total, 3),
+        **{f"recall_{size}px": round(value, 3) for size, value in per_size.items()},
+        "false_positives_per_24_faces": round(false / total * FACES, 2),
+        **{f"faces_in_{p}": len(detect_faces(img, detector, max_side=max_side)) for p, img in portraits.items()},
+        "false_faces_in_face_free_photos": sum(
+            len(detect_faces(img, detector, max_side=max_side)) for img in face_free
+        ),
+        "ms_per_640x480_photo": round(statistics.median(times), 1),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--faces", required=True, help="a folder of <emotion>/*.jpg faces or dataset.npz:val")
-    parser.add_argument("--max-sides", type=int, nargs="+", default=None,
-                        help="detect on a copy at most this large (each value is a row; default: the detector's)")
+    parser.add_argument(
+        "--max-sides",
+        type=int,
+        nargs="+",
+        default=None,
+        help="detect on a copy at most this large (each value is a row; default: the detector's)",
+    )
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS), choices=list(DETECTORS))
-    parser.add_argument("--scale-factors", type=float, nargs="+", default=None,
-                        help="mtcnn only: its image pyramid's step (each value is a row; default: ferflow's)")
-    parser.add_argument("--thresholds", nargs="+", default=None,
-                        help="mtcnn only: P/R/O-Net thresholds as 0.6/0.7/0.8 (each value is a row; default: ferflow's)")
+    parser.add_argument(
+        "--scale-factors",
+        type=float,
+        nargs="+",
+        default=None,
+        help="mtcnn only: its image pyramid's step (each value is a row; default: ferflow's)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        nargs="+",
+        default=None,
+        help="mtcnn only: P/R/O-Net thresholds as 0.6/0.7/0.8 (each value is a row; default: ferflow's)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[48, 96, 160, 320])
     parser.add_argument("--out", type=Path)
@@ -86,23 +112,32 @@ def main() -> None:
     for name in args.detectors:
         detector = face_detector(name)
         if name == "mtcnn":
-            settings = itertools.product([tuple(float(v) for v in t.split("/")) for t in args.thresholds]
-                                         if args.thresholds else [detector.thresholds],
-                                         args.scale_factors or [detector.scale_factor])
+            settings = itertools.product(
+                [tuple(float(v) for v in t.split("/")) for t in args.thresholds]
+                if args.thresholds
+                else [detector.thresholds],
+                args.scale_factors or [detector.scale_factor],
+            )
         else:
             settings = [(None, None)]
-        for (thresholds, scale_factor), max_side in itertools.product(list(settings),
-                                                                     args.max_sides or [detector.detect_size]):
+        for (thresholds, scale_factor), max_side in itertools.product(
+            list(settings), args.max_sides or [detector.detect_size]
+        ):
             if name == "mtcnn":
                 detector.thresholds, detector.scale_factor = thresholds, scale_factor
-            rows.append({"detector": name, "max_side": max_side,
-                         "thresholds": "/".join(map(str, thresholds)) if thresholds else "",
-                         "scale_factor": scale_factor or "",
-                         **measure(detector, faces, args.seeds, args.sizes, max_side, portraits, face_free,
-                                   photo_640)})
+            rows.append(
+                {
+                    "detector": name,
+                    "max_side": max_side,
+                    "thresholds": "/".join(map(str, thresholds)) if thresholds else "",
+                    "scale_factor": scale_factor or "",
+                    **measure(detector, faces, args.seeds, args.sizes, max_side, portraits, face_free, photo_640),
+                }
+            )
             print(rows[-1], flush=True)
     if args.out:
         write_csv(args.out, f"{Path(__file__).name}: {args.faces}, seeds {args.seeds}, sizes {args.sizes} px", rows)
+
 
 if __name__ == "__main__":
     main()

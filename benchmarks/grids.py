@@ -26,7 +26,7 @@ def grid(faces: list[np.ndarray], size: int) -> tuple[np.ndarray, list[Box]]:
     placed = []
     for i, face in enumerate(faces):
         top, left = (i // PER_ROW) * cell + (cell - size) // 2, (i % PER_ROW) * cell + (cell - size) // 2
-        canvas[top:top + size, left:left + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+        canvas[top : top + size, left : left + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         placed.append((left, top, size, size))
     return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), placed
 

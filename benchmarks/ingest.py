@@ -58,20 +58,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--csv", action="store_true", help="also time the CSV reader")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         seconds, count = best_of(args.repeats, pipeline_ingest, args.source, Path(tmp))
-        print(f"pipeline ingest (find, decode, hash, dedup, split, save): {count} faces in {seconds:.2f} s "
-              f"({count / seconds:,.0f} faces/s)")
+        print(
+            f"pipeline ingest (find, decode, hash, dedup, split, save): {count} faces in {seconds:.2f} s "
+            f"({count / seconds:,.0f} faces/s)"
+        )
         seconds, count = best_of(args.repeats, plain_pil_loop, args.source)
-        print(f"plain PIL loop (decode only):                              {count} faces in {seconds:.2f} s "
-              f"({count / seconds:,.0f} faces/s)")
+        print(
+            f"plain PIL loop (decode only):                              {count} faces in {seconds:.2f} s "
+            f"({count / seconds:,.0f} faces/s)"
+        )
         if args.csv:
             dataset = load_dataset(args.source, CLASS_NAMES)
             usages = ["Training" if s == "train" else "PublicTest" for s in dataset.splits]
             csv_path = Path(tmp) / "fer2013.csv"
-            write_contest_csv(csv_path, dataset.images, [CLASS_NAMES[l] for l in dataset.labels], usages)
+            write_contest_csv(csv_path, dataset.images, [CLASS_NAMES[label] for label in dataset.labels], usages)
             seconds, count = best_of(args.repeats, lambda p: len(load_dataset(p, CLASS_NAMES)), csv_path)
             print(f"CSV read and validate (fer2013.csv format):                {count} rows in {seconds:.2f} s")
 

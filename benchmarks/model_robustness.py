@@ -38,15 +38,28 @@ def main() -> None:
     classifier = load_classifier(args.model)
     data = load_processed(args.data)
     if data.class_names != classifier.class_names:
-        raise SystemExit(f"error: '{args.data}' names {list(data.class_names)}, the model {list(classifier.class_names)}")
+        raise SystemExit(
+            f"error: '{args.data}' names {list(data.class_names)}, the model {list(classifier.class_names)}"
+        )
     images, labels = data.x[args.split], data.y[args.split]
-    table = robustness_table(lambda faces: predict_proba(classifier.model, faces).argmax(axis=1),
-                             images, labels, list(settings.corruptions), settings.seed)
+    table = robustness_table(
+        lambda faces: predict_proba(classifier.model, faces).argmax(axis=1),
+        images,
+        labels,
+        list(settings.corruptions),
+        settings.seed,
+    )
     summary = summarise(table, data.class_names)
     summary.update(model=str(args.model), split=args.split, n_samples=int(len(labels)))
     write_json(args.out, summary)
-    print(f"{args.split}: clean {summary['clean_accuracy']:.4f}, mean corruption {summary['mean_corruption_accuracy']:.4f}, "
-          + ", ".join(f"noise {k} {v['accuracy']:.4f} (drop {v['drop']:.4f})" for k, v in summary.get("gaussian_noise", {}).items()))
+    print(
+        f"{args.split}: clean {summary['clean_accuracy']:.4f}, "
+        f"mean corruption {summary['mean_corruption_accuracy']:.4f}, "
+        + ", ".join(
+            f"noise {k} {v['accuracy']:.4f} (drop {v['drop']:.4f})"
+            for k, v in summary.get("gaussian_noise", {}).items()
+        )
+    )
 
 
 if __name__ == "__main__":

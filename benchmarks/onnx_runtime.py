@@ -54,8 +54,12 @@ def serve_ready_seconds(extra: list[str], repeats: int) -> float:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
         start = time.perf_counter()
-        server = subprocess.Popen([sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port), *extra],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port), *extra],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
         try:
             while True:
                 try:
@@ -103,8 +107,10 @@ def main() -> int:
     args = parser.parse_args()
     from ferflow.predict import QUALITIES, load_classifier
 
-    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
-                     "python": platform.python_version()}
+    results: dict = {
+        "machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
+        "python": platform.python_version(),
+    }
     with tempfile.TemporaryDirectory() as scratch:
         folder = photo_folder(Path(scratch) / "photos", args.photos)
         one = str(folder / "photo000.jpg")
@@ -112,12 +118,15 @@ def main() -> int:
         results["cold_predict_one_photo_s"] = {
             "onnx": median_seconds([*fer, one], args.repeats),
             "onnx_best": median_seconds([*fer, one, "--quality", "best"], args.repeats),
-            "tensorflow": median_seconds([*fer, one, "--model", str(KERAS_MODEL), "--detector", "mtcnn_tensorflow"],
-                                         args.repeats),
+            "tensorflow": median_seconds(
+                [*fer, one, "--model", str(KERAS_MODEL), "--detector", "mtcnn_tensorflow"], args.repeats
+            ),
         }
         print(results, flush=True)
-        results["serve_ready_s"] = {"onnx": serve_ready_seconds([], 3),
-                                    "tensorflow": serve_ready_seconds(["--model", str(KERAS_MODEL)], 3)}
+        results["serve_ready_s"] = {
+            "onnx": serve_ready_seconds([], 3),
+            "tensorflow": serve_ready_seconds(["--model", str(KERAS_MODEL)], 3),
+        }
         print(results, flush=True)
         onnx_fast = load_classifier(QUALITIES["fast"][0])
         onnx_best = load_classifier(QUALITIES["best"][0])
@@ -128,9 +137,11 @@ def main() -> int:
             "tensorflow": per_photo_ms(keras, folder, "mtcnn_tensorflow", False, args.photos),
         }
         print(results, flush=True)
-    results["faces_per_second"] = {"onnx": faces_per_second(onnx_fast, False),
-                                   "onnx_best": faces_per_second(onnx_best, True, 1024),
-                                   "tensorflow": faces_per_second(keras, False)}
+    results["faces_per_second"] = {
+        "onnx": faces_per_second(onnx_fast, False),
+        "onnx_best": faces_per_second(onnx_best, True, 1024),
+        "tensorflow": faces_per_second(keras, False),
+    }
     print(json.dumps(results, indent=1))
     if args.out:
         args.out.write_text(json.dumps(results, indent=1) + "\n")

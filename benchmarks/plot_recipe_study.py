@@ -35,7 +35,10 @@ def main() -> None:
     with (args.folder / "summary.csv").open() as handle:
         summary = {row["candidate"]: row for row in csv.DictReader(handle)}
     fig, ax = plt.subplots(figsize=(8, 4.5))
-    print("| candidate | network (parameters) | what differs | faces/s | CPU min / epoch | val acc (last) | ten-crop | noise σ=0.1 (drop) |")
+    print(
+        "| candidate | network (parameters) | what differs | faces/s | CPU min / epoch | val acc (last) "
+        "| ten-crop | noise σ=0.1 (drop) |"
+    )
     print("|---|---|---|---:|---:|---:|---:|---:|")
     for name, rows in curves.items():
         info = summary[name]
@@ -43,13 +46,20 @@ def main() -> None:
         faces_per_second = speed[info["arch"]][key]
         minutes_per_epoch = args.train_faces / faces_per_second / 60
         epochs = [int(r["epoch"]) for r in rows]
-        ax.plot([e * minutes_per_epoch for e in epochs], [float(r["val_accuracy"]) for r in rows], marker="o",
-                markersize=3, label=name)
+        ax.plot(
+            [e * minutes_per_epoch for e in epochs],
+            [float(r["val_accuracy"]) for r in rows],
+            marker="o",
+            markersize=3,
+            label=name,
+        )
         last = float(info["val_accuracy_last"])
         noisy = float(info["val_accuracy_noise_0.1"])
-        print(f"| `{name}` | {info['arch']} ({int(info['params']) / 1e6:.1f} M) | {info['notes']} | "
-              f"{faces_per_second:.0f} | {minutes_per_epoch:.1f} | {last:.1%} | "
-              f"{float(info['val_accuracy_tencrop']):.1%} | {noisy:.1%} ({(last - noisy) * 100:.1f}) |")
+        print(
+            f"| `{name}` | {info['arch']} ({int(info['params']) / 1e6:.1f} M) | {info['notes']} | "
+            f"{faces_per_second:.0f} | {minutes_per_epoch:.1f} | {last:.1%} | "
+            f"{float(info['val_accuracy_tencrop']):.1%} | {noisy:.1%} ({(last - noisy) * 100:.1f}) |"
+        )
     ax.set_xlabel("CPU minutes on 2 cores (epochs x faces / measured faces/s)")
     ax.set_ylabel("validation accuracy")
     ax.set_title(f"Recipe study: 10-epoch cosine runs, full train/ ({args.train_faces} faces), validation 10%")

@@ -35,22 +35,38 @@ def main() -> None:
     from skimage import data as skimage_data
 
     from ferflow.detectors import DEFAULT_DETECTOR
-    from ferflow.predict import (DEFAULT_MODEL, PredictOptions, classify_faces, detect_faces, face_detector,
-                                 load_classifier, predict_paths)
+    from ferflow.predict import (
+        DEFAULT_MODEL,
+        PredictOptions,
+        classify_faces,
+        detect_faces,
+        face_detector,
+        load_classifier,
+        predict_paths,
+    )
     from ferflow.runtime import environment_info
 
     start = time.perf_counter()
     classifier = load_classifier(args.model or DEFAULT_MODEL)
     load_seconds = time.perf_counter() - start
-    results: dict = {"model": str(classifier.path), "model_load_s": round(load_seconds, 3),
-                     "detector": DEFAULT_DETECTOR, "detect_size": face_detector().detect_size, "photo": "astronaut 640x480"}
-    photo_bgr = cv2.resize(cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (640, 480),
-                           interpolation=cv2.INTER_AREA)
+    results: dict = {
+        "model": str(classifier.path),
+        "model_load_s": round(load_seconds, 3),
+        "detector": DEFAULT_DETECTOR,
+        "detect_size": face_detector().detect_size,
+        "photo": "astronaut 640x480",
+    }
+    photo_bgr = cv2.resize(
+        cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR), (640, 480), interpolation=cv2.INTER_AREA
+    )
     with tempfile.TemporaryDirectory() as folder:
         # PNG (lossless, the figure reported so far) and JPEG at OpenCV's default quality 95,
         # what most photos are: PNG takes about 3 ms longer to decode at this size.
-        for suffix, tta, key in ((".png", False, "single_photo_ms"), (".png", True, "single_photo_tta_ms"),
-                                 (".jpg", False, "single_photo_jpeg_ms")):
+        for suffix, tta, key in (
+            (".png", False, "single_photo_ms"),
+            (".png", True, "single_photo_tta_ms"),
+            (".jpg", False, "single_photo_jpeg_ms"),
+        ):
             photo = Path(folder) / f"astronaut{suffix}"
             cv2.imwrite(str(photo), photo_bgr)
             options = PredictOptions(tta=tta)
@@ -72,7 +88,7 @@ def main() -> None:
         timings.append((time.perf_counter() - start) * 1000)
     results["detection_only_ms_p50"] = round(float(np.percentile(timings, 50)), 2)
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
-    paths = sorted(sample.rglob("*.jpg"))[:args.faces]
+    paths = sorted(sample.rglob("*.jpg"))[: args.faces]
     faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in paths])
     classify_faces(classifier, faces, tta=False, batch_size=args.batch_size)  # warm-up: the same shapes
     rounds = []
@@ -86,8 +102,10 @@ def main() -> None:
     results["batch_size"] = args.batch_size
     results["faces"] = len(faces)
     environment = environment_info()
-    results["machine"] = f"{environment['platform']}, {environment['cpu_count']} CPUs, " \
-                         f"Keras {environment['keras']} on {environment['keras_backend']}"
+    results["machine"] = (
+        f"{environment['platform']}, {environment['cpu_count']} CPUs, "
+        f"Keras {environment['keras']} on {environment['keras_backend']}"
+    )
     print(json.dumps(results, indent=1))
 
 

@@ -46,10 +46,12 @@ CANDIDATES: dict[str, Recipe] = {
     "vgg_half_noise": Recipe("vgg_half", noise=0.5, notes="+ Gaussian noise on half the faces"),
     "resnet_half_noise": Recipe("resnet_half", noise=0.5, notes="residual network, same recipe"),
     "vgg_half_deep_noise": Recipe("vgg_half_deep", noise=0.5, notes="a third conv in stages 3-4"),
-    "vgg_half_adamw_noise": Recipe("vgg_half", optimizer="adamw", learning_rate=2e-3, weight_decay=0.05,
-                                   noise=0.5, notes="AdamW instead of SGD"),
-    "vgg_half_geometric_noise": Recipe("vgg_half", noise=0.5, geometric=True,
-                                       notes="+ rotation 15 deg and zoom 10% as Keras layers"),
+    "vgg_half_adamw_noise": Recipe(
+        "vgg_half", optimizer="adamw", learning_rate=2e-3, weight_decay=0.05, noise=0.5, notes="AdamW instead of SGD"
+    ),
+    "vgg_half_geometric_noise": Recipe(
+        "vgg_half", noise=0.5, geometric=True, notes="+ rotation 15 deg and zoom 10% as Keras layers"
+    ),
     "vgg_half_mixup_noise": Recipe("vgg_half", noise=0.5, mixup_alpha=0.2, notes="+ mixup 0.2"),
 }
 
@@ -80,14 +82,13 @@ def main() -> None:
     import numpy as np
 
     from ferflow.augment import Augmentation
+    from ferflow.corruptions import gaussian_noise
     from ferflow.data import load_dataset
     from ferflow.evaluate import predict_proba, predict_tta
     from ferflow.models import build_model, make_augmentation
     from ferflow.preprocess import prepare
-    from ferflow.corruptions import gaussian_noise
     from ferflow.runtime import seed_everything
-    from ferflow.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
-                           make_optimizer)
+    from ferflow.train import TrainingBatches, compile_model, fit_resumable, make_learning_rate, make_optimizer
 
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(args.source)
@@ -111,38 +112,69 @@ def main() -> None:
         seed_everything(args.seed)
         geometric = make_augmentation(args.seed) if recipe.geometric else None
         model = build_model(recipe.arch, num_classes, augmentation=geometric, crop_size=recipe.crop_size)
-        batches = TrainingBatches(x_train, y_train, num_classes, recipe.batch_size, args.seed,
-                                  mixup_alpha=recipe.mixup_alpha,
-                                  augmentation=Augmentation(recipe.crop_size, True, recipe.erasing, recipe.noise,
-                                                            recipe.noise_max_sigma))
+        batches = TrainingBatches(
+            x_train,
+            y_train,
+            num_classes,
+            recipe.batch_size,
+            args.seed,
+            mixup_alpha=recipe.mixup_alpha,
+            augmentation=Augmentation(recipe.crop_size, True, recipe.erasing, recipe.noise, recipe.noise_max_sigma),
+        )
         schedule = make_learning_rate(recipe.learning_rate, "cosine", args.epochs, len(batches), recipe.warmup_epochs)
         compile_model(model, make_optimizer(recipe.optimizer, schedule, recipe.weight_decay), recipe.label_smoothing)
         curves = args.out / "curves.csv"
 
         class Rows(keras.callbacks.Callback):
+            # Bound now: the callback runs while this candidate trains, not after the loop moved on.
+            def __init__(self, candidate: str = name, path: Path = curves):
+                super().__init__()
+                self.candidate, self.path = candidate, path
+
             def on_epoch_begin(self, epoch, logs=None):
                 self.start = time.perf_counter()
 
             def on_epoch_end(self, epoch, logs=None):
-                append_row(curves, {"candidate": name, "epochs": args.epochs, "epoch": epoch + 1,
-                                    "val_accuracy": round(float(logs["val_accuracy"]), 4),
-                                    "val_loss": round(float(logs["val_loss"]), 4),
-                                    "train_loss": round(float(logs["loss"]), 4),
-                                    "seconds": round(time.perf_counter() - self.start, 1)})
+                append_row(
+                    self.path,
+                    {
+                        "candidate": self.candidate,
+                        "epochs": args.epochs,
+                        "epoch": epoch + 1,
+                        "val_accuracy": round(float(logs["val_accuracy"]), 4),
+                        "val_loss": round(float(logs["val_loss"]), 4),
+                        "train_loss": round(float(logs["loss"]), 4),
+                        "seconds": round(time.perf_counter() - self.start, 1),
+                    },
+                )
 
         start = time.perf_counter()
-        model, history, _ = fit_resumable(model, batches, x_val, y_val, args.epochs,
-                                          args.out / "checkpoints" / name, f"{name}-{args.epochs}",
-                                          "val_accuracy", [], [Rows()], restore_best=False)
+        model, history, _ = fit_resumable(
+            model,
+            batches,
+            x_val,
+            y_val,
+            args.epochs,
+            args.out / "checkpoints" / name,
+            f"{name}-{args.epochs}",
+            "val_accuracy",
+            [],
+            [Rows()],
+            restore_best=False,
+        )
         # The last epoch, as the cosine schedule intends, not the best one on validation.
         last = len(history["val_accuracy"]) - 1
         noisy = gaussian_noise(x_val[..., None], 0.1, np.random.default_rng(0))
         row = {
-            "candidate": name, "epochs": args.epochs, "arch": recipe.arch, "params": model.count_params(),
+            "candidate": name,
+            "epochs": args.epochs,
+            "arch": recipe.arch,
+            "params": model.count_params(),
             "val_accuracy_last": round(history["val_accuracy"][last], 4),
             "val_accuracy_best": round(max(history["val_accuracy"]), 4),
-            "val_accuracy_tencrop": round(float(np.mean(
-                predict_tta(model, x_val, "tencrop", recipe.crop_size).argmax(1) == y_val)), 4),
+            "val_accuracy_tencrop": round(
+                float(np.mean(predict_tta(model, x_val, "tencrop", recipe.crop_size).argmax(1) == y_val)), 4
+            ),
             "val_accuracy_noise_0.1": round(float(np.mean(predict_proba(model, noisy).argmax(1) == y_val)), 4),
             "wall_seconds": round(time.perf_counter() - start, 1),
             "notes": recipe.notes,

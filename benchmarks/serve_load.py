@@ -54,8 +54,11 @@ def main() -> None:
     photo = encoded.tobytes()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(f"{base}/health", 120)
         started = time.monotonic()
@@ -64,8 +67,9 @@ def main() -> None:
             if time.monotonic() - started > args.time_limit:
                 return -1, 0.0
             begin = time.perf_counter()
-            response = httpx.post(f"{base}/predict", files={"file": ("astronaut.jpg", photo, "image/jpeg")},
-                                  timeout=60.0)
+            response = httpx.post(
+                f"{base}/predict", files={"file": ("astronaut.jpg", photo, "image/jpeg")}, timeout=60.0
+            )
             return response.status_code, time.perf_counter() - begin
 
         one(0)  # a warm-up request outside the timing
@@ -82,11 +86,15 @@ def main() -> None:
     for status, _ in results:
         codes[str(status)] = codes.get(str(status), 0) + 1
     report = {
-        "requests": args.requests, "concurrency": args.concurrency, "status_codes": codes,
+        "requests": args.requests,
+        "concurrency": args.concurrency,
+        "status_codes": codes,
         "p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "p95_ms": round(latencies[int(0.95 * (len(latencies) - 1))], 1) if latencies else None,
-        "requests_per_second": round(len(latencies) / wall, 2), "wall_seconds": round(wall, 1),
-        "server_alive_after": alive, "photo": "scikit-image astronaut, 512x512 JPEG",
+        "requests_per_second": round(len(latencies) / wall, 2),
+        "wall_seconds": round(wall, 1),
+        "server_alive_after": alive,
+        "photo": "scikit-image astronaut, 512x512 JPEG",
         "machine": "2 x86-64 cores, no GPU, TensorFlow on CPU",
     }
     print(json.dumps(report, indent=1))

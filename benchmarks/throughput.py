@@ -1,6 +1,7 @@
 """Training throughput (faces/s): the bare model step against the real training input.
 
-    PYTHONPATH=src python benchmarks/throughput.py --archs vgg_half resnet_half --out benchmarks/results/throughput_cpu.json
+    PYTHONPATH=src python benchmarks/throughput.py --archs vgg_half resnet_half \\
+        --out benchmarks/results/throughput_cpu.json
     python benchmarks/throughput.py --archs vgg_half --cpu-bfloat16   # bfloat16 on a CPU with AMX
 
 For each architecture, on random faces:
@@ -31,8 +32,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--crop-size", type=int, default=44)
-    parser.add_argument("--cpu-bfloat16", action="store_true",
-                        help="train.cpu_bfloat16: bfloat16 compute where the CPU has AMX (TensorFlow)")
+    parser.add_argument(
+        "--cpu-bfloat16",
+        action="store_true",
+        help="train.cpu_bfloat16: bfloat16 compute where the CPU has AMX (TensorFlow)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     start_backend()
@@ -51,13 +55,19 @@ def main() -> None:
     x = rng.integers(0, 256, size=(faces, 48, 48)).astype(np.uint8)
     y = np.arange(faces) % 7
     augmentation = Augmentation(args.crop_size, True, 0.3, 0.5, 0.15)
-    batch = x[:args.batch_size, ..., None].astype("float32")
+    batch = x[: args.batch_size, ..., None].astype("float32")
     start = time.perf_counter()
     for _ in range(args.steps):
         augmentation(batch, rng)
     augment_ms = (time.perf_counter() - start) / args.steps * 1000
-    results = {"environment": {k: str(v) for k, v in environment_info().items()}, "batch_size": args.batch_size,
-               "crop_size": args.crop_size, "dtype_policy": dtype_policy, "augmentation_ms_per_batch": round(augment_ms, 2), "faces_per_second": {}}
+    results = {
+        "environment": {k: str(v) for k, v in environment_info().items()},
+        "batch_size": args.batch_size,
+        "crop_size": args.crop_size,
+        "dtype_policy": dtype_policy,
+        "augmentation_ms_per_batch": round(augment_ms, 2),
+        "faces_per_second": {},
+    }
     print(f"augmentation alone: {augment_ms:.1f} ms per batch of {args.batch_size}", flush=True)
 
     class BatchEnds(keras.callbacks.Callback):
@@ -76,7 +86,7 @@ def main() -> None:
 
     for arch in args.archs:
         model = model_for(arch, False)
-        labels = one_hot(y[:args.batch_size], 7)
+        labels = one_hot(y[: args.batch_size], 7)
         for _ in range(3):
             model.train_on_batch(batch, labels)
         start = time.perf_counter()

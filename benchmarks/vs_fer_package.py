@@ -29,12 +29,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from grids import FACES, draw, grid, load_faces, match, write_csv
 from matplotlib import cbook
 from skimage import data as skimage_data
 
 from ferflow.detectors import DEFAULT_DETECTOR, face_detector
 from ferflow.predict import Image, PredictOptions, classify_faces, faces_in, load_classifier
-from grids import FACES, draw, grid, load_faces, match, write_csv
 
 
 class FerPackage:
@@ -51,16 +51,20 @@ class FerPackage:
         self.detect_emotions = lambda image, **kw: FER.detect_emotions(self.fer, image, **kw)
 
     def faces(self, bgr: np.ndarray) -> list[tuple[tuple[int, int, int, int], str]]:
-        return [(tuple(int(v) for v in face["box"]), max(face["emotions"], key=face["emotions"].get))
-                for face in self.detect_emotions(bgr)]
+        return [
+            (tuple(int(v) for v in face["box"]), max(face["emotions"], key=face["emotions"].get))
+            for face in self.detect_emotions(bgr)
+        ]
 
     def classify_crops(self, crops: np.ndarray) -> list[str]:
         labels = []
         # It widens every box by 10 px per side (its `offsets`): a box 10 px inside the crop
         # makes it classify exactly the crop.
         for crop in crops:
-            found = self.detect_emotions(cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR),
-                                         face_rectangles=[(10, 10, crop.shape[1] - 20, crop.shape[0] - 20)])
+            found = self.detect_emotions(
+                cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR),
+                face_rectangles=[(10, 10, crop.shape[1] - 20, crop.shape[0] - 20)],
+            )
             labels.append(max(found[0]["emotions"], key=found[0]["emotions"].get))
         return labels
 
@@ -73,8 +77,10 @@ class Ours:
         self.name = f"ferflow ({DEFAULT_DETECTOR} + {model.name})"
 
     def faces(self, bgr: np.ndarray) -> list[tuple[tuple[int, int, int, int], str]]:
-        return [(face.box, face.emotion) for face in faces_in(Image("grid", None, bgr), self.classifier,
-                                                                 self.options, self.detector)]
+        return [
+            (face.box, face.emotion)
+            for face in faces_in(Image("grid", None, bgr), self.classifier, self.options, self.detector)
+        ]
 
     def classify_crops(self, crops: np.ndarray) -> list[str]:
         names = self.classifier.class_names
@@ -112,15 +118,19 @@ def measure(tool, faces: np.ndarray, labels: list[str], seeds: list[int], sizes:
     start = time.perf_counter()
     crop_labels = tool.classify_crops(crops)
     seconds = time.perf_counter() - start
-    return {"tool": tool.name, "faces_placed": placed_count, "faces_found": found,
-            "recall": round(found / placed_count, 3),
-            "false_positives_per_24_faces": round(false / placed_count * FACES, 2),
-            "accuracy_on_faces_found": round(correct / max(found, 1), 3),
-            "accuracy_on_faces_placed": round(correct / placed_count, 3),
-            **{f"faces_in_{name}": len(tool.faces(image)) for name, image in portraits.items()},
-            "ms_per_640x480_photo": round(statistics.median(times), 1),
-            "accuracy_on_crops": round(float(np.mean([p == labels[i] for p, i in zip(crop_labels, crop_indices)])), 3),
-            "crops_per_second": round(len(crops) / seconds, 1)}
+    return {
+        "tool": tool.name,
+        "faces_placed": placed_count,
+        "faces_found": found,
+        "recall": round(found / placed_count, 3),
+        "false_positives_per_24_faces": round(false / placed_count * FACES, 2),
+        "accuracy_on_faces_found": round(correct / max(found, 1), 3),
+        "accuracy_on_faces_placed": round(correct / placed_count, 3),
+        **{f"faces_in_{name}": len(tool.faces(image)) for name, image in portraits.items()},
+        "ms_per_640x480_photo": round(statistics.median(times), 1),
+        "accuracy_on_crops": round(float(np.mean([p == labels[i] for p, i in zip(crop_labels, crop_indices)])), 3),
+        "crops_per_second": round(len(crops) / seconds, 1),
+    }
 
 
 def main() -> None:
@@ -139,8 +149,12 @@ def main() -> None:
         rows.append(measure(tool, faces, labels, args.seeds, args.sizes, args.repeats))
         print(rows[-1], flush=True)
     if args.out:
-        write_csv(args.out, f"{Path(__file__).name}: {args.faces}, seeds {args.seeds}, sizes {args.sizes} px, "
-                  f"model {args.model}", rows)
+        write_csv(
+            args.out,
+            f"{Path(__file__).name}: {args.faces}, seeds {args.seeds}, sizes {args.sizes} px, model {args.model}",
+            rows,
+        )
+
 
 if __name__ == "__main__":
     main()

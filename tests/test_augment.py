@@ -19,8 +19,12 @@ def test_random_crops_put_a_window_of_the_face_where_the_model_centre_crops() ->
     offsets = set()
     for original, cropped in zip(x, out):
         centre = cropped[2:46, 2:46, 0]
-        windows = [(dy, dx) for dy in range(5) for dx in range(5)
-                   if np.array_equal(original[dy:dy + 44, dx:dx + 44, 0], centre)]
+        windows = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if np.array_equal(original[dy : dy + 44, dx : dx + 44, 0], centre)
+        ]
         assert windows, "the centre of every output must be a 44 px window of its face"
         offsets.add(windows[0])
     assert len(offsets) > 5  # the windows vary from face to face
@@ -47,7 +51,7 @@ def test_random_erasing_changes_one_rectangle_on_some_faces_and_is_seeded() -> N
     assert 30 < changed.sum() < 70
     for face in erased[changed]:
         rows, cols = np.nonzero(face[..., 0] != 128.0)
-        box = face[rows.min():rows.max() + 1, cols.min():cols.max() + 1, 0]
+        box = face[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1, 0]
         assert (box != 128.0).mean() > 0.9  # one filled rectangle (noise may hit 128 by chance)
         assert 0.01 * 48 * 48 <= box.size <= 0.3 * 48 * 48
     assert erased.min() >= 0 and erased.max() <= 255

@@ -23,8 +23,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 def metrics(accuracy: float) -> dict[str, dict]:
     return {
-        "metrics/evaluate.json": {"test_acc": accuracy, "tta_acc": accuracy, "macro_f1": 0.4, "ece": 0.05,
-                                  "val_acc": accuracy},
+        "metrics/evaluate.json": {
+            "test_acc": accuracy,
+            "tta_acc": accuracy,
+            "macro_f1": 0.4,
+            "ece": 0.05,
+            "val_acc": accuracy,
+        },
         "metrics/robustness.json": {"noise_acc": accuracy, "corruption_acc": 0.4},
     }
 
@@ -40,10 +45,13 @@ def test_the_committed_lock_records_the_committed_code() -> None:
     # The committed metrics are only the baseline of this code if dvc.lock was written by it:
     # every source file and notebook a stage depends on must have the md5 the lock records.
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())
-    stale = [f"{name}: {dep['path']}"
-             for name, stage in lock["stages"].items() for dep in stage.get("deps", [])
-             if dep["path"].startswith(("src/", "notebooks/"))
-             and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]]
+    stale = [
+        f"{name}: {dep['path']}"
+        for name, stage in lock["stages"].items()
+        for dep in stage.get("deps", [])
+        if dep["path"].startswith(("src/", "notebooks/"))
+        and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]
+    ]
     assert stale == [], "dvc.lock is stale; run `dvc repro` and commit dvc.lock with its outputs"
 
 
@@ -62,13 +70,19 @@ def test_macro_f1_is_allowed_twice_the_tolerance_and_no_more() -> None:
 
     assert differences(with_macro_f1(0.458), with_macro_f1(0.420), 0.03) == []  # 0.038: two CPUs, measured
     assert differences(with_macro_f1(0.49), with_macro_f1(0.42), 0.03) == [
-        "metrics/evaluate.json: macro_f1 = 0.4900, committed 0.4200 (differs by 0.0700 > 0.06)"]
+        "metrics/evaluate.json: macro_f1 = 0.4900, committed 0.4200 (differs by 0.0700 > 0.06)"
+    ]
 
 
 def run_check(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    return subprocess.run([sys.executable, "-m", "ferflow.stage", "check"], cwd=tmp_path, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    return subprocess.run(
+        [sys.executable, "-m", "ferflow.stage", "check"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+    )
 
 
 def test_check_writes_one_json_per_section(tmp_path) -> None:
@@ -101,15 +115,21 @@ def test_a_failed_cell_is_reported_by_its_reason_first() -> None:
 
 
 def test_our_package_and_the_pypi_fer_package_import_side_by_side() -> None:
-    code = ("import fer, ferflow, ferflow.predict; "
-            "print(fer.__title__, fer.__version__, ferflow.__name__, fer.__file__ != ferflow.__file__)")
+    code = (
+        "import fer, ferflow, ferflow.predict; "
+        "print(fer.__title__, fer.__version__, ferflow.__name__, fer.__file__ != ferflow.__file__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert result.returncode == 0, ("the PyPI fer package is missing: pip install --no-deps fer==25.10.3 "
-                                    f"(README, Development)\n{result.stderr[-2000:]}")
+    assert result.returncode == 0, (
+        "the PyPI fer package is missing: pip install --no-deps fer==25.10.3 "
+        f"(README, Development)\n{result.stderr[-2000:]}"
+    )
     assert result.stdout.split() == ["fer", "25.10.3", "ferflow", "True"]
     help_text = subprocess.run([sys.executable, "-m", "ferflow.cli", "--help"], capture_output=True, text=True).stdout
-    assert help_text == subprocess.run([str(Path(sys.executable).parent / "fer"), "--help"], capture_output=True,
-                                       text=True).stdout
+    assert (
+        help_text
+        == subprocess.run([str(Path(sys.executable).parent / "fer"), "--help"], capture_output=True, text=True).stdout
+    )
     assert "Facial-emotion recognition on FER-2013" in help_text  # the `fer` command is still ours
 
 
@@ -130,9 +150,11 @@ def test_a_stage_and_its_kernel_stop_when_the_process_that_started_them_is_kille
     import psutil
 
     pids = tmp_path / "pids"
-    stage = (f"import subprocess, time; from ferflow.stage import stop_with_parent; stop_with_parent(0.2); "
-             f"kernel = subprocess.Popen(['sleep', '120'], start_new_session=True); "  # as Jupyter starts it
-             f"open({str(pids)!r}, 'w').write(f'{{__import__(\"os\").getpid()}} {{kernel.pid}}'); time.sleep(120)")
+    stage = (
+        f"import subprocess, time; from ferflow.stage import stop_with_parent; stop_with_parent(0.2); "
+        f"kernel = subprocess.Popen(['sleep', '120'], start_new_session=True); "  # as Jupyter starts it
+        f"open({str(pids)!r}, 'w').write(f'{{__import__(\"os\").getpid()}} {{kernel.pid}}'); time.sleep(120)"
+    )
     command = [sys.executable, "-c", stage]
     if through == "waiting shell":  # `; exit $?` keeps the shell from exec-ing the command: it waits, as dvc's can
         command = ["sh", "-c", f"{shlex.join(command)}; exit $?"]
@@ -164,18 +186,27 @@ def running(pid: int) -> bool:
 
 
 def test_sigterm_or_ctrl_c_stops_a_stage_in_one_line() -> None:
-    code = ("import sys, time; from ferflow import stage; "
-            "stage._main = lambda argv: (print('ready', flush=True), time.sleep(60)); "
-            "sys.exit(stage.main(['run', 'train']))")
+    code = (
+        "import sys, time; from ferflow import stage; "
+        "stage._main = lambda argv: (print('ready', flush=True), time.sleep(60)); "
+        "sys.exit(stage.main(['run', 'train']))"
+    )
     for signum, exit_code, word in ((signal.SIGTERM, 143, "stopped"), (signal.SIGINT, 130, "interrupted")):
-        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
         assert process.stdout.readline().strip() == "ready"
         process.send_signal(signum)
         _, err = process.communicate(timeout=30)
         assert process.returncode == exit_code
-        assert err.strip() == (f"{word}: the train stage did not finish; run `dvc repro` again to complete it "
-                               "(a training carries on from its last finished epoch)")
+        assert err.strip() == (
+            f"{word}: the train stage did not finish; run `dvc repro` again to complete it "
+            "(a training carries on from its last finished epoch)"
+        )
 
 
 def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
@@ -183,11 +214,15 @@ def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
 
     from ferflow.stage import report_html
 
-    notebook = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell("# 4 · Evaluate on the test split\n\nWhat it does."),
-        nbformat.v4.new_code_cell("secret_code_line = 41 + 1\nprint(secret_code_line)", outputs=[
-            nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.4943\n")]),
-    ])
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell("# 4 · Evaluate on the test split\n\nWhat it does."),
+            nbformat.v4.new_code_cell(
+                "secret_code_line = 41 + 1\nprint(secret_code_line)",
+                outputs=[nbformat.v4.new_output("stream", name="stdout", text="accuracy 0.4943\n")],
+            ),
+        ]
+    )
     page = report_html(notebook, "04_evaluate.ipynb")
     assert "<title>4 · Evaluate on the test split · ferflow</title>" in page
     assert 'href="index.html"' in page and 'href="04_evaluate.ipynb"' in page

@@ -45,7 +45,7 @@ def test_same_faces_as_the_folders(tiny_source, tmp_path) -> None:
     folders = load_folder_dataset(tiny_source)
     usages = ["Training" if s == "train" else "PrivateTest" for s in folders.splits]
     path = tmp_path / "faces.csv"
-    write_contest_csv(path, folders.images, [CLASS_NAMES[l] for l in folders.labels], usages)
+    write_contest_csv(path, folders.images, [CLASS_NAMES[label] for label in folders.labels], usages)
     from_csv = load_dataset(path)  # chosen by the .csv suffix
     np.testing.assert_array_equal(from_csv.images, folders.images)
     np.testing.assert_array_equal(from_csv.labels, folders.labels)
@@ -54,18 +54,18 @@ def test_same_faces_as_the_folders(tiny_source, tmp_path) -> None:
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(faces=arrays(np.uint8, st.tuples(st.integers(1, 6), st.just(48), st.just(48))),
-       data=st.data())
+@given(faces=arrays(np.uint8, st.tuples(st.integers(1, 6), st.just(48), st.just(48))), data=st.data())
 def test_parser_round_trips_any_faces(tmp_path, faces, data) -> None:
     names = data.draw(st.lists(st.sampled_from(CLASS_NAMES), min_size=len(faces), max_size=len(faces)))
-    usages = data.draw(st.lists(st.sampled_from(["Training", "PublicTest", "PrivateTest"]),
-                                min_size=len(faces), max_size=len(faces)))
+    usages = data.draw(
+        st.lists(st.sampled_from(["Training", "PublicTest", "PrivateTest"]), min_size=len(faces), max_size=len(faces))
+    )
     path = tmp_path / "round_trip.csv"
     write_contest_csv(path, faces, names, usages)
     present = tuple(c for c in CLASS_NAMES if c in names)
     dataset = load_csv_dataset(path, present)
     np.testing.assert_array_equal(dataset.images, faces)
-    assert [present[l] for l in dataset.labels] == names
+    assert [present[label] for label in dataset.labels] == names
 
 
 def test_class_subset_follows_the_configured_order(tmp_path) -> None:
@@ -75,15 +75,18 @@ def test_class_subset_follows_the_configured_order(tmp_path) -> None:
     assert int(dataset.images[dataset.labels == 0][0, 0, 0]) == CONTEST_EMOTIONS.index("surprise") * 30
 
 
-@pytest.mark.parametrize("row, message", [
-    (face_row(3, count=2303), r"line 9 has 2303 pixel values, not 2304"),
-    (face_row(3, count=2305), r"line 9 has 2305 pixel values, not 2304"),
-    ("3," + " ".join(["7"] * 2303) + " x7,Training\n", r"line 9 has a pixel value 'x7'"),
-    ("3," + " ".join(["7"] * 2303) + " 300,Training\n", r"line 9 has a pixel value '300'"),
-    (face_row(7), r"line 9 emotion '7' is not an integer in 0..6"),
-    ("happy," + " ".join(["7"] * 2304) + ",Training\n", r"line 9 emotion 'happy'"),
-    (face_row(3, usage="Validation"), r"line 9 Usage 'Validation' is not one of"),
-])
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (face_row(3, count=2303), r"line 9 has 2303 pixel values, not 2304"),
+        (face_row(3, count=2305), r"line 9 has 2305 pixel values, not 2304"),
+        ("3," + " ".join(["7"] * 2303) + " x7,Training\n", r"line 9 has a pixel value 'x7'"),
+        ("3," + " ".join(["7"] * 2303) + " 300,Training\n", r"line 9 has a pixel value '300'"),
+        (face_row(7), r"line 9 emotion '7' is not an integer in 0..6"),
+        ("happy," + " ".join(["7"] * 2304) + ",Training\n", r"line 9 emotion 'happy'"),
+        (face_row(3, usage="Validation"), r"line 9 Usage 'Validation' is not one of"),
+    ],
+)
 def test_each_malformed_row_is_named_by_its_line(tmp_path, row, message) -> None:
     path = write(tmp_path, HEADER + all_classes() + row)  # header + 7 rows, so the bad row is line 9
     with pytest.raises(DataError, match=message):
@@ -114,10 +117,13 @@ def test_class_without_rows_is_named(tmp_path) -> None:
         load_csv_dataset(path, CLASS_NAMES)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", r"'.*empty.csv' is empty; the contest file starts with the header"),
-    ("emotion,pixels,Usage\n", r"'.*empty.csv' has a header but no rows"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("", r"'.*empty.csv' is empty; the contest file starts with the header"),
+        ("emotion,pixels,Usage\n", r"'.*empty.csv' has a header but no rows"),
+    ],
+)
 def test_an_empty_csv_is_named(tmp_path, text, message) -> None:
     path = tmp_path / "empty.csv"
     path.write_text(text)

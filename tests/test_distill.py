@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_ensemble import faces, save_member  # noqa: F401 - the fixture is used by name
 
 from ferflow import CLASS_NAMES
-from ferflow.distill import (TeacherError, agreement, distillation_targets, load_teacher, soften,
-                             teacher_probabilities)
+from ferflow.distill import TeacherError, agreement, distillation_targets, load_teacher, soften, teacher_probabilities
 from ferflow.train import TrainingBatches
-from test_ensemble import faces, save_member  # noqa: F401 - the fixture is used by name
 
 
 def test_softening_is_softmax_of_the_logits_over_the_temperature() -> None:
@@ -44,7 +43,7 @@ def test_batches_serve_the_soft_targets_of_their_faces() -> None:
     for index in range(len(batches)):
         xb, tb, wb = batches[index]
         xp, hot, wp = plain[index]
-        rows = batches._order[index * 4:(index + 1) * 4]
+        rows = batches._order[index * 4 : (index + 1) * 4]
         np.testing.assert_array_equal(tb, soft[rows])  # the soft targets of the faces in the batch
         np.testing.assert_array_equal(hot, np.eye(3)[y[rows]])
         np.testing.assert_array_equal(xb, xp)

@@ -33,12 +33,15 @@ def test_the_readme_python_example_runs() -> None:
     # Three sample crops, each its whole 48x48 image (no detection), a known emotion and a confidence.
     assert len(lines) == 3, lines
     for line in lines:
-        assert re.fullmatch(rf"data/sample/test/surprise/\S+\.(jpg|png) \(0, 0, 48, 48\) ({emotions}) 0\.\d+", line), line
+        assert re.fullmatch(rf"data/sample/test/surprise/\S+\.(jpg|png) \(0, 0, 48, 48\) ({emotions}) 0\.\d+", line), (
+            line
+        )
 
 
 README_LINK = re.compile(r"\]\(([^)#]+)(#[^)]*)?\)")
-NOT_FOR_USERS = re.compile(r"\bissue #?\d+|\.\./shared|/work/|seed projects?\b|\bthis session\b|\bsessions ago\b",
-                           re.IGNORECASE)
+NOT_FOR_USERS = re.compile(
+    r"\bissue #?\d+|\.\./shared|/work/|seed projects?\b|\bthis session\b|\bsessions ago\b", re.IGNORECASE
+)
 
 
 def test_the_readme_is_short_and_its_local_links_and_pictures_exist() -> None:
@@ -51,12 +54,22 @@ def test_the_readme_is_short_and_its_local_links_and_pictures_exist() -> None:
 
 
 def test_no_text_refers_to_issues_sessions_or_folders_outside_the_repo() -> None:
-    texts = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "notebooks").glob("*.ipynb"),
-             *(REPO / "src/ferflow").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py"),
-             *(REPO / "benchmarks/results").rglob("*.md"), *(REPO / "benchmarks/results").rglob("params.yaml"),
-             *(REPO / "src/ferflow/assets").glob("*.json"), *(REPO / "models/pretrained").glob("*.json")]
-    found = [f"{path.relative_to(REPO)}: {match.group(0)}" for path in texts
-             for match in NOT_FOR_USERS.finditer(path.read_text(encoding="utf-8"))]
+    texts = [
+        REPO / "README.md",
+        *(REPO / "docs").rglob("*.md"),
+        *(REPO / "notebooks").glob("*.ipynb"),
+        *(REPO / "src/ferflow").rglob("*.py"),
+        *(REPO / "benchmarks").rglob("*.py"),
+        *(REPO / "benchmarks/results").rglob("*.md"),
+        *(REPO / "benchmarks/results").rglob("params.yaml"),
+        *(REPO / "src/ferflow/assets").glob("*.json"),
+        *(REPO / "models/pretrained").glob("*.json"),
+    ]
+    found = [
+        f"{path.relative_to(REPO)}: {match.group(0)}"
+        for path in texts
+        for match in NOT_FOR_USERS.finditer(path.read_text(encoding="utf-8"))
+    ]
     assert found == []
 
 
@@ -64,7 +77,12 @@ def test_every_docs_page_is_in_the_site_navigation_and_the_site_builds_strictly(
     config = yaml.safe_load((REPO / "mkdocs.yml").read_text())
     in_nav = {next(iter(entry.values())) for entry in config["nav"]}
     assert in_nav == {path.name for path in (REPO / "docs").glob("*.md")}
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                            cwd=REPO, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "site/reports/index.html").exists()

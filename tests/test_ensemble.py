@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import REPO
+
 from ferflow import CLASS_NAMES
 from ferflow.ensemble import EnsembleError, check_members, main
 
@@ -25,9 +25,16 @@ def save_member(folder: Path, name: str, seed: int, class_names=CLASS_NAMES, cro
     model = build_model("seed_cnn_compact", len(class_names), crop_size=crop_size)
     path = folder / f"{name}.keras"
     save_model(model, path)
-    path.with_suffix(".json").write_text(json.dumps({
-        "class_names": list(class_names), "arch": "seed_cnn_compact", "params": {"crop_size": crop_size},
-        "training_seconds": 10.0 + seed}))
+    path.with_suffix(".json").write_text(
+        json.dumps(
+            {
+                "class_names": list(class_names),
+                "arch": "seed_cnn_compact",
+                "params": {"crop_size": crop_size},
+                "training_seconds": 10.0 + seed,
+            }
+        )
+    )
     return path
 
 
@@ -65,9 +72,9 @@ def test_the_ensemble_outputs_the_mean_of_its_members(members, faces, tmp_path) 
 
 
 def test_evaluate_scores_each_member_and_their_mean(members, tmp_path, capsys) -> None:
-    from ferflow.evaluate import predict_proba
     import cv2
 
+    from ferflow.evaluate import predict_proba
     from ferflow.predict import load_classifier
     from ferflow.processed import ProcessedData, save_processed
 
@@ -75,10 +82,12 @@ def test_evaluate_scores_each_member_and_their_mean(members, tmp_path, capsys) -
     x = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
     y = np.array([CLASS_NAMES.index(f.parent.name) for f in files])
     empty = {"x": x[:0], "y": y[:0], "files": np.array([], dtype=str)}
-    data = ProcessedData(x={"train": empty["x"], "val": x, "test": empty["x"]},
-                         y={"train": empty["y"], "val": y, "test": empty["y"]},
-                         files={"train": empty["files"], "val": np.array([f.name for f in files]),
-                                "test": empty["files"]}, class_names=CLASS_NAMES)
+    data = ProcessedData(
+        x={"train": empty["x"], "val": x, "test": empty["x"]},
+        y={"train": empty["y"], "val": y, "test": empty["y"]},
+        files={"train": empty["files"], "val": np.array([f.name for f in files]), "test": empty["files"]},
+        class_names=CLASS_NAMES,
+    )
     dataset = tmp_path / "dataset.npz"
     save_processed(dataset, data)
     out = tmp_path / "gain.json"
@@ -133,5 +142,6 @@ def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(f
     member_outputs = [member.predict_on_batch(faces) for member in members]
     np.testing.assert_allclose(member_outputs[0], single.model.predict_on_batch(faces), rtol=1e-5, atol=1e-6)
     assert not np.allclose(member_outputs[0], member_outputs[1], atol=1e-3)
-    np.testing.assert_allclose(ensemble.model.predict_on_batch(faces), np.mean(member_outputs, axis=0),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        ensemble.model.predict_on_batch(faces), np.mean(member_outputs, axis=0), rtol=1e-5, atol=1e-6
+    )

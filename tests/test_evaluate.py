@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
-
-import keras
 from sklearn.metrics import log_loss
 
-from ferflow.evaluate import (calibration_metrics, classification_metrics, confusion_counts, confusion_rows,
-                              measure_latency, misclassified, most_confident_correct, occlusion_map, predict_tta,
-                              reliability_bins, top_confusions)
-from ferflow.tta import shift_faces, tta_views
+from ferflow.evaluate import (
+    calibration_metrics,
+    classification_metrics,
+    confusion_counts,
+    confusion_rows,
+    measure_latency,
+    misclassified,
+    most_confident_correct,
+    occlusion_map,
+    predict_tta,
+    reliability_bins,
+    top_confusions,
+)
 from ferflow.models import build_model
+from ferflow.tta import shift_faces, tta_views
 
 NAMES = ("a", "b", "c")
 
@@ -127,8 +136,11 @@ def region_model() -> keras.Model:
     inputs = keras.Input((48, 48, 1))
     corner = keras.layers.Cropping2D(((0, 36), (0, 36)))(inputs)
     mean = keras.layers.GlobalAveragePooling2D()(corner)
-    logits = keras.layers.Dense(2, kernel_initializer=keras.initializers.Constant([[0.0, 0.1]]),
-                                bias_initializer=keras.initializers.Constant([0.0, -22.0]))(mean)
+    logits = keras.layers.Dense(
+        2,
+        kernel_initializer=keras.initializers.Constant([[0.0, 0.1]]),
+        bias_initializer=keras.initializers.Constant([0.0, -22.0]),
+    )(mean)
     return keras.Model(inputs, keras.layers.Softmax()(logits))
 
 
@@ -150,8 +162,10 @@ def test_tta_probabilities_are_a_mean_of_distributions(rng) -> None:
 def test_a_small_test_split_is_warned_about_with_its_margin_of_error() -> None:
     from ferflow.evaluate import small_split_warning
 
-    assert small_split_warning(3) == ("warning: the test split has only 3 faces, so its accuracy is uncertain by "
-                                      "about ±58 points; use a larger source (or larger split fractions) for "
-                                      "figures that mean something")
+    assert small_split_warning(3) == (
+        "warning: the test split has only 3 faces, so its accuracy is uncertain by "
+        "about ±58 points; use a larger source (or larger split fractions) for "
+        "figures that mean something"
+    )
     assert "±10 points" in small_split_warning(100)
     assert small_split_warning(200) is None and small_split_warning(3589) is None

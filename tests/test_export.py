@@ -94,7 +94,7 @@ def test_unusable_targets_are_one_line_before_any_work(case, tmp_path, capsys, m
 
 
 def test_a_killed_exports_scratch_is_removed_by_the_next_export(model_path, tmp_path) -> None:
-    dead = 2 ** 22 + 12345  # above pid_max's default: no such process
+    dead = 2**22 + 12345  # above pid_max's default: no such process
     stale = tmp_path / f".model.onnx.export-{dead}-abc123"
     (stale / "model.onnx").mkdir(parents=True)
     alive = tmp_path / f".model.onnx.export-{os.getpid()}-xyz789"  # a live process's: left alone

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
+from ferflow.io import save_model
 from ferflow.models import ARCHITECTURES, build_model, make_augmentation
 from ferflow.runtime import seed_everything
-from ferflow.io import save_model
 from ferflow.train import compile_model, one_hot
 
 
@@ -71,7 +71,7 @@ def test_crop_is_inside_the_model_random_in_training_centred_at_test(crop: int, 
     x = rng.integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
     centre = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(x))
     margin = (48 - crop) // 2
-    np.testing.assert_array_equal(centre, x[:, margin:margin + crop, margin:margin + crop])
+    np.testing.assert_array_equal(centre, x[:, margin : margin + crop, margin : margin + crop])
     # The augmentation shifts by at least the margin, so the crop lands anywhere in the face.
     translation = model.get_layer("augmentation").layers[1]
     assert translation.height_factor * 48 >= margin and translation.width_factor * 48 >= margin

@@ -9,9 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from imports import closure, direct_imports
 
 from ferflow.stage import STAGES, checked_path
-from imports import closure, direct_imports
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / "src" / "ferflow"
@@ -37,8 +37,13 @@ def parameters_cell(notebook) -> nbformat.NotebookNode:
 
 
 def assigned_names(source: str) -> set[str]:
-    return {target.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-            for target in node.targets if isinstance(target, ast.Name)}
+    return {
+        target.id
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
 
 
 def missing_code_deps(deps: list[str], roots: set[str]) -> list[str]:
@@ -97,8 +102,9 @@ def test_source_notebook_is_committed_clean(stage_name: str) -> None:
 @pytest.mark.parametrize("stage_name", STAGES)
 def test_notebooks_define_no_functions(stage_name: str) -> None:
     tree = ast.parse(code_of(stage_name))
-    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))], \
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))], (
         "put logic in src/ferflow with a test"
+    )
 
 
 def test_report_stage_depends_on_what_the_page_shows() -> None:
@@ -134,7 +140,7 @@ def test_a_notebook_run_by_hand_from_notebooks_reads_its_params_from_the_file(st
     notebook = nbformat.read(notebook_path(stage_name), as_version=4)
     code_cells = [c for c in notebook.cells if c.cell_type == "code"]
     start = code_cells.index(parameters_cell(notebook))
-    setup = "\n".join(c.source for c in code_cells[start:start + 2])  # the parameters cell and the set-up
+    setup = "\n".join(c.source for c in code_cells[start : start + 2])  # the parameters cell and the set-up
     _, sections = STAGES[stage_name]
     probe = setup + "\nimport os, json\nprint(json.dumps([os.getcwd(), " + ", ".join(sections) + "]))"
     result = subprocess.run([sys.executable, "-c", probe], cwd=REPO / "notebooks", capture_output=True, text=True)

@@ -7,14 +7,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO
 from skimage import data as skimage_data
 
-from conftest import REPO
 from ferflow.detectors import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, detect_faces, scale_pyramid
 from ferflow.io import sha256_file
 from ferflow.onnx_runtime import ASSETS, CHECKSUMS, default_threads
@@ -29,7 +28,8 @@ def photos() -> list[np.ndarray]:
     from test_predict import two_face_canvas
 
     return [cv2.resize(astronaut, size, interpolation=cv2.INTER_AREA) for size in PHOTO_SIZES] + [
-        cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2BGR)]
+        cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2BGR)
+    ]
 
 
 def test_the_shipped_onnx_files_match_their_checksums_and_their_keras_originals() -> None:
@@ -38,8 +38,9 @@ def test_the_shipped_onnx_files_match_their_checksums_and_their_keras_originals(
     assert all(sha256_file(ASSETS / name) == digest for name, digest in recorded.items())
     for name in ("fer2013", "fer2013_ensemble"):
         sidecar = json.loads((ASSETS / f"{name}.json").read_text())
-        assert sidecar["exported_from"]["sha256"] == sha256_file(PRETRAINED / f"{name}.keras"), \
+        assert sidecar["exported_from"]["sha256"] == sha256_file(PRETRAINED / f"{name}.keras"), (
             f"{name}.onnx is stale: run python -m ferflow.onnx_export"
+        )
         assert sidecar["model_sha256"] == recorded[f"{name}.onnx"]
 
 
@@ -47,10 +48,14 @@ def test_the_shipped_onnx_files_match_their_checksums_and_their_keras_originals(
 def test_onnx_probabilities_match_keras_within_1e_4_on_real_faces_and_photos(name) -> None:
     onnx, keras = load_classifier(ASSETS / f"{name}.onnx"), load_classifier(PRETRAINED / f"{name}.keras")
     assert (onnx.runtime, keras.runtime) == ("onnx", "keras") and onnx.class_names == keras.class_names
-    faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE)
-                      for p in sorted((REPO / "data/sample/test").glob("*/*.jpg"))[::7]])[..., None]
-    np.testing.assert_allclose(onnx.model.predict_on_batch(faces.astype(np.float32)),
-                               keras.model.predict_on_batch(faces.astype(np.float32)), atol=1e-4)
+    faces = np.stack(
+        [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((REPO / "data/sample/test").glob("*/*.jpg"))[::7]]
+    )[..., None]
+    np.testing.assert_allclose(
+        onnx.model.predict_on_batch(faces.astype(np.float32)),
+        keras.model.predict_on_batch(faces.astype(np.float32)),
+        atol=1e-4,
+    )
 
 
 def test_onnx_mtcnn_finds_the_boxes_tensorflow_mtcnn_finds(tmp_path) -> None:
@@ -88,22 +93,30 @@ def test_the_pyramid_is_the_mtcnn_packages() -> None:
     from mtcnn.utils.images import build_scale_pyramid
 
     for width, height, scale in ((640, 480, 0.8), (320, 240, 0.709), (13, 400, 0.8), (12, 12, 0.8)):
-        np.testing.assert_allclose(scale_pyramid(width, height, 20, scale),
-                                   build_scale_pyramid(width, height, 20, scale, min_size=12))
+        np.testing.assert_allclose(
+            scale_pyramid(width, height, 20, scale), build_scale_pyramid(width, height, 20, scale, min_size=12)
+        )
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(REPO / "src"), **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO / "src"), **env},
+    )
 
 
 def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
     photo = tmp_path / "photo.jpg"
     cv2.imwrite(str(photo), photos()[0])
-    code = ("import sys, json; from ferflow.cli import main; "
-            f"code = main(['predict', {str(photo)!r}, '--quality', 'best', '--json', {str(tmp_path / 'out.json')!r}]); "
-            "print(json.dumps({'code': code, 'loaded': sorted(m for m in sys.modules "
-            "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn', 'jax', 'torch'))}))")
+    code = (
+        "import sys, json; from ferflow.cli import main; "
+        f"code = main(['predict', {str(photo)!r}, '--quality', 'best', '--json', {str(tmp_path / 'out.json')!r}]); "
+        "print(json.dumps({'code': code, 'loaded': sorted(m for m in sys.modules "
+        "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn', 'jax', 'torch'))}))"
+    )
     result = run_python(code)
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report == {"code": 0, "loaded": []}, result.stderr
@@ -113,14 +126,17 @@ def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
 
 
 def test_a_keras_model_without_keras_is_one_line_saying_what_to_do(tmp_path) -> None:
-    code = ("import sys; sys.modules['keras'] = None; from ferflow.cli import main; "
-            f"sys.exit(main(['predict', {str(tmp_path)!r}, '--model', {str(PRETRAINED / 'fer2013.keras')!r}]))")
+    code = (
+        "import sys; sys.modules['keras'] = None; from ferflow.cli import main; "
+        f"sys.exit(main(['predict', {str(tmp_path)!r}, '--model', {str(PRETRAINED / 'fer2013.keras')!r}]))"
+    )
     result = run_python(code)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: '{PRETRAINED / 'fer2013.keras'}' is a Keras model, and Keras is not installed: install it "
         "(pip install 'ferflow[pipeline]'), or pass an exported .onnx model (fer export --format onnx, where "
-        "Keras is installed)"]
+        "Keras is installed)"
+    ]
 
 
 def test_threads_follow_the_setting(monkeypatch) -> None:

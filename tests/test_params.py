@@ -28,41 +28,79 @@ def test_the_shipped_params_file_is_valid_and_typed() -> None:
     assert loaded.split.fractions == {"train": 0.70, "val": 0.15, "test": 0.15}
 
 
-@pytest.mark.parametrize("section, key, value, message", [
-    ("train", "epoch", 3, r"train.epoch is not a known key; known keys of train: \['arch'"),
-    ("train", "epochs", "ten", r"train.epochs = 'ten' is invalid: Input should be a valid integer"),
-    ("train", "epochs", "3", r"train.epochs = '3' is invalid"),  # no string coercion
-    ("train", "epochs", 2.5, r"train.epochs = 2.5 is invalid: Input should be a valid integer"),
-    ("train", "epochs", 0, r"train.epochs = 0 is invalid: Input should be greater than or equal to 1"),
-    ("train", "learning_rate", True, r"train.learning_rate = True is invalid"),
-    ("train", "learning_rate", math.nan, r"train.learning_rate = nan is invalid: Input should be a finite number"),
-    ("train", "weight_decay", math.inf, r"train.weight_decay = inf is invalid: Input should be a finite number"),
-    ("train", "class_weights", True, r"train.class_weights = True is invalid: Input should be 'none', 'sqrt' or 'balanced'"),
-    ("train", "flip", "true", r"train.flip = 'true' is invalid"),  # YAML gives real booleans
-    ("train", "arch", "resnet9000", r"train.arch = 'resnet9000' is invalid: Input should be 'seed_cnn'"),
-    ("train", "optimizer", "adam w", r"train.optimizer = 'adam w' is invalid: Input should be 'adam', 'adamw' or 'sgd'"),
-    ("train", "crop_size", 50, r"train.crop_size = 50 is invalid: Input should be less than or equal to 48"),
-    ("train", "weights", "imagenet", r"weights 'imagenet' apply only to efficientnet_b0"),
-    ("train", "teacher", "models/none.keras", r"train.teacher = 'models/none.keras' is invalid: .*is not a .keras model file"),
-    ("train", "teacher", "params.yaml", r"train.teacher = 'params.yaml' is invalid: .*is not a .keras model file"),
-    ("train", "distill_weight", 0.5, r"train.teacher \(''\) and train.distill_weight \(0.5\) go together"),
-    ("train", "distill_temperature", 0.5, r"train.distill_temperature = 0.5 is invalid: Input should be greater than or equal to 1"),
-    ("data", "classes", ["happy", "contempt"], r"unknown emotion\(s\) \['contempt'\]"),
-    ("data", "classes", ["happy"], r"data.classes = \['happy'\] is invalid: List should have at least 2 items"),
-    ("data", "classes", "angry disgust", r"data.classes = 'angry disgust' is invalid: Input should be a valid list"),
-    ("data", "classes", ["happy", "happy"], r"must not repeat"),
-    ("data", "classes", ["happy=joy", "sad=joy"], r"must not repeat"),
-    ("data", "classes", ["happy=9lives", "sad"], r"new name\(s\) \['9lives'\] must be a letter"),
-    ("data", "classes", ["$(touch /tmp/x)angry", "sad"], r"unknown emotion"),
-    ("data", "on_conflict", "merge", r"data.on_conflict = 'merge' is invalid: Input should be 'drop' or 'keep_first'"),
-    ("split", "test", 0.3, r"split: train \+ val \+ test = 1.15, but the fractions must sum to 1"),
-    ("robustness", "corruptions", ["gaussian_noise", "fog"], r"robustness.corruptions.1 = 'fog' is invalid"),
-    ("robustness", "corruptions", ["jpeg", "jpeg"], r"corruptions must not repeat"),
-    ("evaluate", "tta", "flip; touch /tmp/x #", r"evaluate.tta = 'flip; touch /tmp/x #' is invalid"),
-    ("train", "crop_size", 1, r"train.crop_size = 1 is invalid: a crop is 0 \(off\) or 32 to 48 pixels"),
-    ("train", "crop_size", 31, r"train.crop_size = 31 is invalid: a crop is 0 \(off\) or 32 to 48 pixels"),
-    ("data", "blank_threshold", 128, r"data.blank_threshold = 128 is invalid: Input should be less than or equal to 32"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "epoch", 3, r"train.epoch is not a known key; known keys of train: \['arch'"),
+        ("train", "epochs", "ten", r"train.epochs = 'ten' is invalid: Input should be a valid integer"),
+        ("train", "epochs", "3", r"train.epochs = '3' is invalid"),  # no string coercion
+        ("train", "epochs", 2.5, r"train.epochs = 2.5 is invalid: Input should be a valid integer"),
+        ("train", "epochs", 0, r"train.epochs = 0 is invalid: Input should be greater than or equal to 1"),
+        ("train", "learning_rate", True, r"train.learning_rate = True is invalid"),
+        ("train", "learning_rate", math.nan, r"train.learning_rate = nan is invalid: Input should be a finite number"),
+        ("train", "weight_decay", math.inf, r"train.weight_decay = inf is invalid: Input should be a finite number"),
+        (
+            "train",
+            "class_weights",
+            True,
+            r"train.class_weights = True is invalid: Input should be 'none', 'sqrt' or 'balanced'",
+        ),
+        ("train", "flip", "true", r"train.flip = 'true' is invalid"),  # YAML gives real booleans
+        ("train", "arch", "resnet9000", r"train.arch = 'resnet9000' is invalid: Input should be 'seed_cnn'"),
+        (
+            "train",
+            "optimizer",
+            "adam w",
+            r"train.optimizer = 'adam w' is invalid: Input should be 'adam', 'adamw' or 'sgd'",
+        ),
+        ("train", "crop_size", 50, r"train.crop_size = 50 is invalid: Input should be less than or equal to 48"),
+        ("train", "weights", "imagenet", r"weights 'imagenet' apply only to efficientnet_b0"),
+        (
+            "train",
+            "teacher",
+            "models/none.keras",
+            r"train.teacher = 'models/none.keras' is invalid: .*is not a .keras model file",
+        ),
+        ("train", "teacher", "params.yaml", r"train.teacher = 'params.yaml' is invalid: .*is not a .keras model file"),
+        ("train", "distill_weight", 0.5, r"train.teacher \(''\) and train.distill_weight \(0.5\) go together"),
+        (
+            "train",
+            "distill_temperature",
+            0.5,
+            r"train.distill_temperature = 0.5 is invalid: Input should be greater than or equal to 1",
+        ),
+        ("data", "classes", ["happy", "contempt"], r"unknown emotion\(s\) \['contempt'\]"),
+        ("data", "classes", ["happy"], r"data.classes = \['happy'\] is invalid: List should have at least 2 items"),
+        (
+            "data",
+            "classes",
+            "angry disgust",
+            r"data.classes = 'angry disgust' is invalid: Input should be a valid list",
+        ),
+        ("data", "classes", ["happy", "happy"], r"must not repeat"),
+        ("data", "classes", ["happy=joy", "sad=joy"], r"must not repeat"),
+        ("data", "classes", ["happy=9lives", "sad"], r"new name\(s\) \['9lives'\] must be a letter"),
+        ("data", "classes", ["$(touch /tmp/x)angry", "sad"], r"unknown emotion"),
+        (
+            "data",
+            "on_conflict",
+            "merge",
+            r"data.on_conflict = 'merge' is invalid: Input should be 'drop' or 'keep_first'",
+        ),
+        ("split", "test", 0.3, r"split: train \+ val \+ test = 1.15, but the fractions must sum to 1"),
+        ("robustness", "corruptions", ["gaussian_noise", "fog"], r"robustness.corruptions.1 = 'fog' is invalid"),
+        ("robustness", "corruptions", ["jpeg", "jpeg"], r"corruptions must not repeat"),
+        ("evaluate", "tta", "flip; touch /tmp/x #", r"evaluate.tta = 'flip; touch /tmp/x #' is invalid"),
+        ("train", "crop_size", 1, r"train.crop_size = 1 is invalid: a crop is 0 \(off\) or 32 to 48 pixels"),
+        ("train", "crop_size", 31, r"train.crop_size = 31 is invalid: a crop is 0 \(off\) or 32 to 48 pixels"),
+        (
+            "data",
+            "blank_threshold",
+            128,
+            r"data.blank_threshold = 128 is invalid: Input should be less than or equal to 32",
+        ),
+    ],
+)
 def test_bad_values_are_refused_with_a_clear_message(section, key, value, message) -> None:
     values = {**shipped()[section], key: value}
     with pytest.raises(ParamsError, match=message):
@@ -121,7 +159,10 @@ def test_params_are_read_as_dvc_reads_them_yaml_1_2() -> None:
     assert params.parse_yaml(text) == dvc_parse_yaml(text, "params.yaml")
     assert params.parse_yaml(text)["a"] == 0.001 and params.parse_yaml(text)["c"] == "yes"
     shipped_text = (REPO / "params.yaml").read_text()
-    assert params.check_text(shipped_text.replace("learning_rate: 0.02", "learning_rate: 2e-2")).train.learning_rate == 0.02
+    assert (
+        params.check_text(shipped_text.replace("learning_rate: 0.02", "learning_rate: 2e-2")).train.learning_rate
+        == 0.02
+    )
     with pytest.raises(ParamsError, match="train.flip = 'yes' is invalid"):  # YAML 1.1 would say True
         params.check_text(shipped_text.replace("flip: true", "flip: yes"))
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
-
 from conftest import REPO, copy_tiny_source
+
 from ferflow import CLASS_NAMES
 
 pytestmark = pytest.mark.e2e
@@ -35,8 +35,14 @@ SECOND_HALF = pytest.mark.xdist_group("e2e_second_half")  # the reruns: param ch
 
 STAGES = ("check", "explore", "preprocess", "train", "evaluate", "robustness", "report")
 AFTER_TRAIN = {"train", "evaluate", "robustness", "report"}
-QUALITY_METRICS = ("metrics/evaluate.json", "metrics/robustness.json", "results/preprocess.json",
-                   "results/train.json", "results/evaluate.json", "results/robustness.json")  # not latency
+QUALITY_METRICS = (
+    "metrics/evaluate.json",
+    "metrics/robustness.json",
+    "results/preprocess.json",
+    "results/train.json",
+    "results/evaluate.json",
+    "results/robustness.json",
+)  # not latency
 
 
 def run(args: list[str], cwd: Path, check: bool = True) -> str:
@@ -101,8 +107,13 @@ def project(tmp_path_factory) -> Path:
     """A git repo holding the project's files, tiny data and a tiny profile; repro'd once."""
     repo = tmp_path_factory.mktemp("pipeline")
     # Tracked files plus new ones not yet committed (but not ignored ones): the code under test.
-    tracked = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for name in filter(None, tracked):
         source = REPO / name
         if source.is_file() and not name.startswith("data/sample/"):
@@ -169,8 +180,9 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
     notebook_stages = [s for s in STAGES if s not in ("check", "report")]
     for number, stage in enumerate(notebook_stages, start=1):
         executed = nbformat.read(project / "reports" / f"0{number}_{stage}.ipynb", as_version=4)
-        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.output_type == "error"]
+        errors = [
+            o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"
+        ]
         assert errors == [], f"{stage}: {errors}"
         report = (project / "reports" / f"0{number}_{stage}.html").read_text()
         assert len(report) > 10_000 and 'href="index.html"' in report, stage  # a way back to the index
@@ -178,8 +190,7 @@ def test_repro_writes_every_output_and_report_without_errors(project: Path) -> N
     index = (project / "reports/index.html").read_text()
     assert index.count('<img src="data:image/png;base64,') == 5 and "03_train.html" in index
     evaluation = json.loads((project / "results/evaluate.json").read_text())
-    assert evaluation["n_samples"] == len(
-        (project / "plots/confusion.csv").read_text().strip().splitlines()) - 1
+    assert evaluation["n_samples"] == len((project / "plots/confusion.csv").read_text().strip().splitlines()) - 1
     sidecar = json.loads((project / "models/model.json").read_text())
     assert sidecar["class_names"] == list(CLASS_NAMES)
     assert sidecar["input"]["shape"] == [48, 48, 1]
@@ -207,8 +218,14 @@ def test_few_metrics_are_tracked_and_test_accuracy_leads_exp_show_at_200_columns
     assert 5 <= len(tracked) <= 15, tracked
     assert next(iter(tracked)) == "metrics/evaluate.json:test_acc"
     assert not any("ms" in key or "per_s" in key or "seconds" in key for key in tracked)  # no timings
-    result = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--no-pager"], cwd=workspace,
-                            env={**os.environ, "COLUMNS": "200"}, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--no-pager"],
+        cwd=workspace,
+        env={**os.environ, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     header = next(line for line in result.stdout.splitlines() if "Experiment" in line)
     assert "test_acc" in header, result.stdout
     accuracy = f"{tracked['metrics/evaluate.json:test_acc']:.5f}".rstrip("0")
@@ -266,15 +283,17 @@ def test_a_teacher_model_distills_into_the_next_training_run(workspace: Path) ->
 
 
 @FIRST_HALF
-@pytest.mark.parametrize("section, key, value, message", [
-    ("train", "epcohs", 50, "train.epcohs is not a known key"),
-    ("train", "epochs", "abc", "train.epochs = 'abc' is invalid"),
-    ("train", "learning_rate", float("nan"), "train.learning_rate = nan is invalid"),
-    ("train", "crop_size", 1, "train.crop_size = 1 is invalid: a crop is 0 (off) or 32 to 48 pixels"),
-    ("data", "source", "data/nowhere", "data.source = 'data/nowhere' does not exist"),
-])
-def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, section, key, value,
-                                                                      message) -> None:
+@pytest.mark.parametrize(
+    "section, key, value, message",
+    [
+        ("train", "epcohs", 50, "train.epcohs is not a known key"),
+        ("train", "epochs", "abc", "train.epochs = 'abc' is invalid"),
+        ("train", "learning_rate", float("nan"), "train.learning_rate = nan is invalid"),
+        ("train", "crop_size", 1, "train.crop_size = 1 is invalid: a crop is 0 (off) or 32 to 48 pixels"),
+        ("data", "source", "data/nowhere", "data.source = 'data/nowhere' does not exist"),
+    ],
+)
+def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, section, key, value, message) -> None:
     before = outputs_snapshot(workspace)
     set_param(workspace, section, key, value)
     output = run([sys.executable, "-m", "dvc", "repro"], workspace, check=False)
@@ -282,8 +301,9 @@ def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, 
     assert "Traceback" not in output
     assert stages_run(output) == {"check"}  # nothing after it ran, so nothing of theirs was removed
     after = outputs_snapshot(workspace)
-    assert {k: v for k, v in after.items() if not k.startswith("params/checked/")} == \
-        {k: v for k, v in before.items() if not k.startswith("params/checked/")}
+    assert {k: v for k, v in after.items() if not k.startswith("params/checked/")} == {
+        k: v for k, v in before.items() if not k.startswith("params/checked/")
+    }
     # Recovery, as the README says: restore params.yaml, then dvc repro (only check reruns).
     run(["git", "checkout", "--", "params.yaml"], workspace)
     assert stages_run(dvc("repro", cwd=workspace)) == {"check"}
@@ -291,11 +311,14 @@ def test_a_bad_param_stops_the_pipeline_before_any_output_is_removed(workspace, 
 
 
 @FIRST_HALF
-@pytest.mark.parametrize("section, key, value", [
-    ("evaluate", "tta", "flip; touch {marker} #"),
-    ("data", "classes", ["$(touch {marker})angry", "sad"]),
-    ("train", "optimizer", "adam`touch {marker}`"),
-])
+@pytest.mark.parametrize(
+    "section, key, value",
+    [
+        ("evaluate", "tta", "flip; touch {marker} #"),
+        ("data", "classes", ["$(touch {marker})angry", "sad"]),
+        ("train", "optimizer", "adam`touch {marker}`"),
+    ],
+)
 def test_a_hostile_param_value_is_refused_and_runs_nothing(workspace, tmp_path, section, key, value) -> None:
     marker = tmp_path / "pwned"
     value = [v.format(marker=marker) for v in value] if isinstance(value, list) else value.format(marker=marker)
@@ -351,8 +374,14 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(work
     for key, value in {"epochs": 30, "early_stopping_patience": 30}.items():
         set_param(project, "train", key, value)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    process = subprocess.Popen([sys.executable, "-m", "dvc", "repro"], cwd=project, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dvc", "repro"],
+        cwd=project,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     state = project / "models" / "checkpoints" / "state.json"
     deadline = time.monotonic() + 600
     try:

@@ -20,8 +20,9 @@ def float32_after_each_test():
     keras.config.set_dtype_policy("float32")  # the policy is global: leave it as other tests expect
 
 
-@pytest.mark.parametrize("flags, expected", [(AMX_FLAGS, True), (NO_AMX_FLAGS, False),
-                                             ("processor\t: 0\nflags\t\t: fpu amx_bf16x\n", False)])
+@pytest.mark.parametrize(
+    "flags, expected", [(AMX_FLAGS, True), (NO_AMX_FLAGS, False), ("processor\t: 0\nflags\t\t: fpu amx_bf16x\n", False)]
+)
 def test_amx_is_read_from_the_cpu_flags(tmp_path, flags, expected) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: a CPU\n" + flags)
@@ -32,12 +33,15 @@ def test_unreadable_cpu_flags_mean_no_amx(tmp_path) -> None:
     assert runtime.cpu_has_amx_bf16(str(tmp_path / "missing")) is False
 
 
-@pytest.mark.parametrize("requested, cpu_bfloat16, amx, expected", [
-    (False, False, True, "float32"),
-    (True, False, True, "float32"),  # float16 is for GPUs; there is none here
-    (False, True, False, "float32"),  # bfloat16 without AMX is not used
-    (False, True, True, "mixed_bfloat16"),
-])
+@pytest.mark.parametrize(
+    "requested, cpu_bfloat16, amx, expected",
+    [
+        (False, False, True, "float32"),
+        (True, False, True, "float32"),  # float16 is for GPUs; there is none here
+        (False, True, False, "float32"),  # bfloat16 without AMX is not used
+        (False, True, True, "mixed_bfloat16"),
+    ],
+)
 def test_policy_on_a_cpu(monkeypatch, requested, cpu_bfloat16, amx, expected) -> None:
     if keras.config.backend() != "tensorflow" and expected == "mixed_bfloat16":
         expected = "float32"  # bfloat16 on a CPU is only used (and measured) on TensorFlow

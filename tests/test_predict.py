@@ -17,13 +17,23 @@ from skimage import data as skimage_data
 from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ferflow.detectors import Mtcnn, MtcnnDetector, MtcnnTensorFlow
-from ferflow.predict import (ModelError, PredictOptions, crop_face, detect_faces, face_detector, face_frame,
-                             load_classifier, predict_paths)
+from ferflow.predict import (
+    ModelError,
+    PredictOptions,
+    crop_face,
+    detect_faces,
+    face_detector,
+    face_frame,
+    load_classifier,
+    predict_paths,
+)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "test"
 # Two real FER-2013 faces from the embedded sample, placed on a canvas at known boxes (x, y, size).
-PLACED = {SAMPLE / "angry" / "PublicTest_1419488.jpg": (40, 60, 144),
-          SAMPLE / "fear" / "PublicTest_10150476.jpg": (280, 80, 144)}
+PLACED = {
+    SAMPLE / "angry" / "PublicTest_1419488.jpg": (40, 60, 144),
+    SAMPLE / "fear" / "PublicTest_10150476.jpg": (280, 80, 144),
+}
 
 
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -53,7 +63,7 @@ def two_face_canvas() -> np.ndarray:
     canvas = np.full((300, 480), 200, dtype=np.uint8)
     for path, (x, y, size) in PLACED.items():
         face = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        canvas[y:y + size, x:x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+        canvas[y : y + size, x : x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
     return canvas
 
 
@@ -111,8 +121,20 @@ def test_tta_gives_a_distribution_too(photos, classifier) -> None:
 
 def test_cli_writes_json_csv_and_annotations_for_every_face(photos, model_path, tmp_path, capsys) -> None:
     out_json, out_csv, annotated = tmp_path / "faces.json", tmp_path / "faces.csv", tmp_path / "annotated"
-    code = main(["predict", str(photos), "--model", str(model_path), "--json", str(out_json),
-                 "--csv", str(out_csv), "--annotate", str(annotated)])
+    code = main(
+        [
+            "predict",
+            str(photos),
+            "--model",
+            str(model_path),
+            "--json",
+            str(out_json),
+            "--csv",
+            str(out_csv),
+            "--annotate",
+            str(annotated),
+        ]
+    )
     assert code == EXIT_OK
     records = json.loads(out_json.read_text())
     assert records["class_names"] == list(CLASS_NAMES)
@@ -125,7 +147,9 @@ def test_cli_writes_json_csv_and_annotations_for_every_face(photos, model_path, 
     assert list(rows[0]) == ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *CLASS_NAMES]
     assert [r["file"] for r in rows] == [r["file"] for r in records["faces"]]
     assert sorted(p.relative_to(annotated).as_posix() for p in annotated.rglob("*.png")) == [
-        "astronaut.png", "nested/two_faces.png"]
+        "astronaut.png",
+        "nested/two_faces.png",
+    ]
     assert "astronaut.png" in capsys.readouterr().out  # the table on stdout
 
 
@@ -170,12 +194,15 @@ def test_model_problems_stop_before_any_work(model_path, tmp_path, capsys) -> No
         load_classifier(copy)
 
 
-@pytest.mark.parametrize("flag, target, message", [
-    ("--json", "folder", "is a folder; give a file name"),
-    ("--csv", "missing/out.csv", "does not exist"),
-    ("--json", "readonly/out.json", "is not writable"),
-    ("--annotate", "file.txt", "exists and is not a folder"),
-])
+@pytest.mark.parametrize(
+    "flag, target, message",
+    [
+        ("--json", "folder", "is a folder; give a file name"),
+        ("--csv", "missing/out.csv", "does not exist"),
+        ("--json", "readonly/out.json", "is not writable"),
+        ("--annotate", "file.txt", "exists and is not a folder"),
+    ],
+)
 def test_output_paths_are_checked_before_any_work(photos, tmp_path, flag, target, message, capsys) -> None:
     (tmp_path / "folder").mkdir()
     (tmp_path / "readonly").mkdir(mode=0o555)
@@ -192,11 +219,25 @@ def test_output_paths_are_checked_before_any_work(photos, tmp_path, flag, target
 
 
 @pytest.mark.parametrize("detector", ["haar", "dlib_hog", "mtcnn"])
-def test_every_detector_finds_the_astronaut_once_and_is_named_in_the_json(photos, model_path, tmp_path,
-                                                                        detector) -> None:
+def test_every_detector_finds_the_astronaut_once_and_is_named_in_the_json(
+    photos, model_path, tmp_path, detector
+) -> None:
     out = tmp_path / f"{detector}.json"
-    assert main(["predict", str(photos / "astronaut.png"), "--model", str(model_path), "--detector", detector,
-                 "--json", str(out)]) == EXIT_OK
+    assert (
+        main(
+            [
+                "predict",
+                str(photos / "astronaut.png"),
+                "--model",
+                str(model_path),
+                "--detector",
+                detector,
+                "--json",
+                str(out),
+            ]
+        )
+        == EXIT_OK
+    )
     document = json.loads(out.read_text())
     assert document["detector"] == detector
     assert len(document["faces"]) == 1
@@ -207,8 +248,10 @@ def test_every_detector_finds_the_astronaut_once_and_is_named_in_the_json(photos
 def test_framing_options_change_what_is_classified(photos, model_path, tmp_path) -> None:
     def probabilities(*framing: str) -> dict:
         out = tmp_path / "faces.json"
-        assert main(["predict", str(photos / "astronaut.png"), "--model", str(model_path), "--json", str(out),
-                     *framing]) == EXIT_OK
+        assert (
+            main(["predict", str(photos / "astronaut.png"), "--model", str(model_path), "--json", str(out), *framing])
+            == EXIT_OK
+        )
         return json.loads(out.read_text())["faces"][0]["probabilities"]
 
     same_shape, other_shape = ("--square", "--no-square") if PredictOptions.square else ("--no-square", "--square")
@@ -249,8 +292,13 @@ def test_our_mtcnn_stages_find_the_same_boxes_as_the_package(thresholds) -> None
     # 0.709: at 0.8 the package's own pyramid finds no face at some image sizes.
     for grey in (two_face_canvas(), astronaut, cv2.resize(astronaut, (333, 251), interpolation=cv2.INTER_AREA)):
         rgb = cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
-        expected = package.detect_faces(rgb, scale_factor=0.709, threshold_pnet=thresholds[0],
-                                        threshold_rnet=thresholds[1], threshold_onet=thresholds[2])
+        expected = package.detect_faces(
+            rgb,
+            scale_factor=0.709,
+            threshold_pnet=thresholds[0],
+            threshold_rnet=thresholds[1],
+            threshold_onet=thresholds[2],
+        )
         found = ours.find(rgb)
         assert len(found) == len(expected) >= 1
         for box, face in zip(found, expected):
@@ -297,7 +345,7 @@ def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
     canvas = np.zeros((height, width), dtype=int)
     for (top, left), (h, w) in zip(corners, shapes, strict=True):
         assert top % 2 == 0 and left % 2 == 0  # P-Net's stride-2 windows line up with the level's own
-        canvas[top:top + h, left:left + w] += 1
+        canvas[top : top + h, left : left + w] += 1
     assert canvas.max() == 1 and canvas.sum() == sum(h * w for h, w in shapes)  # inside, no overlap
 
 
@@ -321,8 +369,13 @@ def test_detect_size_is_each_detectors_own_unless_given(classifier, tmp_path, ca
     seen = []
     for name in ("mtcnn", "haar"):
         detector = face_detector(name)
-        monkeypatch.setattr(detector, "detect", lambda pixels, min_size, _original=detector.detect:
-                            seen.append(max(pixels.shape)) or _original(pixels, min_size))
+        monkeypatch.setattr(
+            detector,
+            "detect",
+            lambda pixels, min_size, _original=detector.detect: (
+                seen.append(max(pixels.shape)) or _original(pixels, min_size)
+            ),
+        )
         for size in (None, 100):
             predict_paths([photo], classifier, PredictOptions(detector=name, detect_size=size))
     assert seen == [320, 100, 480, 100]  # mtcnn detects at 320 px, haar at up to 640
@@ -330,7 +383,9 @@ def test_detect_size_is_each_detectors_own_unless_given(classifier, tmp_path, ca
     assert capsys.readouterr().err.strip() == "error: --detect-size must be 48 or more, got 47"
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "png", "grey_png", "rgba_png", "palette_png", "grey_jpeg", "exif_rotated_jpeg"])
+@pytest.mark.parametrize(
+    "kind", ["jpeg", "png", "grey_png", "rgba_png", "palette_png", "grey_jpeg", "exif_rotated_jpeg"]
+)
 def test_photos_decode_once_to_the_pixels_opencv_reads(kind) -> None:
     import io
 
@@ -359,8 +414,12 @@ def test_a_fresh_fer_predict_keeps_tensorflows_start_up_notes_off_stderr(photos,
     import sys
 
     # A fresh process: in this one TensorFlow has started already. MTCNN is built first.
-    result = subprocess.run([sys.executable, "-m", "ferflow.cli", "predict", str(photos / "astronaut.png"),
-                             "--model", str(model_path)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "ferflow.cli", "predict", str(photos / "astronaut.png"), "--model", str(model_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == EXIT_OK, result.stderr
     assert result.stderr.strip() == "1 face(s) in 1 file(s); 0 problem(s)"
 
@@ -381,8 +440,10 @@ def test_a_progress_bar_for_folders_but_never_with_json(model_path, tmp_path, ca
         (folder / path.name).write_bytes(path.read_bytes())
     assert main(["predict", str(folder), "--no-detect", "--model", str(model_path)]) == EXIT_OK
     assert "8/8" in capsys.readouterr().err  # tqdm's count on stderr
-    assert main(["predict", str(folder), "--no-detect", "--model", str(model_path),
-                 "--json", str(tmp_path / "out.json")]) == EXIT_OK
+    assert (
+        main(["predict", str(folder), "--no-detect", "--model", str(model_path), "--json", str(tmp_path / "out.json")])
+        == EXIT_OK
+    )
     captured = capsys.readouterr()
     assert "8/8" not in captured.err and "it/s" not in captured.err and "file/s" not in captured.err
     assert len(json.loads((tmp_path / "out.json").read_text())["faces"]) == 8
@@ -398,8 +459,9 @@ def test_faces_of_many_images_are_classified_in_shared_batches(model_path, tmp_p
     original = classifier.model.predict_on_batch
     classifier.model.predict_on_batch = lambda x: calls.append(len(x)) or original(x)
     batched = predict_paths([folder], classifier, PredictOptions(detect=False, batch_size=4))
-    one_by_one = [predict_paths([path], classifier, PredictOptions(detect=False)).faces[0]
-                  for path in sorted(folder.iterdir())]
+    one_by_one = [
+        predict_paths([path], classifier, PredictOptions(detect=False)).faces[0] for path in sorted(folder.iterdir())
+    ]
     assert calls[:3] == [4, 4, 2]  # 10 faces in batches of at most 4, across images
     assert [f.file for f in batched.faces] == [f.file for f in one_by_one]
     for a, b in zip(batched.faces, one_by_one):
@@ -453,8 +515,14 @@ def trained_like_model(model_path, tmp_path_factory) -> Path:
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, variance = layer.get_weights()
-            layer.set_weights([gamma, beta, rng.normal(0, 0.5, mean.shape).astype("float32"),
-                               rng.uniform(0.05, 3, variance.shape).astype("float32")])
+            layer.set_weights(
+                [
+                    gamma,
+                    beta,
+                    rng.normal(0, 0.5, mean.shape).astype("float32"),
+                    rng.uniform(0.05, 3, variance.shape).astype("float32"),
+                ]
+            )
     path = tmp_path_factory.mktemp("trained_like") / "fer.keras"
     model.save(path)
     path.with_suffix(".json").write_text(model_path.with_suffix(".json").read_text())
@@ -493,10 +561,18 @@ def test_exported_model_matches_keras_on_sample_faces(fmt, trained_like_model, t
 
 # Each hostile image's outcome: a face (these decode to the sample photo) or a per-file problem.
 HOSTILE_OUTCOMES = {
-    "animated.gif": "face", "cmyk.jpg": "face", "exif_rotated.jpg": "face", "sixteen_bit.png": "face",
-    "bomb.png": "unreadable", "over_our_limit.png": "unreadable", "empty.jpg": "unreadable",
-    "not_an_image.jpg": "unreadable", "truncated.jpg": "unreadable",
-    "one_pixel.png": "no_face", "thin_wide.png": "no_face", "thin_tall.png": "no_face",
+    "animated.gif": "face",
+    "cmyk.jpg": "face",
+    "exif_rotated.jpg": "face",
+    "sixteen_bit.png": "face",
+    "bomb.png": "unreadable",
+    "over_our_limit.png": "unreadable",
+    "empty.jpg": "unreadable",
+    "not_an_image.jpg": "unreadable",
+    "truncated.jpg": "unreadable",
+    "one_pixel.png": "no_face",
+    "thin_wide.png": "no_face",
+    "thin_tall.png": "no_face",
 }
 
 
@@ -527,8 +603,7 @@ def test_hostile_images_through_the_cli_write_the_json_and_no_traceback(hostile_
     assert outcomes(document["faces"], problem_files) == HOSTILE_OUTCOMES
 
 
-def test_an_unwritable_annotate_subfolder_costs_that_copy_not_the_results(photos, classifier, tmp_path,
-                                                                          capsys) -> None:
+def test_an_unwritable_annotate_subfolder_costs_that_copy_not_the_results(photos, classifier, tmp_path, capsys) -> None:
     annotated = tmp_path / "annotated"
     (annotated / "nested").parent.mkdir()
     (annotated / "nested").write_text("a file where predict wants a folder")  # fails as root too
@@ -542,14 +617,17 @@ def test_an_unwritable_annotate_subfolder_costs_that_copy_not_the_results(photos
     assert (annotated / "astronaut.png").is_file()
 
 
-@pytest.mark.parametrize("flag, value, message", [
-    ("--margin", "-0.6", "--margin must be a share from -0.4 to 2.0, got -0.6"),
-    ("--margin", "-1", "--margin must be a share from -0.4 to 2.0, got -1"),
-    ("--margin", "nan", "--margin must be a share from -0.4 to 2.0, got nan"),
-    ("--margin", "inf", "--margin must be a share from -0.4 to 2.0, got inf"),
-    ("--min-face", "0", "--min-face must be 1 or more, got 0"),
-    ("--video-stride", "0", "--video-stride must be 1 or more, got 0"),
-])
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--margin", "-0.6", "--margin must be a share from -0.4 to 2.0, got -0.6"),
+        ("--margin", "-1", "--margin must be a share from -0.4 to 2.0, got -1"),
+        ("--margin", "nan", "--margin must be a share from -0.4 to 2.0, got nan"),
+        ("--margin", "inf", "--margin must be a share from -0.4 to 2.0, got inf"),
+        ("--min-face", "0", "--min-face must be 1 or more, got 0"),
+        ("--video-stride", "0", "--video-stride must be 1 or more, got 0"),
+    ],
+)
 def test_unusable_numbers_are_refused_in_one_line(flag, value, message, tmp_path, capsys) -> None:
     assert main(["predict", str(tmp_path), flag, value]) == EXIT_USAGE
     assert capsys.readouterr().err.strip() == f"error: {message}"
@@ -559,8 +637,10 @@ def test_a_model_folder_or_a_diverged_model_is_refused_in_one_line(model_path, t
     import keras
 
     assert main(["predict", str(tmp_path), "--model", str(tmp_path)]) == EXIT_USAGE
-    assert capsys.readouterr().err.strip() == f"error: '{tmp_path}' is a folder; pass the .onnx or .keras model " \
-                                              "file (with its .json sidecar beside it)"
+    assert (
+        capsys.readouterr().err.strip() == f"error: '{tmp_path}' is a folder; pass the .onnx or .keras model "
+        "file (with its .json sidecar beside it)"
+    )
     model = keras.saving.load_model(model_path)
     model.set_weights([np.full_like(w, np.nan) for w in model.get_weights()])  # what a NaN loss leaves
     diverged = tmp_path / "diverged.keras"

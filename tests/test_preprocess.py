@@ -12,10 +12,10 @@ from PIL import Image
 
 from ferflow import CLASS_NAMES
 from ferflow.data import load_folder_dataset
-from ferflow.records import Dataset
 from ferflow.dedup import pixel_hashes
 from ferflow.preprocess import prepare, training_class_weights
 from ferflow.processed import load_processed, save_processed
+from ferflow.records import Dataset
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 
@@ -26,9 +26,13 @@ def synthetic(labels: list[int], splits: list[str], copies_of: dict[int, int] | 
     images = rng.integers(0, 256, size=(len(labels), 48, 48)).astype(np.uint8)
     for index, source in (copies_of or {}).items():
         images[index] = images[source]
-    return Dataset(images, np.asarray(labels, dtype=np.int64),
-                   np.asarray([f"f{i}" for i in range(len(labels))]), np.asarray(splits),
-                   tuple(CLASS_NAMES[: max(labels) + 1]))
+    return Dataset(
+        images,
+        np.asarray(labels, dtype=np.int64),
+        np.asarray([f"f{i}" for i in range(len(labels))]),
+        np.asarray(splits),
+        tuple(CLASS_NAMES[: max(labels) + 1]),
+    )
 
 
 @settings(max_examples=40, deadline=None)
@@ -37,8 +41,11 @@ def test_no_split_shares_a_face_with_another_whatever_the_duplicates(n, k, seed,
     labels = [i % k for i in range(n)]
     copies = data.draw(st.dictionaries(st.integers(n // 2, n - 1), st.integers(0, n // 2 - 1), max_size=n // 2))
     relabel = data.draw(st.sets(st.integers(n // 2, n - 1), max_size=3))
-    labels = [(l + 1) % k if i in relabel else l for i, l in enumerate(labels)]
-    for strategy, splits in (("stratified", ["train"] * n), ("official", ["train", "test"] * (n // 2) + ["train"] * (n % 2))):
+    labels = [(label + 1) % k if i in relabel else label for i, label in enumerate(labels)]
+    for strategy, splits in (
+        ("stratified", ["train"] * n),
+        ("official", ["train", "test"] * (n // 2) + ["train"] * (n % 2)),
+    ):
         processed, _ = prepare(synthetic(labels, splits, copies), FRACTIONS, seed, strategy=strategy)
         hashes = {s: set(pixel_hashes(processed.x[s])) for s in ("train", "val", "test")}
         assert not hashes["train"] & hashes["val"]
@@ -50,7 +57,8 @@ def test_official_keeps_the_source_test_split_and_carves_val_from_train(tiny_sou
     dataset = load_folder_dataset(tiny_source)
     processed, _ = prepare(dataset, FRACTIONS, seed=0, strategy="official")
     assert sorted(processed.files["test"].tolist()) == sorted(
-        f for f in dataset.files.tolist() if f.startswith("test/"))
+        f for f in dataset.files.tolist() if f.startswith("test/")
+    )
     assert all(f.startswith("train/") for s in ("train", "val") for f in processed.files[s])
     share = len(processed.y["val"]) / (len(processed.y["val"]) + len(processed.y["train"]))
     assert share == pytest.approx(0.15 / 0.85, abs=0.05)
@@ -120,8 +128,11 @@ def test_loading_before_preprocess_says_what_to_run(tmp_path) -> None:
 def test_a_blank_threshold_that_drops_most_faces_is_refused_naming_the_key() -> None:
     dataset = synthetic([0, 1] * 10, ["train"] * 20)
     dataset.images[:] = 100 + dataset.images // 16  # low-contrast faces: grey values vary by about 4.6
-    with pytest.raises(ValueError, match=r"data.blank_threshold = 20 marks 20 of 20 faces as blank \(every face "
-                                         r"of \['angry', 'disgust'\]\).*lower it"):
+    with pytest.raises(
+        ValueError,
+        match=r"data.blank_threshold = 20 marks 20 of 20 faces as blank \(every face "
+        r"of \['angry', 'disgust'\]\).*lower it",
+    ):
         prepare(dataset, FRACTIONS, seed=0, blank_threshold=20.0)
     dataset.images[::2] = synthetic([0, 1] * 5, ["train"] * 10).images  # the angry faces real again
     with pytest.raises(ValueError, match=r"marks 10 of 20 faces as blank \(every face of \['disgust'\]\)"):

@@ -44,12 +44,15 @@ def test_quick_preset_restores_the_shipped_defaults(params_file) -> None:
     assert yaml.safe_load(params_file.read_text()) == shipped
 
 
-@pytest.mark.parametrize("override, message", [
-    ("train.epoch=3", "train.epoch is not a known key"),
-    ("train.epochs=zero", "train.epochs = 'zero' is invalid: Input should be a valid integer"),
-    ("trian.epochs=3", "unknown section 'trian'"),
-    ("epochs=3", "expected section.key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.epoch=3", "train.epoch is not a known key"),
+        ("train.epochs=zero", "train.epochs = 'zero' is invalid: Input should be a valid integer"),
+        ("trian.epochs=3", "unknown section 'trian'"),
+        ("epochs=3", "expected section.key=value"),
+    ],
+)
 def test_bad_overrides_leave_the_file_untouched(params_file, override, message, capsys) -> None:
     before = params_file.read_text()
     assert main(["full", override, "--params", str(params_file)]) == 2
@@ -61,7 +64,16 @@ def test_bad_overrides_leave_the_file_untouched(params_file, override, message, 
 def test_every_preset_sets_the_whole_recipe(preset) -> None:
     # A preset that leaves a train key out inherits whatever params.yaml had before: the same
     # preset would then train differently from one params file to the next.
-    recipe_keys = set(params.TrainParams.model_fields) - {"arch", "weights", "epochs", "batch_size", "learning_rate",
-                                                           "weight_decay", "seed", "monitor",
-                                                           "reduce_lr_patience", "reduce_lr_factor"}
+    recipe_keys = set(params.TrainParams.model_fields) - {
+        "arch",
+        "weights",
+        "epochs",
+        "batch_size",
+        "learning_rate",
+        "weight_decay",
+        "seed",
+        "monitor",
+        "reduce_lr_patience",
+        "reduce_lr_factor",
+    }
     assert recipe_keys <= set(PRESETS[preset]["train"]), recipe_keys - set(PRESETS[preset]["train"])

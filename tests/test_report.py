@@ -14,7 +14,8 @@ from ferflow.report import STAGE_REPORTS, build_index
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 
 def fake_run(root: Path) -> None:
@@ -22,19 +23,33 @@ def fake_run(root: Path) -> None:
     (root / "results").mkdir()
     (root / "plots").mkdir()
     (root / "models").mkdir()
-    (root / "results/evaluate.json").write_text(json.dumps(
-        {"accuracy": 0.6123, "n_samples": 50, "macro": {"f1": 0.5}, "weighted": {"f1": 0.55}}))
-    (root / "results/train.json").write_text(json.dumps(
-        {"val_accuracy": 0.5877, "epochs_run": 4, "kept_epoch": 3, "train_accuracy": 0.7, "val_loss": 1.1}))
-    (root / "results/robustness.json").write_text(json.dumps(
-        {"gaussian_noise": {"sigma_0.1": {"accuracy": 0.5, "drop": 0.1123}}}))
+    (root / "results/evaluate.json").write_text(
+        json.dumps({"accuracy": 0.6123, "n_samples": 50, "macro": {"f1": 0.5}, "weighted": {"f1": 0.55}})
+    )
+    (root / "results/train.json").write_text(
+        json.dumps({"val_accuracy": 0.5877, "epochs_run": 4, "kept_epoch": 3, "train_accuracy": 0.7, "val_loss": 1.1})
+    )
+    (root / "results/robustness.json").write_text(
+        json.dumps({"gaussian_noise": {"sigma_0.1": {"accuracy": 0.5, "drop": 0.1123}}})
+    )
     (root / "results/latency.json").write_text(json.dumps({"single_ms_p50": 3.21}))
     (root / "models/model.json").write_text(json.dumps({"environment": {"keras_backend": "jax"}}))
     for name in ("training_curves", "confusion_matrix_normalised", "per_class_f1", "reliability", "robustness_heatmap"):
         (root / f"plots/{name}.png").write_bytes(PNG)
-    (root / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": {
-        "train": {"cmd": "x", "deps": [{"path": "data/processed/dataset.npz", "md5": "abc123"}],
-                  "outs": [{"path": "models/model.keras", "md5": "def456"}]}}}))
+    (root / "dvc.lock").write_text(
+        yaml.safe_dump(
+            {
+                "schema": "2.0",
+                "stages": {
+                    "train": {
+                        "cmd": "x",
+                        "deps": [{"path": "data/processed/dataset.npz", "md5": "abc123"}],
+                        "outs": [{"path": "models/model.keras", "md5": "def456"}],
+                    }
+                },
+            }
+        )
+    )
 
 
 def test_index_links_every_stage_and_shows_metrics_figures_params_versions(tmp_path) -> None:

@@ -38,8 +38,9 @@ def test_each_corruption_has_three_severities_and_keeps_shape_dtype_range(name, 
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))
 def test_each_corruption_at_severity_zero_is_the_identity(name, faces) -> None:
     np.testing.assert_array_equal(corrupt(faces, name, 0, seed=0), faces.astype(np.float32))
-    np.testing.assert_array_equal(CORRUPTIONS[name].function(faces, 0.0, np.random.default_rng(0)),
-                                  faces.astype(np.float32))
+    np.testing.assert_array_equal(
+        CORRUPTIONS[name].function(faces, 0.0, np.random.default_rng(0)), faces.astype(np.float32)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CORRUPTIONS))
@@ -92,9 +93,11 @@ BLANK_FACES = np.zeros((4, 48, 48), dtype=np.float32)
 
 def scripted_model(answers: list[np.ndarray], calls: list) -> Callable[[np.ndarray], np.ndarray]:
     """A predict function that gives answers[i] at its i-th call (clean first, then each severity)."""
+
     def predict(batch: np.ndarray) -> np.ndarray:
         calls.append(batch)
         return answers[min(len(calls), len(answers)) - 1]
+
     return predict
 
 

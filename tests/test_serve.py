@@ -73,7 +73,9 @@ def test_predict_answers_with_the_schema_of_fer_predict_json(client, tmp_path) -
     served_face, cli_face = served["faces"][0], from_cli["faces"][0]
     assert set(served_face) == set(cli_face)
     assert served_face["emotion"] == cli_face["emotion"]
-    assert [served_face[k] for k in ("x", "y", "width", "height")] == [cli_face[k] for k in ("x", "y", "width", "height")]
+    assert [served_face[k] for k in ("x", "y", "width", "height")] == [
+        cli_face[k] for k in ("x", "y", "width", "height")
+    ]
     assert served_face["probabilities"] == pytest.approx(cli_face["probabilities"], abs=1e-5)
 
 
@@ -89,15 +91,19 @@ def photo_without_a_face() -> bytes:
     return encoded.tobytes()
 
 
-@pytest.mark.parametrize("name, payload, status, message", [
-    ("notes.txt", b"just some text, not an image", 400, "is not a readable image"),
-    ("half.jpg", truncated_jpeg(), 400, "is not a readable image"),
-    ("empty.jpg", b"", 400, "is empty"),
-    ("coffee.jpg", photo_without_a_face(), 422, "no face found in 'coffee.jpg'"),
-    ("huge.png", b"\x89PNG" + b"0" * 2_100_000, 413, "over the"),
-])
-def test_bad_uploads_get_a_clear_4xx_json_error_and_the_server_keeps_serving(client, name, payload, status,
-                                                                            message) -> None:
+@pytest.mark.parametrize(
+    "name, payload, status, message",
+    [
+        ("notes.txt", b"just some text, not an image", 400, "is not a readable image"),
+        ("half.jpg", truncated_jpeg(), 400, "is not a readable image"),
+        ("empty.jpg", b"", 400, "is empty"),
+        ("coffee.jpg", photo_without_a_face(), 422, "no face found in 'coffee.jpg'"),
+        ("huge.png", b"\x89PNG" + b"0" * 2_100_000, 413, "over the"),
+    ],
+)
+def test_bad_uploads_get_a_clear_4xx_json_error_and_the_server_keeps_serving(
+    client, name, payload, status, message
+) -> None:
     response = client.post("/predict", files={"file": (name, payload, "application/octet-stream")})
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
@@ -120,15 +126,27 @@ def test_hostile_images_get_a_4xx_json_error_or_faces_never_a_500(client, hostil
     still_serving(client)
 
 
-@pytest.mark.parametrize("request_kwargs, status, message", [
-    ({"data": {"file": "a text field, not a file"}, "files": {"other": ("o.txt", b"o")}}, 400,
-     "is not a readable image"),
-    ({"data": {f"field{i}": "x" for i in range(20)}, "files": {"file": ("f.jpg", b"f")}}, 400,
-     "too many form fields"),
-    ({"data": {"file": "url-encoded"}}, 400, "send the photo as multipart form field 'file'"),
-    ({"content": b"--abc\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=abc"}}, 400,
-     "send the photo as multipart form field 'file'"),
-])
+@pytest.mark.parametrize(
+    "request_kwargs, status, message",
+    [
+        (
+            {"data": {"file": "a text field, not a file"}, "files": {"other": ("o.txt", b"o")}},
+            400,
+            "is not a readable image",
+        ),
+        (
+            {"data": {f"field{i}": "x" for i in range(20)}, "files": {"file": ("f.jpg", b"f")}},
+            400,
+            "too many form fields",
+        ),
+        ({"data": {"file": "url-encoded"}}, 400, "send the photo as multipart form field 'file'"),
+        (
+            {"content": b"--abc\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=abc"}},
+            400,
+            "send the photo as multipart form field 'file'",
+        ),
+    ],
+)
 def test_odd_forms_get_the_same_error_shape(client, request_kwargs, status, message) -> None:
     response = client.post("/predict", **request_kwargs)
     assert response.status_code == status and message in response.json()["error"], response.text
@@ -180,7 +198,10 @@ def test_a_port_in_use_is_said_before_the_banner(tmp_path, capsys) -> None:
         holder.close()
     captured = capsys.readouterr()
     assert "serving" not in captured.out
-    assert captured.err.strip() == f"error: port {port} on 127.0.0.1 is in use by another program; choose another with --port"
+    assert (
+        captured.err.strip()
+        == f"error: port {port} on 127.0.0.1 is in use by another program; choose another with --port"
+    )
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "0", "-3"])

@@ -15,25 +15,41 @@ def fake_run(root: Path) -> None:
     (root / "models").mkdir(parents=True)
     (root / "results").mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
-    from ferflow.models import build_model
     from ferflow.io import save_model
+    from ferflow.models import build_model
     from ferflow.train import compile_model
 
     model = build_model("seed_cnn_compact", 2)
     compile_model(model, 1e-3)
     model.optimizer.build(model.trainable_variables)  # optimizer state, as after training
     save_model(model, root / "models/model.keras")
-    (root / "models/model.json").write_text(json.dumps({
-        "class_names": ["happy", "sad"], "input": {"shape": [48, 48, 1]}, "params": {"arch": "vgg"},
-        "data": {"dataset_sha256": "abc", "split_sizes": {"train": 10, "val": 2, "test": 3}},
-        "training_seconds": 12.5}))
+    (root / "models/model.json").write_text(
+        json.dumps(
+            {
+                "class_names": ["happy", "sad"],
+                "input": {"shape": [48, 48, 1]},
+                "params": {"arch": "vgg"},
+                "data": {"dataset_sha256": "abc", "split_sizes": {"train": 10, "val": 2, "test": 3}},
+                "training_seconds": 12.5,
+            }
+        )
+    )
     (root / "results/preprocess.json").write_text(json.dumps({"unique_faces": 15}))
-    (root / "results/evaluate.json").write_text(json.dumps({
-        "accuracy": 0.7, "n_samples": 3, "macro": {"f1": 0.6},
-        "per_class": {"happy": {"f1": 0.8}, "sad": {"f1": 0.4}},
-        "tta": {"mode": "tencrop", "accuracy": 0.72}, "calibration": {"ece": 0.05}}))
-    (root / "results/robustness.json").write_text(json.dumps({
-        "gaussian_noise": {"sigma_0.1": {"accuracy": 0.66, "drop": 0.04}}, "mean_corruption_accuracy": 0.6}))
+    (root / "results/evaluate.json").write_text(
+        json.dumps(
+            {
+                "accuracy": 0.7,
+                "n_samples": 3,
+                "macro": {"f1": 0.6},
+                "per_class": {"happy": {"f1": 0.8}, "sad": {"f1": 0.4}},
+                "tta": {"mode": "tencrop", "accuracy": 0.72},
+                "calibration": {"ece": 0.05},
+            }
+        )
+    )
+    (root / "results/robustness.json").write_text(
+        json.dumps({"gaussian_noise": {"sigma_0.1": {"accuracy": 0.66, "drop": 0.04}}, "mean_corruption_accuracy": 0.6})
+    )
 
 
 def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
@@ -47,8 +63,11 @@ def test_ship_copies_the_model_and_merges_the_sidecar(tmp_path) -> None:
     import numpy as np
 
     x = np.random.default_rng(0).integers(0, 256, size=(2, 48, 48, 1)).astype("float32")
-    np.testing.assert_allclose(keras.saving.load_model(target, safe_mode=True).predict(x, verbose=0),
-                               keras.saving.load_model(run_model, safe_mode=True).predict(x, verbose=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        keras.saving.load_model(target, safe_mode=True).predict(x, verbose=0),
+        keras.saving.load_model(run_model, safe_mode=True).predict(x, verbose=0),
+        rtol=1e-6,
+    )
     sidecar = json.loads(target.with_suffix(".json").read_text())
     assert sidecar["class_names"] == ["happy", "sad"] and sidecar["training_seconds"] == 12.5
     assert sidecar["data"]["source"] == "fer2013 (Kaggle folders)"

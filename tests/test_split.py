@@ -12,7 +12,8 @@ from ferflow.split import SPLIT_NAMES, check_fractions, class_weights, stratifie
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 class_counts = st.lists(st.integers(min_value=0, max_value=60), min_size=2, max_size=7).filter(
-    lambda counts: sum(counts) > 0)
+    lambda counts: sum(counts) > 0
+)
 
 
 def labels_from(counts: list[int]) -> np.ndarray:
@@ -60,8 +61,9 @@ def test_no_labels_give_empty_splits() -> None:
 
 def test_different_seeds_give_different_splits() -> None:
     labels = labels_from([50, 50, 50])
-    assert not np.array_equal(stratified_split(labels, FRACTIONS, 1)["test"],
-                              stratified_split(labels, FRACTIONS, 2)["test"])
+    assert not np.array_equal(
+        stratified_split(labels, FRACTIONS, 1)["test"], stratified_split(labels, FRACTIONS, 2)["test"]
+    )
 
 
 def test_stratification_keeps_the_class_mix() -> None:
@@ -73,12 +75,15 @@ def test_stratification_keeps_the_class_mix() -> None:
         np.testing.assert_allclose(share, overall, atol=0.01)
 
 
-@pytest.mark.parametrize("fractions, message", [
-    ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to 1"),
-    ({"train": 0.7, "val": 0.3}, "fractions.test is missing"),
-    ({"train": 1.2, "val": -0.1, "test": -0.1}, "outside"),
-    ({"train": 0.0, "val": 0.5, "test": 0.5}, "fractions.train must be > 0"),
-])
+@pytest.mark.parametrize(
+    "fractions, message",
+    [
+        ({"train": 0.7, "val": 0.2, "test": 0.2}, "sum to 1"),
+        ({"train": 0.7, "val": 0.3}, "fractions.test is missing"),
+        ({"train": 1.2, "val": -0.1, "test": -0.1}, "outside"),
+        ({"train": 0.0, "val": 0.5, "test": 0.5}, "fractions.train must be > 0"),
+    ],
+)
 def test_bad_fractions_are_refused_with_the_key(fractions, message) -> None:
     with pytest.raises(ValueError, match=message):
         check_fractions(fractions)

@@ -8,19 +8,26 @@ import subprocess
 import nbformat
 import pytest
 
-from ferflow.headline import (committed_headline, evaluation_headline, robustness_headline, summary_lines)
+from ferflow.headline import committed_headline, evaluation_headline, robustness_headline, summary_lines
 from ferflow.stage import summary_first
 from ferflow.summaries import evaluate_summary, preprocess_summary, robustness_summary, train_summary
 
 EVALUATION = {
-    "accuracy": 0.6612, "n_samples": 900, "macro": {"f1": 0.6234}, "calibration": {"ece": 0.0412},
+    "accuracy": 0.6612,
+    "n_samples": 900,
+    "macro": {"f1": 0.6234},
+    "calibration": {"ece": 0.0412},
     "tta": {"mode": "tencrop", "accuracy": 0.6731},
     "per_class": {"happy": {"f1": 0.86}, "fear": {"f1": 0.41}, "sad": {"f1": 0.52}},
     "top_confusions": [{"true": "fear", "predicted": "sad", "share_of_true": 0.21, "faces": 30}],
 }
 ROBUSTNESS = {
-    "clean_accuracy": 0.66, "mean_corruption_accuracy": 0.51,
-    "per_corruption": {"jpeg": {"severity_1": 0.65, "severity_3": 0.60}, "contrast": {"severity_1": 0.6, "severity_3": 0.22}},
+    "clean_accuracy": 0.66,
+    "mean_corruption_accuracy": 0.51,
+    "per_corruption": {
+        "jpeg": {"severity_1": 0.65, "severity_3": 0.60},
+        "contrast": {"severity_1": 0.6, "severity_3": 0.22},
+    },
     "per_class_sensitivity": {"happy": 0.1, "disgust": 0.3},
     "gaussian_noise": {"sigma_0.1": {"accuracy": 0.62, "drop": 0.04}},
 }
@@ -28,8 +35,16 @@ ROBUSTNESS = {
 
 def test_the_evaluate_summary_names_its_key_numbers_best_worst_and_top_confusion() -> None:
     text = evaluate_summary(EVALUATION)
-    for fragment in ("900 test faces", "66.1%", "67.3% with tencrop", "0.623", "0.041", "happy best (F1 0.86)",
-                     "fear worst (F1 0.41)", "fear taken for sad (21.0% of the fear faces)"):
+    for fragment in (
+        "900 test faces",
+        "66.1%",
+        "67.3% with tencrop",
+        "0.623",
+        "0.041",
+        "happy best (F1 0.86)",
+        "fear worst (F1 0.41)",
+        "fear taken for sad (21.0% of the fear faces)",
+    ):
         assert fragment in text, fragment
 
 
@@ -42,13 +57,19 @@ def test_the_robustness_summary_finds_the_hardest_corruption_and_the_noise_cost(
 
 
 def test_the_train_and_preprocess_summaries_use_the_keys_their_stages_write() -> None:
-    train = train_summary("vgg_quarter", {"epochs_run": 20, "kept_epoch": 18, "val_accuracy": 0.505,
-                                          "train_accuracy": 0.551}, 95.0, 12)
+    train = train_summary(
+        "vgg_quarter", {"epochs_run": 20, "kept_epoch": 18, "val_accuracy": 0.505, "train_accuracy": 0.551}, 95.0, 12
+    )
     assert "20 epochs in 1.6 min, resumed after epoch 12" in train and "epoch 18" in train and "50.5%" in train
     preprocess = preprocess_summary(
-        {"faces_converted": 100, "split_strategy": "stratified", "split_sizes": {"train": 70, "val": 15, "test": 14},
-         "removed": {"kept": 99, "duplicates_removed": 1, "conflicting_removed": 0, "blank_removed": 0}},
-        {"happy": 0.5, "disgust": 9.2})
+        {
+            "faces_converted": 100,
+            "split_strategy": "stratified",
+            "split_sizes": {"train": 70, "val": 15, "test": 14},
+            "removed": {"kept": 99, "duplicates_removed": 1, "conflicting_removed": 0, "blank_removed": 0},
+        },
+        {"happy": 0.5, "disgust": 9.2},
+    )
     assert "99 unique faces kept of 100" in preprocess and "disgust, gets a balanced class weight of 9.2" in preprocess
 
 
@@ -81,8 +102,11 @@ def test_committed_headline_reads_git_head_and_is_none_outside_git(tmp_path) -> 
 
 @pytest.mark.parametrize("position", [1, 3])
 def test_the_summary_cell_moves_under_the_title_and_the_notebook_itself_is_unchanged(position) -> None:
-    cells = [nbformat.v4.new_markdown_cell("# Title"), nbformat.v4.new_code_cell("a = 1"),
-             nbformat.v4.new_code_cell("b = 2")]
+    cells = [
+        nbformat.v4.new_markdown_cell("# Title"),
+        nbformat.v4.new_code_cell("a = 1"),
+        nbformat.v4.new_code_cell("b = 2"),
+    ]
     cells.insert(position, nbformat.v4.new_code_cell("summary()", metadata={"tags": ["summary"]}))
     notebook = nbformat.v4.new_notebook(cells=cells)
     ordered = summary_first(notebook)

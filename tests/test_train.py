@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,8 +31,13 @@ def test_best_epoch_follows_the_monitor_direction() -> None:
 
 
 def test_each_epoch_is_logged_for_dvc_plots_as_it_ends_after_the_resumed_ones(tmp_path) -> None:
-    history = {"loss": [2.0, 1.5], "accuracy": [0.2, 0.3], "val_loss": [2.1, 1.9],
-               "val_accuracy": [0.1, 0.25], "learning_rate": [1e-3, 5e-4]}
+    history = {
+        "loss": [2.0, 1.5],
+        "accuracy": [0.2, 0.3],
+        "val_loss": [2.1, 1.9],
+        "val_accuracy": [0.1, 0.25],
+        "learning_rate": [1e-3, 5e-4],
+    }
     live_dir = tmp_path / "live"
     with Live(str(live_dir), dvcyaml=False, save_dvc_exp=False, report=None) as live:
         logger = LiveLogger(live, earlier_history={name: values[:1] for name, values in history.items()})
@@ -116,11 +121,17 @@ def test_progress_prints_one_line_per_epoch_with_time_and_eta(capsys) -> None:
 def test_a_second_writer_of_a_checkpoint_folder_is_stopped(tmp_path) -> None:
     folder = tmp_path / "checkpoints"
     with checkpoint_lock(folder):
-        code = ("import sys; from ferflow.checkpoint import CheckpointBusy, checkpoint_lock\n"
-                f"try:\n    checkpoint_lock({str(folder)!r}).__enter__()\n"
-                "except CheckpointBusy as error:\n    print(error); sys.exit(3)\n")
-        other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        code = (
+            "import sys; from ferflow.checkpoint import CheckpointBusy, checkpoint_lock\n"
+            f"try:\n    checkpoint_lock({str(folder)!r}).__enter__()\n"
+            "except CheckpointBusy as error:\n    print(error); sys.exit(3)\n"
+        )
+        other = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        )
         assert other.returncode == 3, other.stderr
         assert "in use by a training still running (pid" in other.stdout
     with checkpoint_lock(folder):  # free again once the holder is done
@@ -152,8 +163,15 @@ def test_a_finished_or_foreign_checkpoint_starts_afresh(tmp_path) -> None:
     directory = tmp_path / "checkpoints"
     directory.mkdir()
     (directory / "epoch-2.keras").write_bytes(b"x")
-    state = {"fingerprint": "abc", "complete": False, "checkpoint": "epoch-2.keras", "epochs_done": 2,
-             "history": {"loss": [1.0, 0.9]}, "seed_states": [], "callbacks": {}}
+    state = {
+        "fingerprint": "abc",
+        "complete": False,
+        "checkpoint": "epoch-2.keras",
+        "epochs_done": 2,
+        "history": {"loss": [1.0, 0.9]},
+        "seed_states": [],
+        "callbacks": {},
+    }
     (directory / "state.json").write_text(json.dumps(state))
     assert load_resume_state(directory, "abc")["epochs_done"] == 2
     assert load_resume_state(directory, "other") is None
@@ -208,8 +226,12 @@ def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_
         sys.path.remove(str(tmp_path))
     checkpoints = tmp_path / "checkpoints"
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    process = subprocess.Popen([sys.executable, str(script), str(checkpoints), "5"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(checkpoints), "5"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     state_path = checkpoints / "state.json"
     deadline = time.monotonic() + 300
     try:
@@ -250,19 +272,33 @@ def tiny_fit(checkpoints: Path, epochs: int, learning_rate: float = 1e-3):
     model = build_model("seed_cnn_compact", 7, crop_size=44)
     compile_model(model, make_optimizer("sgd", learning_rate, 0.0), 0.0)
     batches = TrainingBatches(x, y, 7, 16, 3, None)
-    return fit_resumable(model, batches, x, y, epochs, checkpoints, "fingerprint", "val_loss",
-                         training_callbacks("val_loss", 10, "cosine", 2, 0.5), restore_best=False)
+    return fit_resumable(
+        model,
+        batches,
+        x,
+        y,
+        epochs,
+        checkpoints,
+        "fingerprint",
+        "val_loss",
+        training_callbacks("val_loss", 10, "cosine", 2, 0.5),
+        restore_best=False,
+    )
 
 
-@pytest.mark.parametrize("damage, message", [
-    ("truncate", r"has [\d,]+ bytes, not the [\d,]+ recorded \(truncated\?\)"),
-    ("garble", r"does not match its recorded checksum \(damaged\?\)"),
-    ("epochs", r"state.json says 9 epochs are done, which is not 1..2"),
-    ("types", r"state.json says '1' epochs are done"),
-    ("history", r"state.json's history does not hold 1 epochs"),
-])
-def test_a_damaged_checkpoint_is_set_aside_in_one_line_and_training_starts_afresh(tmp_path, capsys, damage,
-                                                                                   message) -> None:
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("truncate", r"has [\d,]+ bytes, not the [\d,]+ recorded \(truncated\?\)"),
+        ("garble", r"does not match its recorded checksum \(damaged\?\)"),
+        ("epochs", r"state.json says 9 epochs are done, which is not 1..2"),
+        ("types", r"state.json says '1' epochs are done"),
+        ("history", r"state.json's history does not hold 1 epochs"),
+    ],
+)
+def test_a_damaged_checkpoint_is_set_aside_in_one_line_and_training_starts_afresh(
+    tmp_path, capsys, damage, message
+) -> None:
     checkpoints = tmp_path / "checkpoints"
     tiny_fit(checkpoints, epochs=1)
     state_path = checkpoints / "state.json"
@@ -309,8 +345,11 @@ def test_a_checkpoint_that_does_not_load_starts_afresh_instead_of_failing_every_
 def test_a_diverging_training_fails_naming_the_learning_rate_and_keeps_no_nan_epoch(tmp_path) -> None:
     from ferflow.train import TrainingDiverged
 
-    with pytest.raises(TrainingDiverged, match=r"the loss became (nan|inf) in epoch 1, batch \d+; lower "
-                                               r"train.learning_rate"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"the loss became (nan|inf) in epoch 1, batch \d+; lower "
+        r"train.learning_rate",
+    ):
         tiny_fit(tmp_path / "checkpoints", epochs=3, learning_rate=1e38)
     assert not (tmp_path / "checkpoints" / "state.json").exists()  # no checkpoint of a diverged epoch
 

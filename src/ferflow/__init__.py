@@ -8,9 +8,31 @@ IMAGE_SIZE = 48
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 # Names in the model registry (ferflow.models.ARCHITECTURES), kept here so that params can be
 # checked without importing Keras; a test keeps the two equal.
-ARCHITECTURE_NAMES: tuple[str, ...] = ("seed_cnn", "seed_cnn_deep", "seed_cnn_compact", "vgg", "vgg_quarter", "vgg_half",
-                                       "vgg_half_deep", "vgg_three_quarter", "resnet_small", "resnet_half", "efficientnet_b0")
+ARCHITECTURE_NAMES: tuple[str, ...] = (
+    "seed_cnn",
+    "seed_cnn_deep",
+    "seed_cnn_compact",
+    "vgg",
+    "vgg_quarter",
+    "vgg_half",
+    "vgg_half_deep",
+    "vgg_three_quarter",
+    "resnet_small",
+    "resnet_half",
+    "efficientnet_b0",
+)
 # Names in ferflow.robustness.CORRUPTIONS, for the same reason.
-CORRUPTION_NAMES: tuple[str, ...] = ("gaussian_noise", "salt_and_pepper", "gaussian_blur", "brightness", "contrast",
-                                     "jpeg", "eye_occlusion", "mouth_occlusion", "random_patch", "rotation",
-                                     "horizontal_shift", "down_up_scale")
+CORRUPTION_NAMES: tuple[str, ...] = (
+    "gaussian_noise",
+    "salt_and_pepper",
+    "gaussian_blur",
+    "brightness",
+    "contrast",
+    "jpeg",
+    "eye_occlusion",
+    "mouth_occlusion",
+    "random_patch",
+    "rotation",
+    "horizontal_shift",
+    "down_up_scale",
+)

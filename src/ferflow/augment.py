@@ -29,7 +29,7 @@ def random_crops(images: np.ndarray, crop_size: int, rng: np.random.Generator) -
     crops = images[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
     out = np.full(images.shape, 128.0, dtype=np.float32)
     m_h, m_w = (size_h - crop_size) // 2, (size_w - crop_size) // 2
-    out[:, m_h:m_h + crop_size, m_w:m_w + crop_size] = crops
+    out[:, m_h : m_h + crop_size, m_w : m_w + crop_size] = crops
     return out
 
 
@@ -41,9 +41,13 @@ def horizontal_flips(images: np.ndarray, rng: np.random.Generator, probability: 
     return out
 
 
-def random_erasing(images: np.ndarray, probability: float, rng: np.random.Generator,
-                   area: tuple[float, float] = (0.02, 0.25),
-                   aspect: tuple[float, float] = (0.3, 3.3)) -> np.ndarray:
+def random_erasing(
+    images: np.ndarray,
+    probability: float,
+    rng: np.random.Generator,
+    area: tuple[float, float] = (0.02, 0.25),
+    aspect: tuple[float, float] = (0.3, 3.3),
+) -> np.ndarray:
     """Random erasing (Zhong et al., 2020): with `probability`, fill one random rectangle
     of 2-25% of the face (aspect ratio 0.3-3.3) with uniform noise."""
     out = np.array(images, dtype=np.float32, copy=True)
@@ -57,15 +61,19 @@ def random_erasing(images: np.ndarray, probability: float, rng: np.random.Genera
     left = (rng.random(n) * (size_w - w + 1)).astype(int)
     rows = np.arange(size_h)[None, :, None]
     cols = np.arange(size_w)[None, None, :]
-    mask = ((rows >= top[:, None, None]) & (rows < (top + h)[:, None, None])
-            & (cols >= left[:, None, None]) & (cols < (left + w)[:, None, None]) & chosen[:, None, None])
+    mask = (
+        (rows >= top[:, None, None])
+        & (rows < (top + h)[:, None, None])
+        & (cols >= left[:, None, None])
+        & (cols < (left + w)[:, None, None])
+        & chosen[:, None, None]
+    )
     noise = rng.uniform(0.0, 255.0, size=out.shape).astype(np.float32)
     mask = mask.reshape(mask.shape + (1,) * (out.ndim - 3))
     return np.where(mask, noise, out)
 
 
-def gaussian_noise(images: np.ndarray, probability: float, max_sigma: float,
-                   rng: np.random.Generator) -> np.ndarray:
+def gaussian_noise(images: np.ndarray, probability: float, max_sigma: float, rng: np.random.Generator) -> np.ndarray:
     """With `probability`, add Gaussian noise of a sigma drawn uniformly in [0, max_sigma]
     (on [0, 1] pixels) to a face; clip to 0..255."""
     out = np.array(images, dtype=np.float32, copy=True)

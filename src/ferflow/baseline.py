@@ -43,14 +43,19 @@ def differences(current: dict[str, dict], committed: dict[str, dict], tolerance:
             now, then = lookup(current[path], key), lookup(committed[path], key)
             allowed = tolerance * TOLERANCE_SCALE.get(key, 1.0)
             if abs(now - then) > allowed:
-                problems.append(f"{path}: {key} = {now:.4f}, committed {then:.4f} "
-                                f"(differs by {abs(now - then):.4f} > {allowed:g})")
+                problems.append(
+                    f"{path}: {key} = {now:.4f}, committed {then:.4f} (differs by {abs(now - then):.4f} > {allowed:g})"
+                )
     return problems
 
 
 def committed_metrics(revision: str = "HEAD") -> dict[str, dict]:
-    return {path: json.loads(subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True,
-                                            check=True).stdout) for path in COMPARED}
+    return {
+        path: json.loads(
+            subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True, check=True).stdout
+        )
+        for path in COMPARED
+    }
 
 
 def current_metrics() -> dict[str, dict]:
@@ -67,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"not reproduced: {line}", file=sys.stderr)
     if not problems:
         compared = sum(len(keys) for keys in COMPARED.values())
-        print(f"baseline reproduced: {compared} metrics within {args.tolerance} of {args.revision} "
-              f"(macro F1 within {args.tolerance * TOLERANCE_SCALE['macro.f1']:g})")
+        print(
+            f"baseline reproduced: {compared} metrics within {args.tolerance} of {args.revision} "
+            f"(macro F1 within {args.tolerance * TOLERANCE_SCALE['macro.f1']:g})"
+        )
     return 1 if problems else 0
 
 

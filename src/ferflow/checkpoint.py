@@ -16,9 +16,10 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import keras
 import numpy as np
@@ -40,8 +41,10 @@ def ensure_writable(directory: Path) -> None:
             with tempfile.TemporaryFile(dir=folder):
                 pass
     except OSError as error:
-        raise OSError(f"the checkpoint folder '{directory}' cannot be written ({error.strerror or error}); "
-                      f"make it and its parent writable, or remove it") from None
+        raise OSError(
+            f"the checkpoint folder '{directory}' cannot be written ({error.strerror or error}); "
+            f"make it and its parent writable, or remove it"
+        ) from None
 
 
 @contextmanager
@@ -87,15 +90,28 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     run killed at any moment leaves the previous epoch's consistent checkpoint.
     """
 
-    def __init__(self, directory: Path, fingerprint: str, monitor: str, state: dict | None,
-                 stateful_callbacks: list[keras.callbacks.Callback]) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        fingerprint: str,
+        monitor: str,
+        state: dict | None,
+        stateful_callbacks: list[keras.callbacks.Callback],
+    ) -> None:
         super().__init__()
         self.directory = Path(directory)
         self.monitor = monitor
         self.mode = MONITOR_MODES[monitor]
         self.stateful_callbacks = stateful_callbacks
-        self.state = state or {"fingerprint": fingerprint, "epochs_done": 0, "history": {},
-                               "best": None, "best_epoch": None, "callbacks": {}, "complete": False}
+        self.state = state or {
+            "fingerprint": fingerprint,
+            "epochs_done": 0,
+            "history": {},
+            "best": None,
+            "best_epoch": None,
+            "callbacks": {},
+            "complete": False,
+        }
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         # Runs after the other callbacks' on_train_begin (it comes last), which reset them.
@@ -122,11 +138,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.state["checkpoint"] = checkpoint.name
         self.state["checkpoint_bytes"] = checkpoint.stat().st_size  # checked before a resume
         self.state["checkpoint_sha256"] = sha256_file(checkpoint)
-        self.state["seed_states"] = [keras.ops.convert_to_numpy(v.value).tolist()
-                                     for v in seed_state_variables(self.model)]
+        self.state["seed_states"] = [
+            keras.ops.convert_to_numpy(v.value).tolist() for v in seed_state_variables(self.model)
+        ]
         self.state["callbacks"] = {
-            type(c).__name__: {k: _plain(getattr(c, k)) for k in ("wait", "best", "stopped_epoch")
-                               if hasattr(c, k)}
+            type(c).__name__: {k: _plain(getattr(c, k)) for k in ("wait", "best", "stopped_epoch") if hasattr(c, k)}
             for c in self.stateful_callbacks
         }
         write_json(self.directory / "state.json", self.state)
@@ -195,8 +211,10 @@ def resume_problem(directory: Path, state: dict, epochs: int | None) -> str | No
     checkpoint = directory / name
     if "checkpoint_sha256" in state:  # recorded since this check exists
         if checkpoint.stat().st_size != state.get("checkpoint_bytes"):
-            return (f"{checkpoint} has {checkpoint.stat().st_size:,} bytes, not the "
-                    f"{state.get('checkpoint_bytes')!r} recorded (truncated?)")
+            return (
+                f"{checkpoint} has {checkpoint.stat().st_size:,} bytes, not the "
+                f"{state.get('checkpoint_bytes')!r} recorded (truncated?)"
+            )
         if sha256_file(checkpoint) != state["checkpoint_sha256"]:
             return f"{checkpoint} does not match its recorded checksum (damaged?)"
     return None

@@ -30,72 +30,125 @@ def _model_arguments(p) -> None:
     """--quality, --model and --threads, shared by predict and serve."""
     from ferflow.predict import DEFAULT_QUALITY, QUALITIES
 
-    p.add_argument("--quality", choices=list(QUALITIES), default=DEFAULT_QUALITY,
-                   help="fast: the shipped single model; best: the shipped two-model ensemble with ten-crop "
-                        f"(slower, more accurate; see the docs for both) (default: {DEFAULT_QUALITY})")
-    p.add_argument("--model", type=Path, help="use this model instead: an .onnx model (ONNX Runtime) or a .keras "
-                   "model (needs Keras), with its .json sidecar beside it")
-    p.add_argument("--threads", type=int, help="threads for each model call (default: FERFLOW_THREADS, or "
-                   "the cores this process may use)")
+    p.add_argument(
+        "--quality",
+        choices=list(QUALITIES),
+        default=DEFAULT_QUALITY,
+        help="fast: the shipped single model; best: the shipped two-model ensemble with ten-crop "
+        f"(slower, more accurate; see the docs for both) (default: {DEFAULT_QUALITY})",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="use this model instead: an .onnx model (ONNX Runtime) or a .keras "
+        "model (needs Keras), with its .json sidecar beside it",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads for each model call (default: FERFLOW_THREADS, or the cores this process may use)",
+    )
 
 
 def _predict_parser(sub) -> None:
     from ferflow.detectors import DEFAULT_DETECTOR, DETECTORS
     from ferflow.predict import PredictOptions
 
-    p = sub.add_parser("predict", help="classify the emotion of every face in images, folders or videos",
-                       description="Find faces (MTCNN unless --detector says otherwise) and classify their emotion.",
-                       epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="classify the emotion of every face in images, folders or videos",
+        description="Find faces (MTCNN unless --detector says otherwise) and classify their emotion.",
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or videos")
     _model_arguments(p)
     p.add_argument("--no-detect", action="store_true", help="the images are face crops already; classify them whole")
-    p.add_argument("--tta", action="store_true", help="average over flipped (and ten-crop) views (on with "
-                   "--quality best)")
+    p.add_argument(
+        "--tta", action="store_true", help="average over flipped (and ten-crop) views (on with --quality best)"
+    )
     p.add_argument("--json", type=Path, help="write one record per face to this JSON file")
     p.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
-    p.add_argument("--video-stride", type=int, metavar="N",
-                   help="also read videos, classifying every N-th frame")
-    p.add_argument("--margin", type=float, default=PredictOptions.margin,
-                   help=f"widen each face box by this share per side, negative to tighten (default: {PredictOptions.margin})")
-    p.add_argument("--square", action=argparse.BooleanOptionalAction, default=PredictOptions.square,
-                   help="grow each face box to a square before the margin (default: %(default)s)")
+    p.add_argument("--video-stride", type=int, metavar="N", help="also read videos, classifying every N-th frame")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=PredictOptions.margin,
+        help=f"widen each face box by this share per side, negative to tighten (default: {PredictOptions.margin})",
+    )
+    p.add_argument(
+        "--square",
+        action=argparse.BooleanOptionalAction,
+        default=PredictOptions.square,
+        help="grow each face box to a square before the margin (default: %(default)s)",
+    )
     p.add_argument("--min-face", type=int, default=30, help="smallest face side in pixels to detect")
-    p.add_argument("--detect-size", type=int, default=None,
-                   help="detect on a copy of larger photos this many pixels on its long side; raise it for "
-                        "small faces in large photos (default: the detector's, 320 for mtcnn, 640 for the others)")
-    p.add_argument("--detector", choices=list(DETECTORS), default=DEFAULT_DETECTOR,
-                   help=f"face detector (default: {DEFAULT_DETECTOR}; see README, Face detection)")
+    p.add_argument(
+        "--detect-size",
+        type=int,
+        default=None,
+        help="detect on a copy of larger photos this many pixels on its long side; raise it for "
+        "small faces in large photos (default: the detector's, 320 for mtcnn, 640 for the others)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=list(DETECTORS),
+        default=DEFAULT_DETECTOR,
+        help=f"face detector (default: {DEFAULT_DETECTOR}; see README, Face detection)",
+    )
 
 
 def _export_parser(sub) -> None:
     from ferflow.export import FORMATS
     from ferflow.predict import PRETRAINED_KERAS
 
-    p = sub.add_parser("export", help="export a model to ONNX, SavedModel or TFLite",
-                       description="Export a Keras model for serving (needs Keras on the TensorFlow backend).")
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX, SavedModel or TFLite",
+        description="Export a Keras model for serving (needs Keras on the TensorFlow backend).",
+    )
     p.add_argument("--format", required=True, choices=sorted(FORMATS))
-    p.add_argument("--model", type=Path, default=PRETRAINED_KERAS,
-                   help=f"a .keras model with its sidecar (default: {PRETRAINED_KERAS}, in the project folder)")
-    p.add_argument("--out", type=Path, help="output file (a folder for saved_model), or an existing folder to "
-                   "write into; only a previous export of the same format is replaced "
-                   "(default: exported/<name>.<format> beside the model)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=PRETRAINED_KERAS,
+        help=f"a .keras model with its sidecar (default: {PRETRAINED_KERAS}, in the project folder)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output file (a folder for saved_model), or an existing folder to "
+        "write into; only a previous export of the same format is replaced "
+        "(default: exported/<name>.<format> beside the model)",
+    )
 
 
 def _serve_parser(sub) -> None:
-    p = sub.add_parser("serve", help="a local web page and HTTP API for the model",
-                       description="Serve the model on this machine: a web page at / and the API (see /api).")
+    p = sub.add_parser(
+        "serve",
+        help="a local web page and HTTP API for the model",
+        description="Serve the model on this machine: a web page at / and the API (see /api).",
+    )
     _model_arguments(p)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
-    p.add_argument("--max-upload-mb", type=float, default=DEFAULT_MAX_UPLOAD_MB,
-                   help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})",
+    )
 
 
 def model_description(classifier, quality: str, tta: bool) -> dict:
     """Which model answered, and how: for the JSON of predict and the answers of serve."""
-    return {"quality": quality if classifier.path == chosen_default(quality) else "custom",
-            "file": classifier.path.name, "runtime": classifier.runtime, "tta": tta}
+    return {
+        "quality": quality if classifier.path == chosen_default(quality) else "custom",
+        "file": classifier.path.name,
+        "runtime": classifier.runtime,
+        "tta": tta,
+    }
 
 
 def chosen_default(quality: str) -> Path:
@@ -104,8 +157,14 @@ def chosen_default(quality: str) -> Path:
     return QUALITIES[quality][0]
 
 
-def write_records(faces: list, json_path: Path | None, csv_path: Path | None, class_names: tuple[str, ...],
-                  detector: str | None = None, model: dict | None = None) -> None:
+def write_records(
+    faces: list,
+    json_path: Path | None,
+    csv_path: Path | None,
+    class_names: tuple[str, ...],
+    detector: str | None = None,
+    model: dict | None = None,
+) -> None:
     from ferflow.io import write_text
 
     records = [face.record() for face in faces]
@@ -202,16 +261,26 @@ def run_predict(args) -> int:
         return EXIT_USAGE
     model_path, tta = chosen_model(args)
     try:  # the options check their own values (margin, sizes, stride) before any work
-        options = PredictOptions(detect=not args.no_detect, tta=tta, margin=args.margin, square=args.square,
-                                 min_face=args.min_face, detect_size=args.detect_size,
-                                 video_stride=args.video_stride, annotate_dir=args.annotate,
-                                 detector=args.detector,
-                                 progress=args.json is None)  # scripts that ask for JSON get no progress bar
+        options = PredictOptions(
+            detect=not args.no_detect,
+            tta=tta,
+            margin=args.margin,
+            square=args.square,
+            min_face=args.min_face,
+            detect_size=args.detect_size,
+            video_stride=args.video_stride,
+            annotate_dir=args.annotate,
+            detector=args.detector,
+            progress=args.json is None,
+        )  # scripts that ask for JSON get no progress bar
     except ValueError as problem:
         print(f"error: --{problem}", file=sys.stderr)
         return EXIT_USAGE
-    for flag, path, is_dir in (("--json", args.json, False), ("--csv", args.csv, False),
-                               ("--annotate", args.annotate, True)):
+    for flag, path, is_dir in (
+        ("--json", args.json, False),
+        ("--csv", args.csv, False),
+        ("--annotate", args.annotate, True),
+    ):
         problem = output_problem(path, is_dir)
         if problem:  # checked before the model loads or any photo is read
             print(f"error: {flag}: {problem}", file=sys.stderr)
@@ -229,10 +298,18 @@ def run_predict(args) -> int:
     print_table(result.faces)
     for problem in result.problems:
         print(f"{problem.kind}: {problem.message}", file=sys.stderr)
-    write_records(result.faces, args.json, args.csv, classifier.class_names,
-                  None if args.no_detect else args.detector, model_description(classifier, args.quality, tta))
-    print(f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
-          file=sys.stderr)
+    write_records(
+        result.faces,
+        args.json,
+        args.csv,
+        classifier.class_names,
+        None if args.no_detect else args.detector,
+        model_description(classifier, args.quality, tta),
+    )
+    print(
+        f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
+        file=sys.stderr,
+    )
     if not result.faces:
         return EXIT_NOTHING
     return EXIT_PARTIAL if result.problems else EXIT_OK
@@ -242,8 +319,9 @@ def run_export(args) -> int:
     from ferflow.export import ExportError, export_model, resolve_output
 
     if args.model.suffix.lower() == ".onnx":
-        print(f"error: --model '{args.model}' is an ONNX model already; fer export takes a .keras model",
-              file=sys.stderr)
+        print(
+            f"error: --model '{args.model}' is an ONNX model already; fer export takes a .keras model", file=sys.stderr
+        )
         return EXIT_USAGE
 
     try:  # before the model loads: a target that cannot be used is one line, and nothing is touched
@@ -259,8 +337,10 @@ def run_export(args) -> int:
     except (ExportError, OSError) as problem:
         print(f"error: export to '{out}' failed: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {out} ({args.format}); inputs: raw grey 48x48x1 pixels 0..255; "
-          f"outputs: probabilities of {list(classifier.class_names)}")
+    print(
+        f"wrote {out} ({args.format}); inputs: raw grey 48x48x1 pixels 0..255; "
+        f"outputs: probabilities of {list(classifier.class_names)}"
+    )
     return EXIT_OK
 
 
@@ -278,8 +358,10 @@ def run_serve(args) -> int:
         print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
         return EXIT_USAGE
     if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= MAX_UPLOAD_MB):
-        print(f"error: --max-upload-mb must be above 0 and at most {MAX_UPLOAD_MB:g}, got {args.max_upload_mb:g}",
-              file=sys.stderr)
+        print(
+            f"error: --max-upload-mb must be above 0 and at most {MAX_UPLOAD_MB:g}, got {args.max_upload_mb:g}",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     model_path, tta = chosen_model(args)
     classifier = load_or_report(model_path, args.threads)

@@ -9,8 +9,8 @@ from the `rng` passed in, so the same seed gives the same corrupted faces.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -76,8 +76,7 @@ def jpeg(images: np.ndarray, strength: float, rng: np.random.Generator) -> np.nd
         return out
     quality = int(round(100 - strength))
     for i, face in enumerate(out):
-        ok, encoded = cv2.imencode(".jpg", np.clip(face, 0, 255).astype(np.uint8),
-                                   [cv2.IMWRITE_JPEG_QUALITY, quality])
+        ok, encoded = cv2.imencode(".jpg", np.clip(face, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
         if not ok:
             raise RuntimeError("OpenCV could not JPEG-encode a face")
         out[i] = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).reshape(face.shape)
@@ -90,7 +89,7 @@ def _band(images: np.ndarray, height: float, centre: float) -> np.ndarray:
         size = out.shape[1]
         half = height * size / 2.0
         top, bottom = int(round(centre * size - half)), int(round(centre * size + half))
-        out[:, max(top, 0):min(bottom, size)] = GREY
+        out[:, max(top, 0) : min(bottom, size)] = GREY
     return out
 
 
@@ -112,7 +111,7 @@ def random_patch(images: np.ndarray, side: float, rng: np.random.Generator) -> n
         pixels = max(1, int(round(side * size)))
         corners = rng.integers(0, size - pixels + 1, size=(len(out), 2))
         for face, (top, left) in zip(out, corners):
-            face[top:top + pixels, left:left + pixels] = GREY
+            face[top : top + pixels, left : left + pixels] = GREY
     return out
 
 
@@ -120,8 +119,9 @@ def _warp_each(out: np.ndarray, matrices: list[np.ndarray]) -> np.ndarray:
     size = out.shape[1]
     for i, matrix in enumerate(matrices):
         face = out[i].reshape(size, size)
-        out[i] = cv2.warpAffine(face, matrix, (size, size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE).reshape(out[i].shape)
+        out[i] = cv2.warpAffine(
+            face, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        ).reshape(out[i].shape)
     return np.clip(out, 0.0, 255.0)
 
 

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ferflow import IMAGE_SIZE
-from ferflow.records import DataError, Dataset
 from ferflow.io import write_text
+from ferflow.records import DataError, Dataset
 
 CONTEST_EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 USAGES = ("Training", "PublicTest", "PrivateTest")
@@ -69,8 +69,9 @@ def parse_pixels(pixels: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return images, ok
 
 
-def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
-                     key: str = "source", on_bad: str = "error") -> Dataset:
+def load_csv_dataset(
+    path: str | os.PathLike, class_names: tuple[str, ...], key: str = "source", on_bad: str = "error"
+) -> Dataset:
     """Read and validate fer2013.csv; rows are named by their line in the file (header = line 1)."""
     path = Path(path)
     if not path.exists():
@@ -81,8 +82,10 @@ def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise DataError(f"{key}: '{path}' is empty; the contest file starts with the header "
-                        "emotion,pixels,Usage and holds one face per row") from None
+        raise DataError(
+            f"{key}: '{path}' is empty; the contest file starts with the header "
+            "emotion,pixels,Usage and holds one face per row"
+        ) from None
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise DataError(f"{key}: '{path}' is not a readable CSV file: {error}") from error
     if frame.empty:
@@ -109,8 +112,9 @@ def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
     if skipped and on_bad == "error":
         item, reason = skipped[0]
         more = f" ({len(skipped) - 1} more bad rows)" if len(skipped) > 1 else ""
-        raise DataError(f"{key}: {item} {reason}{more}. Fix or delete the row, or set "
-                        "data.on_bad: skip to leave bad rows out.")
+        raise DataError(
+            f"{key}: {item} {reason}{more}. Fix or delete the row, or set data.on_bad: skip to leave bad rows out."
+        )
 
     good = np.ones(len(frame), dtype=bool)
     good[list(problems)] = False
@@ -121,8 +125,9 @@ def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
     counts = np.bincount(labels, minlength=len(class_names))
     empty = [name for name, count in zip(class_names, counts) if count == 0]
     if empty:
-        raise DataError(f"{key}: '{path}' has no rows for class(es) {empty}. Remove them from "
-                        "data.classes in params.yaml.")
+        raise DataError(
+            f"{key}: '{path}' has no rows for class(es) {empty}. Remove them from data.classes in params.yaml."
+        )
     return Dataset(
         images=images[wanted],
         labels=labels,
@@ -134,10 +139,11 @@ def load_csv_dataset(path: str | os.PathLike, class_names: tuple[str, ...],
     )
 
 
-def write_contest_csv(path: str | os.PathLike, images: np.ndarray, class_names: list[str],
-                      usages: list[str]) -> None:
+def write_contest_csv(path: str | os.PathLike, images: np.ndarray, class_names: list[str], usages: list[str]) -> None:
     """Write faces in the contest's CSV format (for tests, benchmarks and conversions)."""
     codes = [CONTEST_EMOTIONS.index(name) for name in class_names]
-    rows = [f"{code},{' '.join(map(str, image.ravel().tolist()))},{usage}"
-            for code, image, usage in zip(codes, images, usages)]
+    rows = [
+        f"{code},{' '.join(map(str, image.ravel().tolist()))},{usage}"
+        for code, image, usage in zip(codes, images, usages)
+    ]
     write_text(path, "emotion,pixels,Usage\n" + "\n".join(rows) + "\n")

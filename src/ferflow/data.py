@@ -41,8 +41,9 @@ def _visible_dirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
-                key: str = "source") -> ImageList:
+def find_images(
+    source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES, key: str = "source"
+) -> ImageList:
     """List the image files under `source` with their labels; validate the layout first.
 
     Known FER-2013 emotions left out of `class_names` are skipped (a class subset);
@@ -72,8 +73,7 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
         for class_dir in _visible_dirs(split_dir):
             if class_dir.name not in known:
                 raise DataError(
-                    f"{key}: unknown class folder '{class_dir}'. Expected one of "
-                    f"{sorted(known)}; rename or remove it."
+                    f"{key}: unknown class folder '{class_dir}'. Expected one of {sorted(known)}; rename or remove it."
                 )
             if class_dir.name not in class_names:
                 skipped_classes.add(class_dir.name)
@@ -88,8 +88,7 @@ def find_images(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_
                     images.skipped_hidden.append(path)
                 elif is_dir or os.path.splitext(name)[1].lower() not in IMAGE_SUFFIXES:
                     raise DataError(
-                        f"{key}: '{path}' is not a .jpg, .jpeg or .png image. "
-                        "Move it out of the data folder."
+                        f"{key}: '{path}' is not a .jpg, .jpeg or .png image. Move it out of the data folder."
                     )
                 else:
                     images.files.append(path)
@@ -128,20 +127,21 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 grey = grey.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
             return np.asarray(grey, dtype=np.uint8)
     except UnidentifiedImageError:
-        raise DataError(f"cannot decode image '{path}': not an image format that can be read "
-                        "(JPEG, PNG, ...). Replace or delete the file.") from None
+        raise DataError(
+            f"cannot decode image '{path}': not an image format that can be read "
+            "(JPEG, PNG, ...). Replace or delete the file."
+        ) from None
     except (OSError, ValueError) as error:
         raise DataError(f"cannot decode image '{path}': {error}. Replace or delete the file.") from None
 
 
-def decode_images(files: list[Path], on_bad: str = "error"
-                  ) -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
+def decode_images(files: list[Path], on_bad: str = "error") -> tuple[np.ndarray, np.ndarray, list[tuple[str, str]]]:
     """Decode files into one (n, 48, 48) uint8 array.
 
     Every file is decoded before any error is raised, so on_bad="error" names the first
     undecodable file in order (and counts the rest); "skip" returns the decodable images
-    only, the mask of which files they are, and (file, reason) for each skipped one. One process: decoding 48x48 JPEGs is
-    dominated by per-file Python overhead, which threads do not share out and a process
+    only, the mask of which files they are, and (file, reason) for each skipped one. One
+    process: decoding 48x48 JPEGs is dominated by per-file Python overhead, which threads do not share out and a process
     pool's start-up and copying eat on two cores.
     """
     if on_bad not in ("error", "skip"):
@@ -157,13 +157,16 @@ def decode_images(files: list[Path], on_bad: str = "error"
             good[i] = False
     if skipped and on_bad == "error":
         more = len(skipped) - 1
-        raise DataError(skipped[0][1] + (f" ({more} more undecodable files; set data.on_bad: skip "
-                                         "to leave them out)" if more else ""))
+        raise DataError(
+            skipped[0][1]
+            + (f" ({more} more undecodable files; set data.on_bad: skip to leave them out)" if more else "")
+        )
     return images[good], good, skipped
 
 
-def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES,
-                        key: str = "source", on_bad: str = "error") -> Dataset:
+def load_folder_dataset(
+    source: str | os.PathLike, class_names: tuple[str, ...] = CLASS_NAMES, key: str = "source", on_bad: str = "error"
+) -> Dataset:
     """Find, validate and decode every image under a Kaggle-layout folder."""
     found = find_images(source, class_names, key=key)
     images, good, skipped = decode_images(found.files, on_bad)
@@ -180,8 +183,9 @@ def load_folder_dataset(source: str | os.PathLike, class_names: tuple[str, ...] 
     )
 
 
-def load_dataset(source: str | os.PathLike, classes: tuple[str, ...] = CLASS_NAMES,
-                 key: str = "source", on_bad: str = "error") -> Dataset:
+def load_dataset(
+    source: str | os.PathLike, classes: tuple[str, ...] = CLASS_NAMES, key: str = "source", on_bad: str = "error"
+) -> Dataset:
     """Load `source`, a Kaggle-layout folder or the contest's CSV file, whichever it is.
 
     `classes` lists the emotions to keep, in output order; "happy=joy" keeps happy faces

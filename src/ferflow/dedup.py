@@ -15,8 +15,7 @@ import numpy as np
 def pixel_hashes(images: np.ndarray) -> np.ndarray:
     """One hex digest per image, over its decoded pixels."""
     return np.asarray(
-        [hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest()
-         for image in images],
+        [hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=16).hexdigest() for image in images],
         dtype=np.str_,
     )
 
@@ -43,8 +42,13 @@ class DuplicateReport:
         }
 
 
-def deduplicate(images: np.ndarray, labels: np.ndarray, splits: np.ndarray | None = None,
-                on_conflict: str = "drop", priority: np.ndarray | None = None) -> DuplicateReport:
+def deduplicate(
+    images: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray | None = None,
+    on_conflict: str = "drop",
+    priority: np.ndarray | None = None,
+) -> DuplicateReport:
     """Keep one image of each identical group; drop or keep conflicting groups.
 
     The copy kept is the one with the highest `priority` (for example test over train,
@@ -80,8 +84,9 @@ def deduplicate(images: np.ndarray, labels: np.ndarray, splits: np.ndarray | Non
         conflicting_removed = int(in_conflict.sum())
     groups = int((sizes > 1).sum())
     duplicates_removed = int(len(images) - keep.sum() - conflicting_removed)
-    return DuplicateReport(keep, groups, duplicates_removed, conflicting_groups,
-                           conflicting_removed, cross_split, group_of, sizes)
+    return DuplicateReport(
+        keep, groups, duplicates_removed, conflicting_groups, conflicting_removed, cross_split, group_of, sizes
+    )
 
 
 def _varies(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -94,5 +99,5 @@ def blank_mask(images: np.ndarray, threshold: float) -> np.ndarray:
     flat = images.reshape(len(images), -1)
     std = np.empty(len(images), dtype=np.float32)
     for start in range(0, len(images), 1024):  # in chunks: a float copy of all 30,000 faces is slow
-        std[start:start + 1024] = flat[start:start + 1024].astype(np.float32).std(axis=1)
+        std[start : start + 1024] = flat[start : start + 1024].astype(np.float32).std(axis=1)
     return std < threshold

@@ -36,12 +36,14 @@ class HaarDetector:
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
-            raise RuntimeError(f"OpenCV's face cascade '{path}' could not be loaded; "
-                               "reinstall opencv-python-headless<5")
+            raise RuntimeError(
+                f"OpenCV's face cascade '{path}' could not be loaded; reinstall opencv-python-headless<5"
+            )
 
     def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
-        boxes = self.cascade.detectMultiScale(cv2.equalizeHist(to_grey(pixels)), scaleFactor=1.1, minNeighbors=5,
-                                              minSize=(min_size, min_size))
+        boxes = self.cascade.detectMultiScale(
+            cv2.equalizeHist(to_grey(pixels)), scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)
+        )
         return [tuple(int(v) for v in box) for box in boxes]
 
 
@@ -141,8 +143,9 @@ def graph_function(network, patch_size: int | None = None):
         return tf.function(lambda batch: network(batch, training=False)).get_concrete_function(images)
 
     def score_patches(image, boxes):
-        patches = tf.image.crop_and_resize(image, boxes, tf.zeros(tf.shape(boxes)[:1], tf.int32),
-                                           (patch_size, patch_size))
+        patches = tf.image.crop_and_resize(
+            image, boxes, tf.zeros(tf.shape(boxes)[:1], tf.int32), (patch_size, patch_size)
+        )
         return network(patches, training=False)
 
     return tf.function(score_patches).get_concrete_function(images, tf.TensorSpec([None, 4], tf.float32))
@@ -171,8 +174,15 @@ class PackedPNet:
 
     WINDOW, STRIDE = 12, 2
 
-    def __init__(self, network, scale_factor: float, threshold: float, min_face_size: int = 20,
-                 nms_level: float = 0.5, nms_all: float = 0.7) -> None:
+    def __init__(
+        self,
+        network,
+        scale_factor: float,
+        threshold: float,
+        min_face_size: int = 20,
+        nms_level: float = 0.5,
+        nms_all: float = 0.7,
+    ) -> None:
         self.network = network
         self.scale_factor, self.threshold, self.min_face_size = scale_factor, threshold, min_face_size
         self.nms_level, self.nms_all = nms_level, nms_all  # suppression within a level, then across levels
@@ -192,13 +202,16 @@ class PackedPNet:
         canvas = np.zeros((1, *canvas_shape, 3), dtype=np.float32)
         for (_, h, w), (even_h, even_w), (top, left) in zip(levels, even, corners):
             level = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
-            canvas[0, top:top + even_h, left:left + even_w] = np.pad(
-                level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge")
+            canvas[0, top : top + even_h, left : left + even_w] = np.pad(
+                level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge"
+            )
         regression, scores = (np.asarray(output)[0] for output in self.network(canvas)) if levels else (None, None)
         proposals = [np.empty((0, 5))]
         for (scale, _, _), (even_h, even_w), (top, left) in zip(levels, even, corners):
             rows, cols = (even_h - self.WINDOW) // self.STRIDE + 1, (even_w - self.WINDOW) // self.STRIDE + 1
-            part = np.s_[top // self.STRIDE:top // self.STRIDE + rows, left // self.STRIDE:left // self.STRIDE + cols]
+            part = np.s_[
+                top // self.STRIDE : top // self.STRIDE + rows, left // self.STRIDE : left // self.STRIDE + cols
+            ]
             level_scores, level_regression = scores[part][..., 1], regression[part]
             ys, xs = np.nonzero(level_scores > self.threshold)
             # Each window's corners moved by the regression, in the photo's pixels. The package
@@ -211,8 +224,9 @@ class PackedPNet:
         return to_square(boxes[suppress_overlaps(boxes, self.nms_all)])
 
 
-def refine_boxes(image: np.ndarray, boxes: np.ndarray, score_patches, threshold: float, nms: float,
-                 method: str) -> np.ndarray:
+def refine_boxes(
+    image: np.ndarray, boxes: np.ndarray, score_patches, threshold: float, nms: float, method: str
+) -> np.ndarray:
     """MTCNN's second or third stage: score each box's patch, move the box, keep confident ones.
 
     `image` is the normalized photo with a batch axis, `boxes` rows of (x1, y1, x2, y2, score),
@@ -246,8 +260,14 @@ class Mtcnn:
     THRESHOLDS = (0.4, 0.4, 0.5)
     SCALE_FACTOR = 0.8
 
-    def __init__(self, pnet, rnet_patches, onet_patches, thresholds: tuple[float, float, float] = THRESHOLDS,
-                 scale_factor: float = SCALE_FACTOR) -> None:
+    def __init__(
+        self,
+        pnet,
+        rnet_patches,
+        onet_patches,
+        thresholds: tuple[float, float, float] = THRESHOLDS,
+        scale_factor: float = SCALE_FACTOR,
+    ) -> None:
         self.thresholds = thresholds  # P-Net, R-Net, O-Net: a candidate box must pass all three
         self.scale_factor = scale_factor  # between the image pyramid's levels
         self.pnet = PackedPNet(pnet, scale_factor, thresholds[0])
@@ -301,7 +321,7 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
     """
     height, width = image.shape[:2]
     steps = np.arange(size, dtype=np.float32) / np.float32(size - 1)
-    y1, x1, y2, x2 = (boxes[:, i:i + 1].astype(np.float32) for i in range(4))
+    y1, x1, y2, x2 = (boxes[:, i : i + 1].astype(np.float32) for i in range(4))
     ys = y1 * (height - 1) + steps * ((y2 - y1) * (height - 1))  # (n, size) sample rows
     xs = x1 * (width - 1) + steps * ((x2 - x1) * (width - 1))
     top, left = np.floor(ys), np.floor(xs)
@@ -332,8 +352,9 @@ class MtcnnTensorFlow(Mtcnn):
 
     def __init__(self, **settings) -> None:
         pnet, rnet, onet = mtcnn_networks()
-        super().__init__(graph_function(pnet), graph_function(rnet, patch_size=24),
-                         graph_function(onet, patch_size=48), **settings)
+        super().__init__(
+            graph_function(pnet), graph_function(rnet, patch_size=24), graph_function(onet, patch_size=48), **settings
+        )
 
 
 def mtcnn_networks() -> tuple:
@@ -344,8 +365,10 @@ def mtcnn_networks() -> tuple:
         import keras
 
         if keras.backend.backend() != "tensorflow":  # the package imports TensorFlow's own Keras
-            raise RuntimeError(f"the mtcnn package runs on TensorFlow only, not KERAS_BACKEND="
-                               f"{keras.backend.backend()}; unset KERAS_BACKEND")
+            raise RuntimeError(
+                f"the mtcnn package runs on TensorFlow only, not KERAS_BACKEND="
+                f"{keras.backend.backend()}; unset KERAS_BACKEND"
+            )
         try:
             from mtcnn import MTCNN
         except ImportError:
@@ -362,8 +385,12 @@ def face_detector(name: str = DEFAULT_DETECTOR):
     one photo, so repeated `predict_paths` calls must not pay it again. Detectors keep no state
     between calls.
     """
-    kinds = {"haar": HaarDetector, "dlib_hog": DlibHogDetector, "mtcnn": MtcnnDetector,
-             "mtcnn_tensorflow": MtcnnTensorFlow}
+    kinds = {
+        "haar": HaarDetector,
+        "dlib_hog": DlibHogDetector,
+        "mtcnn": MtcnnDetector,
+        "mtcnn_tensorflow": MtcnnTensorFlow,
+    }
     if name not in kinds:
         raise ValueError(f"unknown face detector {name!r}; choose one of {list(DETECTORS)}")
     return kinds[name]()
@@ -379,8 +406,13 @@ def detect_faces(pixels: np.ndarray, detector, min_size: int = 30, max_side: int
     height, width = pixels.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     # At least one pixel a side: a very thin photo would otherwise shrink to nothing.
-    small = pixels if scale == 1.0 else cv2.resize(pixels, (max(1, round(width * scale)), max(1, round(height * scale))),
-                                                   interpolation=cv2.INTER_AREA)
+    small = (
+        pixels
+        if scale == 1.0
+        else cv2.resize(
+            pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
+        )
+    )
     boxes = detector.detect(small, max(12, round(min_size * scale)))
     mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]
     return sorted(mapped, key=lambda b: -b[2] * b[3])

@@ -34,12 +34,16 @@ def load_teacher(path: str | Path, class_names: tuple[str, ...]):
     try:
         model, info = load_checked_model(path)
     except ModelFileError as error:
-        raise TeacherError(f"train.teacher: {error}; pass a model trained by this pipeline, "
-                           "or set train.teacher to '' to train without one") from None
+        raise TeacherError(
+            f"train.teacher: {error}; pass a model trained by this pipeline, "
+            "or set train.teacher to '' to train without one"
+        ) from None
     teacher_classes = class_names_of(info)
     if tuple(teacher_classes) != tuple(class_names):
-        raise TeacherError(f"train.teacher: '{path}' predicts {list(teacher_classes)}, but this run trains "
-                           f"{list(class_names)}; a teacher must name the same classes in the same order")
+        raise TeacherError(
+            f"train.teacher: '{path}' predicts {list(teacher_classes)}, but this run trains "
+            f"{list(class_names)}; a teacher must name the same classes in the same order"
+        )
     return model, crop_size_of(info)
 
 
@@ -49,8 +53,9 @@ def teacher_probabilities(model, crop_size: int, images: np.ndarray, batch_size:
 
     views = tta_views(images, "tencrop", crop_size)
     with native_stderr_silenced():
-        return np.mean([np.asarray(model.predict(view, batch_size=batch_size, verbose=0)) for view in views],
-                       axis=0).astype(np.float32)
+        return np.mean(
+            [np.asarray(model.predict(view, batch_size=batch_size, verbose=0)) for view in views], axis=0
+        ).astype(np.float32)
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
@@ -63,8 +68,7 @@ def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
     return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
-def distillation_targets(labels: np.ndarray, teacher: np.ndarray, weight: float,
-                         temperature: float) -> np.ndarray:
+def distillation_targets(labels: np.ndarray, teacher: np.ndarray, weight: float, temperature: float) -> np.ndarray:
     """Per-face training targets: the one-hot label mixed with the softened teacher probabilities."""
     labels = np.asarray(labels)
     if teacher.shape != (len(labels), teacher.shape[1]) or labels.max(initial=0) >= teacher.shape[1]:

@@ -36,11 +36,15 @@ def check_members(paths: list[Path], class_names: list[tuple[str, ...]], crop_si
         raise EnsembleError("the same model file is given twice; averaging a model with itself gains nothing")
     for path, names, crop in zip(paths[1:], class_names[1:], crop_sizes[1:]):
         if names != class_names[0]:
-            raise EnsembleError(f"'{path}' names the classes {list(names)}, but '{paths[0]}' names "
-                                f"{list(class_names[0])}; members must be trained on the same classes")
+            raise EnsembleError(
+                f"'{path}' names the classes {list(names)}, but '{paths[0]}' names "
+                f"{list(class_names[0])}; members must be trained on the same classes"
+            )
         if crop != crop_sizes[0]:
-            raise EnsembleError(f"'{path}' takes {crop} px crops, but '{paths[0]}' takes {crop_sizes[0]} px; "
-                                "members must share train.crop_size")
+            raise EnsembleError(
+                f"'{path}' takes {crop} px crops, but '{paths[0]}' takes {crop_sizes[0]} px; "
+                "members must share train.crop_size"
+            )
 
 
 def average_models(models: list) -> Any:
@@ -62,17 +66,26 @@ def average_models(models: list) -> Any:
 
 def member_record(path: Path, info: dict[str, Any]) -> dict[str, Any]:
     """What the ensemble's sidecar says about one member."""
-    return {"file": path.name, "sha256": sha256_file(path), "arch": info.get("arch"),
-            "params": info.get("params", {}), "training_seconds": info.get("training_seconds"),
-            "test_metrics": info.get("test_metrics")}
+    return {
+        "file": path.name,
+        "sha256": sha256_file(path),
+        "arch": info.get("arch"),
+        "params": info.get("params", {}),
+        "training_seconds": info.get("training_seconds"),
+        "test_metrics": info.get("test_metrics"),
+    }
 
 
 def ensemble_sidecar(paths: list[Path], infos: list[dict[str, Any]]) -> dict[str, Any]:
     seconds = [info.get("training_seconds") for info in infos]
-    return {"class_names": list(infos[0]["class_names"]), "input": INPUT_SPEC, "arch": "ensemble",
-            "params": {"crop_size": infos[0].get("params", {}).get("crop_size", 0)},
-            "members": [member_record(p, info) for p, info in zip(paths, infos)],
-            "training_seconds": sum(seconds) if all(s is not None for s in seconds) else None}
+    return {
+        "class_names": list(infos[0]["class_names"]),
+        "input": INPUT_SPEC,
+        "arch": "ensemble",
+        "params": {"crop_size": infos[0].get("params", {}).get("crop_size", 0)},
+        "members": [member_record(p, info) for p, info in zip(paths, infos)],
+        "training_seconds": sum(seconds) if all(s is not None for s in seconds) else None,
+    }
 
 
 def load_members(paths: list[Path]) -> list:
@@ -98,13 +111,17 @@ def build(paths: list[Path], out: Path) -> dict[str, Any]:
     return sidecar
 
 
-def summarise(y_true: np.ndarray, probabilities: np.ndarray, tta_probabilities: np.ndarray,
-              class_names: tuple[str, ...]) -> dict[str, float]:
+def summarise(
+    y_true: np.ndarray, probabilities: np.ndarray, tta_probabilities: np.ndarray, class_names: tuple[str, ...]
+) -> dict[str, float]:
     from ferflow.evaluate import classification_metrics
 
     plain = classification_metrics(y_true, probabilities.argmax(axis=1), class_names)
-    return {"accuracy": plain["accuracy"], "macro_f1": plain["macro"]["f1"],
-            "tencrop_accuracy": float(np.mean(tta_probabilities.argmax(axis=1) == y_true))}
+    return {
+        "accuracy": plain["accuracy"],
+        "macro_f1": plain["macro"]["f1"],
+        "tencrop_accuracy": float(np.mean(tta_probabilities.argmax(axis=1) == y_true)),
+    }
 
 
 def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256) -> dict[str, Any]:
@@ -117,8 +134,10 @@ def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256
     if split not in data.x or len(data.y[split]) == 0:
         raise EnsembleError(f"'{dataset}' has no faces in split '{split}'")
     if data.class_names != classifiers[0].class_names:
-        raise EnsembleError(f"'{dataset}' names the classes {list(data.class_names)}, but the models name "
-                            f"{list(classifiers[0].class_names)}")
+        raise EnsembleError(
+            f"'{dataset}' names the classes {list(data.class_names)}, but the models name "
+            f"{list(classifiers[0].class_names)}"
+        )
     x, y, names = data.x[split], data.y[split], data.class_names
     plain, tencrop, members = [], [], []
     for path, classifier in zip(paths, classifiers):
@@ -126,8 +145,7 @@ def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256
         tencrop.append(predict_tta(classifier.model, x, "tencrop", classifier.crop_size, batch_size))
         members.append({"model": str(path), **summarise(y, plain[-1], tencrop[-1], names)})
     average = summarise(y, np.mean(plain, axis=0), np.mean(tencrop, axis=0), names)
-    return {"dataset": str(dataset), "split": split, "n_samples": int(len(y)), "members": members,
-            "ensemble": average}
+    return {"dataset": str(dataset), "split": split, "n_samples": int(len(y)), "members": members, "ensemble": average}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,8 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     build_parser = sub.add_parser("build", help="write one .keras model that averages the members")
     build_parser.add_argument("--out", type=Path, required=True, help="the ensemble's .keras file")
     evaluate_parser = sub.add_parser("evaluate", help="accuracy of each member and of their average")
-    evaluate_parser.add_argument("--data", type=Path, default=Path("data/processed/dataset.npz"),
-                                 help="the preprocess stage's output (default: %(default)s)")
+    evaluate_parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path("data/processed/dataset.npz"),
+        help="the preprocess stage's output (default: %(default)s)",
+    )
     evaluate_parser.add_argument("--split", default="val", help="which split to score (default: %(default)s)")
     evaluate_parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     for p in (build_parser, evaluate_parser):
@@ -153,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.out.suffix != ".keras":
                 raise EnsembleError(f"--out '{args.out}' must end in .keras")
             sidecar = build(args.models, args.out)
-            print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): the mean of "
-                  f"{len(sidecar['members'])} models")
+            print(
+                f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): the mean of "
+                f"{len(sidecar['members'])} models"
+            )
             return 0
         results = evaluate(args.models, args.data, args.split)
     except (EnsembleError, ModelError, FileNotFoundError) as error:

@@ -12,7 +12,6 @@ from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_f
 from ferflow.runtime import native_stderr_silenced
 from ferflow.tta import as_model_input, tta_views
 
-
 SMALL_SPLIT = 200  # faces; below this an accuracy is uncertain by more than about 7 points
 
 
@@ -21,8 +20,10 @@ def small_split_warning(n_faces: int, split: str = "test") -> str | None:
     if n_faces >= SMALL_SPLIT:
         return None
     margin = 100 / np.sqrt(max(n_faces, 1))  # 95% interval half-width at 50% accuracy, in points
-    return (f"warning: the {split} split has only {n_faces} faces, so its accuracy is uncertain by about "
-            f"±{margin:.0f} points; use a larger source (or larger split fractions) for figures that mean something")
+    return (
+        f"warning: the {split} split has only {n_faces} faces, so its accuracy is uncertain by about "
+        f"±{margin:.0f} points; use a larger source (or larger split fractions) for figures that mean something"
+    )
 
 
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -31,17 +32,14 @@ def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 256)
         return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray,
-                           class_names: tuple[str, ...]) -> dict:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]) -> dict:
     """Accuracy, macro and weighted P/R/F1, and per-class P/R/F1/support."""
     labels = list(range(len(class_names)))
     metrics: dict = {"accuracy": float(accuracy_score(y_true, y_pred)), "n_samples": int(len(y_true))}
     for average in ("macro", "weighted"):
-        p, r, f, _ = precision_recall_fscore_support(
-            y_true, y_pred, labels=labels, average=average, zero_division=0)
+        p, r, f, _ = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=average, zero_division=0)
         metrics[average] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average=None, zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
     metrics["per_class"] = {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
         for i, name in enumerate(class_names)
@@ -59,8 +57,9 @@ def confusion_rows(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[st
     return pd.DataFrame({"actual": names[np.asarray(y_true)], "predicted": names[np.asarray(y_pred)]})
 
 
-def measure_latency(model: keras.Model, images: np.ndarray, batch_size: int,
-                    repeats: int, warmup: int = 3) -> dict[str, float]:
+def measure_latency(
+    model: keras.Model, images: np.ndarray, batch_size: int, repeats: int, warmup: int = 3
+) -> dict[str, float]:
     """Milliseconds per image: single images (p50, p95) and one full batch.
 
     Uses `predict_on_batch`, the backend's compiled inference step, rather than
@@ -71,7 +70,7 @@ def measure_latency(model: keras.Model, images: np.ndarray, batch_size: int,
         model.predict_on_batch(x[:1])
     timings = []
     for i in range(repeats):
-        sample = x[i % len(x): i % len(x) + 1]
+        sample = x[i % len(x) : i % len(x) + 1]
         start = time.perf_counter()
         model.predict_on_batch(sample)
         timings.append((time.perf_counter() - start) * 1000.0)
@@ -106,9 +105,15 @@ def reliability_bins(probabilities: np.ndarray, y_true: np.ndarray, bins: int = 
     for i in range(bins):
         members = index == i
         count = int(members.sum())
-        rows.append({"bin_low": edges[i], "bin_high": edges[i + 1], "count": count,
-                     "confidence": float(confidence[members].mean()) if count else np.nan,
-                     "accuracy": float(correct[members].mean()) if count else np.nan})
+        rows.append(
+            {
+                "bin_low": edges[i],
+                "bin_high": edges[i + 1],
+                "count": count,
+                "confidence": float(confidence[members].mean()) if count else np.nan,
+                "accuracy": float(correct[members].mean()) if count else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -140,14 +145,23 @@ def top_confusions(counts: np.ndarray, class_names: tuple[str, ...], k: int = 8)
         total = counts[i].sum()
         for j, predicted_name in enumerate(class_names):
             if i != j and counts[i, j] > 0:
-                rows.append({"true": true_name, "predicted": predicted_name, "faces": int(counts[i, j]),
-                             "share_of_true": float(counts[i, j] / total)})
+                rows.append(
+                    {
+                        "true": true_name,
+                        "predicted": predicted_name,
+                        "faces": int(counts[i, j]),
+                        "share_of_true": float(counts[i, j] / total),
+                    }
+                )
     table = pd.DataFrame(rows, columns=["true", "predicted", "faces", "share_of_true"])
-    return table.sort_values(["faces", "true", "predicted"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+    return (
+        table.sort_values(["faces", "true", "predicted"], ascending=[False, True, True]).head(k).reset_index(drop=True)
+    )
 
 
-def misclassified(y_true: np.ndarray, probabilities: np.ndarray, true_class: int, predicted_class: int,
-                  limit: int) -> np.ndarray:
+def misclassified(
+    y_true: np.ndarray, probabilities: np.ndarray, true_class: int, predicted_class: int, limit: int
+) -> np.ndarray:
     """Indices of faces of `true_class` predicted as `predicted_class`, most confident first."""
     predicted = probabilities.argmax(axis=1)
     members = np.flatnonzero((np.asarray(y_true) == true_class) & (predicted == predicted_class))
@@ -158,8 +172,9 @@ def misclassified(y_true: np.ndarray, probabilities: np.ndarray, true_class: int
 # ----------------------------------------------------------------------------- test-time augmentation
 
 
-def predict_tta(model: keras.Model, images: np.ndarray, mode: str, crop_size: int = 0,
-                batch_size: int = 256) -> np.ndarray:
+def predict_tta(
+    model: keras.Model, images: np.ndarray, mode: str, crop_size: int = 0, batch_size: int = 256
+) -> np.ndarray:
     """Class probabilities averaged over the test-time views of each face."""
     views = tta_views(images, mode, crop_size)
     return np.mean([predict_proba(model, view, batch_size) for view in views], axis=0)
@@ -180,8 +195,9 @@ def most_confident_correct(y_true: np.ndarray, probabilities: np.ndarray) -> dic
     return chosen
 
 
-def occlusion_map(model: keras.Model, image: np.ndarray, class_index: int, patch: int,
-                  stride: int | None = None, fill: float = 128.0) -> np.ndarray:
+def occlusion_map(
+    model: keras.Model, image: np.ndarray, class_index: int, patch: int, stride: int | None = None, fill: float = 128.0
+) -> np.ndarray:
     """Drop in the probability of `class_index` when a grey `patch` covers each place of the face.
 
     Returns a (48, 48) map: each pixel holds the mean drop over the patch positions covering it.
@@ -197,7 +213,7 @@ def occlusion_map(model: keras.Model, image: np.ndarray, class_index: int, patch
     for top in starts:
         for left in starts:
             occluded = face.copy()
-            occluded[top:top + patch, left:left + patch] = fill
+            occluded[top : top + patch, left : left + patch] = fill
             batch.append(occluded)
             places.append((top, left))
     base = predict_proba(model, face[None])[0, class_index]
@@ -205,6 +221,6 @@ def occlusion_map(model: keras.Model, image: np.ndarray, class_index: int, patch
     total = np.zeros((size, size))
     covered = np.zeros((size, size))
     for (top, left), p in zip(places, probabilities):
-        total[top:top + patch, left:left + patch] += base - p
-        covered[top:top + patch, left:left + patch] += 1
+        total[top : top + patch, left : left + patch] += base - p
+        covered[top : top + patch, left : left + patch] += 1
     return total / np.maximum(covered, 1)

@@ -44,8 +44,11 @@ def is_previous_export(path: Path, fmt: str) -> bool:
     if path.is_symlink():
         return False
     if fmt == "saved_model":
-        return (path.is_dir() and (path / "saved_model.pb").is_file()
-                and {entry.name for entry in path.iterdir()} <= SAVED_MODEL_ENTRIES)
+        return (
+            path.is_dir()
+            and (path / "saved_model.pb").is_file()
+            and {entry.name for entry in path.iterdir()} <= SAVED_MODEL_ENTRIES
+        )
     if not path.is_file():
         return False
     if fmt == "tflite":
@@ -73,11 +76,14 @@ def resolve_output(out: str | Path | None, model_path: Path, fmt: str) -> Path:
     if target.is_dir() and not target.is_symlink() and not is_previous_export(target, fmt):
         target = target / output_name(model_path, fmt)
     if FORMATS[fmt] and target.suffix.lower() != FORMATS[fmt]:
-        raise ExportError(f"--out '{target}': a {fmt} export is one file ending in {FORMATS[fmt]}; "
-                          f"give such a name or an existing folder")
+        raise ExportError(
+            f"--out '{target}': a {fmt} export is one file ending in {FORMATS[fmt]}; "
+            f"give such a name or an existing folder"
+        )
     if (target.exists() or target.is_symlink()) and not is_previous_export(target, fmt):
-        raise ExportError(f"--out '{target}' exists and is not a previous {fmt} export; "
-                          f"choose another name, or move it away first")
+        raise ExportError(
+            f"--out '{target}' exists and is not a previous {fmt} export; choose another name, or move it away first"
+        )
     existing = next(p for p in (target.parent, *target.parent.parents) if p.exists())
     if not existing.is_dir():
         raise ExportError(f"--out '{target}': '{existing}' is a file, not a folder")
@@ -139,7 +145,9 @@ def export_model(model, fmt: str, out: str | Path, model_path: Path | None = Non
 
     target = resolve_output(out, Path(model_path or "model.keras"), fmt)
     if keras.config.backend() != "tensorflow":
-        raise RuntimeError(f"export needs the TensorFlow backend (KERAS_BACKEND=tensorflow), not {keras.config.backend()}")
+        raise RuntimeError(
+            f"export needs the TensorFlow backend (KERAS_BACKEND=tensorflow), not {keras.config.backend()}"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_scratch(target)
     inference = inference_graph(without_augmentation(model))

@@ -61,8 +61,9 @@ def committed_headline(root: Path) -> dict[str, float] | None:
     values: dict[str, float] = {}
     for name in METRICS_FILES:
         try:
-            shown = subprocess.run(["git", "show", f"HEAD:{name}"], cwd=root, capture_output=True,
-                                   text=True, timeout=30)
+            shown = subprocess.run(
+                ["git", "show", f"HEAD:{name}"], cwd=root, capture_output=True, text=True, timeout=30
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         if shown.returncode != 0:
@@ -99,5 +100,7 @@ def print_summary(root: Path) -> None:
     print("summary of this run" + (", against the committed metrics:" if committed else ":"))
     print("\n".join(summary_lines(current, committed)))
     if committed and any(abs(current.get(key, 0.0) - value) > 5e-5 for key, value in committed.items()):
-        print("  full figures: reports/index.html and results/. `git stash` (or `git checkout .`) "
-              "puts the committed metrics, plots and dvc.lock back")
+        print(
+            "  full figures: reports/index.html and results/. `git stash` (or `git checkout .`) "
+            "puts the committed metrics, plots and dvc.lock back"
+        )

@@ -8,7 +8,7 @@ TensorFlow, JAX and PyTorch.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 from keras import layers
@@ -24,14 +24,23 @@ def make_augmentation(seed: int, rotation_degrees: float = 15.0, zoom: float = 0
     Crops, flips, erasing and noise are cheaper as NumPy on whole batches (`ferflow.augment`);
     these two need interpolation, which the Keras layers do (at a cost on a CPU).
     """
-    return keras.Sequential([
-        layers.RandomRotation(rotation_degrees / 360.0, fill_mode="nearest", seed=seed),
-        layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 1),
-    ], name="augmentation")
+    return keras.Sequential(
+        [
+            layers.RandomRotation(rotation_degrees / 360.0, fill_mode="nearest", seed=seed),
+            layers.RandomZoom(zoom, zoom, fill_mode="nearest", seed=seed + 1),
+        ],
+        name="augmentation",
+    )
 
 
-def _conv_block(x, filters: list[int], dropout: float, name: str, kernel_sizes: list[int] | None = None,
-                activation_first: bool = True):
+def _conv_block(
+    x,
+    filters: list[int],
+    dropout: float,
+    name: str,
+    kernel_sizes: list[int] | None = None,
+    activation_first: bool = True,
+):
     """Conv(s) with batch-norm, then max-pool and dropout.
 
     `activation_first` keeps the conv(relu) -> BN order common in FER-2013 Keras CNNs; False gives the
@@ -178,8 +187,9 @@ def efficientnet_b0_body(x, weights: str | None = None):
     """
     x = layers.Rescaling(255.0, name="to_255")(x)
     x = layers.Concatenate(name="grey_to_rgb")([x, x, x])
-    backbone = keras.applications.EfficientNetB0(include_top=False, weights=weights,
-                                                 input_shape=tuple(x.shape[1:]), pooling="avg")
+    backbone = keras.applications.EfficientNetB0(
+        include_top=False, weights=weights, input_shape=tuple(x.shape[1:]), pooling="avg"
+    )
     return layers.Dropout(0.2, name="drop")(backbone(x))
 
 
@@ -201,9 +211,14 @@ ARCHITECTURES: dict[str, Callable] = {
 TAKES_WEIGHTS = {"efficientnet_b0"}
 
 
-def build_model(arch: str, num_classes: int, augmentation: keras.Sequential | None = None,
-                input_shape: tuple[int, int, int] = INPUT_SHAPE, crop_size: int = 0,
-                weights: str | None = None) -> keras.Model:
+def build_model(
+    arch: str,
+    num_classes: int,
+    augmentation: keras.Sequential | None = None,
+    input_shape: tuple[int, int, int] = INPUT_SHAPE,
+    crop_size: int = 0,
+    weights: str | None = None,
+) -> keras.Model:
     """Build a registered architecture: raw pixels in, class probabilities out.
 
     `crop_size` adds a centre crop after augmentation: with the augmentation's shift this is
@@ -230,6 +245,7 @@ def without_augmentation(model: keras.Model) -> keras.Model:
     Outputs are identical at inference (augmentation is inactive there anyway), but the graph
     holds no random ops, which exporters such as tf2onnx cannot convert.
     """
+
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if layer.name == "augmentation":
             return keras.Sequential([keras.layers.Identity()], name="augmentation")
@@ -249,6 +265,7 @@ def in_float32(model: keras.Model) -> keras.Model:
     its variables in float32 already; only the compute dtype changes. The copy is what is saved,
     so evaluation and `fer predict` give float32 results on any machine, AMX or not.
     """
+
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
         if isinstance(layer, keras.Sequential):  # the augmentation block
             return keras.Sequential([clone(inner) for inner in layer.layers], name=layer.name)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.io import read_json, sha256_file, write_json
+from ferflow.io import sha256_file, write_json
 from ferflow.onnx_runtime import ASSETS, CHECKSUMS, OnnxModel
 
 REPO = Path(__file__).resolve().parents[2]
@@ -61,9 +61,15 @@ def export_classifier(keras_path: Path, folder: Path) -> dict:
     target = export_model(model, "onnx", folder / (keras_path.stem + ".onnx"))
     faces = sample_faces()
     worst = check_parity(target.name, [model.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
-    info = {**info, "exported_from": {"file": f"models/pretrained/{keras_path.name}",
-                                      "sha256": sha256_file(keras_path), "max_abs_difference": worst},
-            "model_sha256": sha256_file(target)}
+    info = {
+        **info,
+        "exported_from": {
+            "file": f"models/pretrained/{keras_path.name}",
+            "sha256": sha256_file(keras_path),
+            "max_abs_difference": worst,
+        },
+        "model_sha256": sha256_file(target),
+    }
     write_json(target.with_suffix(".json"), info)
     return {"file": target.name, "max_abs_difference": worst}
 

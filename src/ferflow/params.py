@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
 from ruamel.yaml import YAML, YAMLError
 
 from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
@@ -79,7 +78,7 @@ class SplitParams(Section):
     strategy: Literal["stratified", "official"]
 
     @model_validator(mode="after")
-    def _fractions_sum_to_one(self) -> "SplitParams":
+    def _fractions_sum_to_one(self) -> SplitParams:
         total = self.train + self.val + self.test
         if not math.isclose(total, 1.0, abs_tol=1e-6):
             raise ValueError(f"train + val + test = {total:g}, but the fractions must sum to 1")
@@ -125,27 +124,33 @@ class TrainParams(Section):
     @classmethod
     def _crop_leaves_room_for_pooling(cls, crop_size: int) -> int:
         if 0 < crop_size < MIN_CROP:
-            raise ValueError(f"a crop is 0 (off) or {MIN_CROP} to 48 pixels: every architecture pools its input "
-                             f"down {MIN_CROP}x or more")
+            raise ValueError(
+                f"a crop is 0 (off) or {MIN_CROP} to 48 pixels: every architecture pools its input "
+                f"down {MIN_CROP}x or more"
+            )
         return crop_size
 
     @field_validator("teacher")
     @classmethod
     def _teacher_is_a_model_file(cls, teacher: str) -> str:
         if teacher and not (teacher.endswith(".keras") and Path(teacher).is_file()):
-            raise ValueError(f"'{teacher}' is not a .keras model file (paths are relative to the project "
-                             "root); pass a model trained by this pipeline, or '' for none")
+            raise ValueError(
+                f"'{teacher}' is not a .keras model file (paths are relative to the project "
+                "root); pass a model trained by this pipeline, or '' for none"
+            )
         return teacher
 
     @model_validator(mode="after")
-    def _teacher_and_weight_together(self) -> "TrainParams":
+    def _teacher_and_weight_together(self) -> TrainParams:
         if bool(self.teacher) != (self.distill_weight > 0):
-            raise ValueError(f"train.teacher ({self.teacher!r}) and train.distill_weight ({self.distill_weight}) "
-                             "go together: set both (a model file and a weight above 0) or neither")
+            raise ValueError(
+                f"train.teacher ({self.teacher!r}) and train.distill_weight ({self.distill_weight}) "
+                "go together: set both (a model file and a weight above 0) or neither"
+            )
         return self
 
     @model_validator(mode="after")
-    def _weights_only_for_pretrained_backbones(self) -> "TrainParams":
+    def _weights_only_for_pretrained_backbones(self) -> TrainParams:
         if self.weights != "none" and self.arch != "efficientnet_b0":
             raise ValueError(f"weights {self.weights!r} apply only to efficientnet_b0, not {self.arch!r}")
         return self
@@ -204,8 +209,11 @@ def _describe(error: dict[str, Any], prefix: str) -> str:
 
 def _fail(error: ValidationError, prefix: str, where: str) -> ParamsError:
     errors = error.errors()
-    missing = [".".join([prefix, *map(str, e["loc"])] if prefix else map(str, e["loc"]))
-               for e in errors if e["type"] == "missing"]
+    missing = [
+        ".".join([prefix, *map(str, e["loc"])] if prefix else map(str, e["loc"]))
+        for e in errors
+        if e["type"] == "missing"
+    ]
     lines = [_describe(e, prefix) for e in errors if e["type"] != "missing"]
     if missing:
         lines.append(f"missing key(s) {missing}")
@@ -269,12 +277,20 @@ def check_data_source(source: str) -> None:
     or a folder holding broken links (DVC stops on them whatever `data.on_bad` says)."""
     path = Path(source)
     if not path.exists():
-        raise ParamsError(f"data.source = {source!r} does not exist (paths are relative to the project root); "
-                          "give a Kaggle-layout folder or the contest's fer2013.csv")
+        raise ParamsError(
+            f"data.source = {source!r} does not exist (paths are relative to the project root); "
+            "give a Kaggle-layout folder or the contest's fer2013.csv"
+        )
     if path.is_dir():
-        broken = [Path(folder) / name for folder, dirs, files in os.walk(path) for name in dirs + files
-                  if os.path.islink(Path(folder) / name) and not os.path.exists(Path(folder) / name)]
+        broken = [
+            Path(folder) / name
+            for folder, dirs, files in os.walk(path)
+            for name in dirs + files
+            if os.path.islink(Path(folder) / name) and not os.path.exists(Path(folder) / name)
+        ]
         if broken:
-            raise ParamsError(f"data.source = {source!r} holds {len(broken)} broken link(s), such as "
-                              f"'{broken[0]}'; DVC cannot read the folder with them: remove them "
-                              f"(find {str(path)!r} -xtype l -delete) or fix their targets")
+            raise ParamsError(
+                f"data.source = {source!r} holds {len(broken)} broken link(s), such as "
+                f"'{broken[0]}'; DVC cannot read the folder with them: remove them "
+                f"(find {str(path)!r} -xtype l -delete) or fix their targets"
+            )

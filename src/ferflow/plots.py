@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 
 def class_distribution(counts: pd.DataFrame, title: str) -> plt.Figure:
@@ -20,12 +20,14 @@ def class_distribution(counts: pd.DataFrame, title: str) -> plt.Figure:
     return fig
 
 
-def face_grid(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
-              per_class: int, seed: int, title: str) -> plt.Figure:
+def face_grid(
+    images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], per_class: int, seed: int, title: str
+) -> plt.Figure:
     """A row of randomly chosen faces per class."""
     rng = np.random.default_rng(seed)
-    fig, axes = plt.subplots(len(class_names), per_class,
-                             figsize=(per_class * 1.1, len(class_names) * 1.2), squeeze=False)
+    fig, axes = plt.subplots(
+        len(class_names), per_class, figsize=(per_class * 1.1, len(class_names) * 1.2), squeeze=False
+    )
     for row, name in enumerate(class_names):
         members = np.flatnonzero(labels == row)
         chosen = rng.choice(members, size=min(per_class, len(members)), replace=False)
@@ -40,8 +42,9 @@ def face_grid(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ..
     return fig
 
 
-def intensity_histograms(images: np.ndarray, labels: np.ndarray,
-                         class_names: tuple[str, ...], title: str) -> plt.Figure:
+def intensity_histograms(
+    images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], title: str
+) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(8, 4))
     bins = np.arange(0, 257, 8)
     for i, name in enumerate(class_names):
@@ -75,8 +78,9 @@ def training_curves(history: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def confusion_matrix(counts: np.ndarray, class_names: tuple[str, ...], title: str,
-                     normalise: bool = False) -> plt.Figure:
+def confusion_matrix(
+    counts: np.ndarray, class_names: tuple[str, ...], title: str, normalise: bool = False
+) -> plt.Figure:
     """Heat map of true (rows) against predicted (columns) classes."""
     values = counts.astype(float)
     if normalise:
@@ -94,8 +98,9 @@ def confusion_matrix(counts: np.ndarray, class_names: tuple[str, ...], title: st
     for i in range(len(class_names)):
         for j in range(len(class_names)):
             text = f"{values[i, j]:.2f}" if normalise else f"{int(values[i, j])}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=8,
-                    color="white" if values[i, j] > threshold else "black")
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=8, color="white" if values[i, j] > threshold else "black"
+            )
     fig.tight_layout()
     return fig
 
@@ -115,8 +120,7 @@ def face_strip(images: np.ndarray, titles: list[str], title: str, per_row: int =
     return fig
 
 
-def mean_faces(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
-               title: str) -> plt.Figure:
+def mean_faces(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], title: str) -> plt.Figure:
     """The pixel-wise mean face of each class."""
     fig, axes = plt.subplots(1, len(class_names), figsize=(len(class_names) * 1.5, 2.0), squeeze=False)
     for i, (ax, name) in enumerate(zip(axes[0], class_names)):
@@ -149,8 +153,16 @@ def reliability_diagram(bins: pd.DataFrame, ece: float, title: str) -> plt.Figur
     fig, ax = plt.subplots(figsize=(5.5, 5))
     filled = bins[bins["count"] > 0]
     width = float(bins["bin_high"].iloc[0] - bins["bin_low"].iloc[0])
-    ax.bar(filled["bin_low"], filled["accuracy"], width=width, align="edge", edgecolor="black",
-           color="tab:blue", alpha=0.8, label="accuracy in bin")
+    ax.bar(
+        filled["bin_low"],
+        filled["accuracy"],
+        width=width,
+        align="edge",
+        edgecolor="black",
+        color="tab:blue",
+        alpha=0.8,
+        label="accuracy in bin",
+    )
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     ax.plot(filled["confidence"], filled["accuracy"], marker="o", color="tab:orange", label="mean confidence")
     ax.set_xlim(0, 1)
@@ -174,15 +186,22 @@ def occlusion_maps(faces: list[np.ndarray], maps: list[np.ndarray], captions: li
         # Each map on its own scale: one confident face would otherwise wash out all the others.
         limit = float(np.abs(heat).max()) or 1.0
         axes[1, i].imshow(np.squeeze(face), cmap="gray", vmin=0, vmax=255)
-        image = axes[1, i].imshow(heat / limit, cmap="RdBu_r", vmin=-1, vmax=1, alpha=0.75,
-                                  extent=(-0.5, face.shape[1] - 0.5, face.shape[0] - 0.5, -0.5),
-                                  interpolation="bilinear")
+        image = axes[1, i].imshow(
+            heat / limit,
+            cmap="RdBu_r",
+            vmin=-1,
+            vmax=1,
+            alpha=0.75,
+            extent=(-0.5, face.shape[1] - 0.5, face.shape[0] - 0.5, -0.5),
+            interpolation="bilinear",
+        )
         axes[1, i].set_title(f"largest drop {limit:.2f}", fontsize=7)
         for ax in axes[:, i]:
             ax.axis("off")
     if image is not None:
-        fig.colorbar(image, ax=axes[1, :].tolist(), shrink=0.8,
-                     label="drop in class probability\n(share of each face's largest)")
+        fig.colorbar(
+            image, ax=axes[1, :].tolist(), shrink=0.8, label="drop in class probability\n(share of each face's largest)"
+        )
     fig.suptitle(title)
     return fig
 
@@ -202,8 +221,15 @@ def corruption_heatmap(table: pd.DataFrame, title: str) -> plt.Figure:
     ax.set_ylabel("corruption")
     for i in range(grid.shape[0]):
         for j in range(grid.shape[1]):
-            ax.text(j, i, f"{grid.values[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                    color="white" if grid.values[i, j] < (low + high) / 2 else "black")
+            ax.text(
+                j,
+                i,
+                f"{grid.values[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if grid.values[i, j] < (low + high) / 2 else "black",
+            )
     ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -215,8 +241,14 @@ def corruption_curves(table: pd.DataFrame, title: str) -> plt.Figure:
     colours = plt.get_cmap("tab20").colors
     for index, (name, group) in enumerate(table.groupby("corruption", sort=False)):
         # 20 distinct colours, and a second line style, so no two of up to 20 lines look alike
-        ax.plot(group["severity"], group["accuracy"], marker="os^Dv<>p"[index % 8], label=name,
-                color=colours[(2 * index) % 20 + (index >= 10)], linestyle="-" if index < 10 else "--")
+        ax.plot(
+            group["severity"],
+            group["accuracy"],
+            marker="os^Dv<>p"[index % 8],
+            label=name,
+            color=colours[(2 * index) % 20 + (index >= 10)],
+            linestyle="-" if index < 10 else "--",
+        )
     ax.set_xticks(sorted(table["severity"].unique()))
     ax.set_xlabel("severity (0 = clean)")
     ax.set_ylabel("test accuracy")

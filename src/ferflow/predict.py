@@ -22,9 +22,9 @@ import io
 import math
 import sys
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
@@ -74,8 +74,17 @@ class FaceResult:
 
     def record(self) -> dict:
         x, y, w, h = self.box
-        return {"file": self.file, "frame": self.frame, "x": x, "y": y, "width": w, "height": h,
-                "emotion": self.emotion, "confidence": self.confidence, "probabilities": self.probabilities}
+        return {
+            "file": self.file,
+            "frame": self.frame,
+            "x": x,
+            "y": y,
+            "width": w,
+            "height": h,
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+        }
 
 
 @dataclass
@@ -97,11 +106,11 @@ def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None 
     Runtime (the default; no TensorFlow needed), or a .keras model in safe mode (needs Keras)."""
     model_path = Path(model_path)
     if model_path.is_dir():
-        raise ModelError(f"'{model_path}' is a folder; pass the .onnx or .keras model file (with its .json sidecar "
-                         "beside it)")
+        raise ModelError(
+            f"'{model_path}' is a folder; pass the .onnx or .keras model file (with its .json sidecar beside it)"
+        )
     if not model_path.is_file():
-        raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` "
-                         f"or pass --model PATH")
+        raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` or pass --model PATH")
     try:
         if model_path.suffix.lower() == ".onnx":
             model, info = load_checked_onnx(model_path, threads)
@@ -119,9 +128,11 @@ def load_keras(model_path: Path):
     except ValueError:  # a module set to None in sys.modules
         keras_found = False
     if not keras_found:
-        raise ModelError(f"'{model_path}' is a Keras model, and Keras is not installed: install it "
-                         f"(pip install 'ferflow[pipeline]'), or pass an exported .onnx model "
-                         f"(fer export --format onnx, where Keras is installed)") from None
+        raise ModelError(
+            f"'{model_path}' is a Keras model, and Keras is not installed: install it "
+            f"(pip install 'ferflow[pipeline]'), or pass an exported .onnx model "
+            f"(fer export --format onnx, where Keras is installed)"
+        ) from None
     from ferflow.runtime import start_backend
 
     start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
@@ -138,8 +149,13 @@ def expand_paths(paths: list[str | Path], include_videos: bool) -> tuple[list[Pa
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-                                and not p.name.startswith(".")))
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+                )
+            )
         elif path.is_file():
             files.append(path)
         else:
@@ -185,7 +201,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     decoder training uses. EXIF orientation is applied, as OpenCV does; 16-bit images are
     scaled to 8 bits, not clipped, as in training.
     """
-    from PIL import Image as PILImage, ImageOps, UnidentifiedImageError
+    from PIL import Image as PILImage
+    from PIL import ImageOps, UnidentifiedImageError
 
     from ferflow.data import SIXTEEN_BIT_MODES, to_8bit_grey
 
@@ -199,8 +216,9 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
             probe = PILImage.open(io.BytesIO(data))
         with probe:
             if probe.width * probe.height > MAX_IMAGE_PIXELS:
-                raise ImageError(f"'{name}' is {probe.width}x{probe.height} pixels; the limit is "
-                                 f"{MAX_IMAGE_PIXELS:,} pixels")
+                raise ImageError(
+                    f"'{name}' is {probe.width}x{probe.height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels"
+                )
             probe.load()  # decodes everything: raises on truncated data
             image = ImageOps.exif_transpose(probe)
             if image.mode in SIXTEEN_BIT_MODES:
@@ -208,8 +226,10 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
             return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)  # 10x a reversed copy
     except ImageError:
         raise
-    except PILImage.DecompressionBombError as error:
-        raise ImageError(f"'{name}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit (a decompression bomb?)") from None
+    except PILImage.DecompressionBombError:
+        raise ImageError(
+            f"'{name}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit (a decompression bomb?)"
+        ) from None
     except UnidentifiedImageError:
         raise ImageError(f"'{name}' is not a readable image") from None
     except Exception as error:  # PIL's decoders raise many types on malformed data
@@ -247,7 +267,7 @@ def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, s
     if pad:
         grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         left, top = left + pad, top + pad
-    face = grey[top:top + height, left:left + width]
+    face = grey[top : top + height, left : left + width]
     interpolation = cv2.INTER_AREA if face.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
     return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
 
@@ -255,8 +275,7 @@ def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, s
 MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times for throughput
 
 
-def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool,
-                   batch_size: int = MODEL_BATCH) -> np.ndarray:
+def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool, batch_size: int = MODEL_BATCH) -> np.ndarray:
     """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop) views.
 
     The views go through the model `batch_size` at a time with `predict_on_batch`, which skips
@@ -273,8 +292,10 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool,
     views = tta_views(faces, mode, classifier.crop_size)
     stacked = np.concatenate(views)
     with native_stderr_silenced():
-        chunks = [np.asarray(classifier.model.predict_on_batch(stacked[start:start + batch_size]))
-                  for start in range(0, len(stacked), batch_size)]
+        chunks = [
+            np.asarray(classifier.model.predict_on_batch(stacked[start : start + batch_size]))
+            for start in range(0, len(stacked), batch_size)
+        ]
     return np.concatenate(chunks).reshape(len(views), len(faces), -1).mean(axis=0)
 
 
@@ -320,8 +341,7 @@ class Prediction:
     files_seen: int = 0
 
 
-def predict_paths(paths: list[str | Path], classifier: Classifier,
-                  options: PredictOptions | None = None) -> Prediction:
+def predict_paths(paths: list[str | Path], classifier: Classifier, options: PredictOptions | None = None) -> Prediction:
     """Find and classify every face in the images (and videos) under `paths`.
 
     Per-file problems are collected, not raised, so one bad file does not stop the run.
@@ -338,16 +358,22 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
         probabilities = classify_faces(classifier, crops, options.tta, options.batch_size)
         row = 0
         for image, boxes, _ in pending:
-            faces = [face_result(image, box, probabilities[row + i], classifier.class_names)
-                     for i, box in enumerate(boxes)]
+            faces = [
+                face_result(image, box, probabilities[row + i], classifier.class_names) for i, box in enumerate(boxes)
+            ]
             row += len(boxes)
             result.faces.extend(faces)
             if options.annotate_dir is not None:
                 try:  # a folder that cannot be written costs that copy, not the run's results
                     annotate(image, faces, options.annotate_dir, paths)
                 except (OSError, cv2.error) as error:
-                    result.problems.append(Problem(image.file, "unwritable", f"annotated copy of "
-                                                   f"'{image.file}' not written: {_first_line(error)}"))
+                    result.problems.append(
+                        Problem(
+                            image.file,
+                            "unwritable",
+                            f"annotated copy of '{image.file}' not written: {_first_line(error)}",
+                        )
+                    )
         pending.clear()
 
     show_progress = options.progress and len(files) > PROGRESS_MIN_ITEMS
@@ -359,8 +385,9 @@ def predict_paths(paths: list[str | Path], classifier: Classifier,
                     boxes, crops = locate_faces(image, options, detector)
                     if not boxes:
                         where = f" (frame {image.frame})" if image.frame is not None else ""
-                        result.problems.append(Problem(image.file, "no_face",
-                                                       f"no face found in '{image.file}'{where}"))
+                        result.problems.append(
+                            Problem(image.file, "no_face", f"no face found in '{image.file}'{where}")
+                        )
                         continue
                     # Annotation needs the pixels later; without it, keep only the crops.
                     kept = image if options.annotate_dir is not None else Image(image.file, image.frame, EMPTY)
@@ -396,15 +423,22 @@ def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list
     grey = to_grey(image.pixels)
     if detector is None:
         return [(0, 0, grey.shape[1], grey.shape[0])], [
-            cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)]
+            cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+        ]
     boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
     return boxes, [crop_face(grey, box, options.margin, options.square) for box in boxes]
 
 
 def face_result(image: Image, box: Box, probabilities: np.ndarray, class_names: tuple[str, ...]) -> FaceResult:
     best = int(np.argmax(probabilities))
-    return FaceResult(image.file, image.frame, box, class_names[best], float(probabilities[best]),
-                      {name: float(p) for name, p in zip(class_names, probabilities)})
+    return FaceResult(
+        image.file,
+        image.frame,
+        box,
+        class_names[best],
+        float(probabilities[best]),
+        {name: float(p) for name, p in zip(class_names, probabilities)},
+    )
 
 
 def faces_in(image: Image, classifier: Classifier, options: PredictOptions, detector) -> list[FaceResult]:
@@ -423,8 +457,15 @@ def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list
     for face in faces:
         x, y, w, h = face.box
         cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thickness)
-        cv2.putText(canvas, f"{face.emotion} {face.confidence:.2f}", (x, max(12, y - 4)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.4 * thickness, (0, 200, 0), thickness)
+        cv2.putText(
+            canvas,
+            f"{face.emotion} {face.confidence:.2f}",
+            (x, max(12, y - 4)),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4 * thickness,
+            (0, 200, 0),
+            thickness,
+        )
     source = Path(image.file)
     name = source.stem + (f"_frame{image.frame:06d}" if image.frame is not None else "") + ".png"
     target = Path(directory) / _relative_parent(source, roots) / name

@@ -12,12 +12,17 @@ from ferflow.processed import ProcessedData
 from ferflow.records import Dataset
 from ferflow.split import class_weights, stratified_split
 
-
 # Source split names (Kaggle folders and CSV Usage values) and where `official` puts them.
 OFFICIAL_SPLITS = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "publictest": "val",
-    "test": "test", "testing": "test", "privatetest": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "publictest": "val",
+    "test": "test",
+    "testing": "test",
+    "privatetest": "test",
 }
 PRIORITY = {"train": 0, "val": 1, "test": 2}  # which copy of a duplicate to keep
 
@@ -25,8 +30,10 @@ PRIORITY = {"train": 0, "val": 1, "test": 2}  # which copy of a duplicate to kee
 def official_assignment(splits: np.ndarray) -> np.ndarray:
     """Map each item's source split to train/val/test; refuse names that cannot be mapped."""
     if "" in set(splits.tolist()):
-        raise ValueError("split.strategy = 'official' needs a test split in the source, but it is a "
-                         "single folder of class folders; use split.strategy: stratified")
+        raise ValueError(
+            "split.strategy = 'official' needs a test split in the source, but it is a "
+            "single folder of class folders; use split.strategy: stratified"
+        )
     unknown = sorted({s for s in set(splits.tolist()) if s.lower() not in OFFICIAL_SPLITS})
     if unknown:
         raise ValueError(
@@ -35,8 +42,10 @@ def official_assignment(splits: np.ndarray) -> np.ndarray:
         )
     assigned = np.asarray([OFFICIAL_SPLITS[s.lower()] for s in splits.tolist()], dtype=np.str_)
     if "test" not in set(assigned.tolist()):
-        raise ValueError("split.strategy = 'official' needs a test split in the source "
-                         "(a test/ folder or PrivateTest rows); use split.strategy: stratified")
+        raise ValueError(
+            "split.strategy = 'official' needs a test split in the source "
+            "(a test/ folder or PrivateTest rows); use split.strategy: stratified"
+        )
     return assigned
 
 
@@ -50,13 +59,23 @@ class PrepareReport:
     kept: int  # faces left for the split
 
     def as_dict(self) -> dict[str, int]:
-        return {**self.duplicates.as_dict(), "blank_faces": self.blank,
-                "blank_removed": self.blank_removed, "kept": self.kept}
+        return {
+            **self.duplicates.as_dict(),
+            "blank_faces": self.blank,
+            "blank_removed": self.blank_removed,
+            "kept": self.kept,
+        }
 
 
-def prepare(dataset: Dataset, fractions: dict[str, float], seed: int, on_conflict: str = "drop",
-            strategy: str = "stratified", blank_threshold: float = 1.0,
-            on_blank: str = "drop") -> tuple[ProcessedData, PrepareReport]:
+def prepare(
+    dataset: Dataset,
+    fractions: dict[str, float],
+    seed: int,
+    on_conflict: str = "drop",
+    strategy: str = "stratified",
+    blank_threshold: float = 1.0,
+    on_blank: str = "drop",
+) -> tuple[ProcessedData, PrepareReport]:
     """Remove blanks and duplicates, then split.
 
     stratified: pool everything and split it by `fractions`, per class.
@@ -101,12 +120,17 @@ MAX_BLANK_SHARE = 0.5  # real data sets hold a handful of blank faces; a thresho
 
 def refuse_mass_blanking(dataset: Dataset, dropped: np.ndarray, blank_threshold: float) -> None:
     """Refuse a blank threshold that would drop half the faces or every face of a class."""
-    emptied = [name for i, name in enumerate(dataset.class_names)
-               if (dataset.labels == i).any() and dropped[dataset.labels == i].all()]
+    emptied = [
+        name
+        for i, name in enumerate(dataset.class_names)
+        if (dataset.labels == i).any() and dropped[dataset.labels == i].all()
+    ]
     if emptied or (len(dropped) and dropped.mean() > MAX_BLANK_SHARE):
-        raise ValueError(f"data.blank_threshold = {blank_threshold:g} marks {int(dropped.sum())} of {len(dropped)} faces "
-                         f"as blank{f' (every face of {emptied})' if emptied else ''}; real faces vary far more: "
-                         "lower it (the default is 5), or set data.on_blank: keep")
+        raise ValueError(
+            f"data.blank_threshold = {blank_threshold:g} marks {int(dropped.sum())} of {len(dropped)} faces "
+            f"as blank{f' (every face of {emptied})' if emptied else ''}; real faces vary far more: "
+            "lower it (the default is 5), or set data.on_blank: keep"
+        )
 
 
 def training_class_weights(data: ProcessedData) -> dict[str, float]:

@@ -15,24 +15,38 @@ import io
 import sys
 from pathlib import Path
 
-import yaml
 from ruamel.yaml import YAML
 
 from ferflow import params
 from ferflow.io import write_text
 
-# The recipe both full-data presets share: cosine decay after a warm-up, label smoothing, random crops with ten-crop at test, flips, random erasing and
-# Gaussian noise, keeping the last epoch, on the official split (the source's test folder stays
-# the test set; validation is carved from its train folder).
+# The recipe both full-data presets share: cosine decay after a warm-up, label smoothing,
+# random crops with ten-crop at test, flips, random erasing and Gaussian noise, keeping the
+# last epoch, on the official split (the source's test folder stays the test set; validation
+# is carved from its train folder).
 FULL_DATA_RECIPE: dict[str, dict[str, object]] = {
     "split": {"strategy": "official", "train": 0.9, "val": 0.1, "test": 0.0},
     "train": {
         # SGD with Nesterov momentum unless a preset says otherwise
-        "optimizer": "sgd", "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
-        "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.5,
-        "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "none", "keep": "last",
-        "mixed_precision": True, "cpu_bfloat16": False, "early_stopping_patience": 1000,
-        "teacher": "", "distill_weight": 0.0, "distill_temperature": 2.0,
+        "optimizer": "sgd",
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "label_smoothing": 0.1,
+        "mixup_alpha": 0.0,
+        "crop_size": 44,
+        "flip": True,
+        "random_erasing": 0.3,
+        "noise_augment": 0.5,
+        "noise_max_sigma": 0.15,
+        "geometric_augment": False,
+        "class_weights": "none",
+        "keep": "last",
+        "mixed_precision": True,
+        "cpu_bfloat16": False,
+        "early_stopping_patience": 1000,
+        "teacher": "",
+        "distill_weight": 0.0,
+        "distill_temperature": 2.0,
     },
     "evaluate": {"tta": "tencrop"},
 }
@@ -44,24 +58,42 @@ def _full_data(**train: object) -> dict[str, dict[str, object]]:
 
 PRESETS: dict[str, dict[str, dict[str, object]]] = {
     # For a GPU: the full-width VGG (Khaireddin & Chen, 2021), 100 epochs. Not run here (no GPU).
-    "full": _full_data(arch="vgg", epochs=100, batch_size=128, learning_rate=0.01, weight_decay=0.0005,
-                       crop_size=40),
+    "full": _full_data(arch="vgg", epochs=100, batch_size=128, learning_rate=0.01, weight_decay=0.0005, crop_size=40),
     # For 2 CPU cores: the winner of the recipe study by validation accuracy (README, "Recipe
     # study"), AdamW; 45 epochs (87 minutes measured): on validation 66.6%, against 64.8% for
     # 60 epochs, which overfit. Seed 1 is the shipped model's, so the preset reproduces it.
-    "cpu": _full_data(arch="vgg_half", epochs=45, batch_size=128, optimizer="adamw", learning_rate=0.002,
-                      weight_decay=0.05, seed=1),
+    "cpu": _full_data(
+        arch="vgg_half", epochs=45, batch_size=128, optimizer="adamw", learning_rate=0.002, weight_decay=0.05, seed=1
+    ),
     # The shipped defaults: the quick profile on the embedded sample.
     "quick": {
         "data": {"source": "data/sample"},
         "split": {"strategy": "stratified", "train": 0.7, "val": 0.15, "test": 0.15},
         "train": {
-            "arch": "vgg_quarter", "epochs": 20, "batch_size": 64, "optimizer": "sgd", "learning_rate": 0.02,
-            "weight_decay": 0.0005, "schedule": "cosine", "warmup_epochs": 1, "label_smoothing": 0.1,
-            "mixup_alpha": 0.0, "crop_size": 44, "flip": True, "random_erasing": 0.3, "noise_augment": 0.0,
-            "noise_max_sigma": 0.15, "geometric_augment": False, "class_weights": "sqrt", "keep": "last",
-            "mixed_precision": False, "cpu_bfloat16": False, "early_stopping_patience": 1000,
-            "teacher": "", "distill_weight": 0.0, "distill_temperature": 2.0,
+            "arch": "vgg_quarter",
+            "epochs": 20,
+            "batch_size": 64,
+            "optimizer": "sgd",
+            "learning_rate": 0.02,
+            "weight_decay": 0.0005,
+            "schedule": "cosine",
+            "warmup_epochs": 1,
+            "label_smoothing": 0.1,
+            "mixup_alpha": 0.0,
+            "crop_size": 44,
+            "flip": True,
+            "random_erasing": 0.3,
+            "noise_augment": 0.0,
+            "noise_max_sigma": 0.15,
+            "geometric_augment": False,
+            "class_weights": "sqrt",
+            "keep": "last",
+            "mixed_precision": False,
+            "cpu_bfloat16": False,
+            "early_stopping_patience": 1000,
+            "teacher": "",
+            "distill_weight": 0.0,
+            "distill_temperature": 2.0,
         },
         "evaluate": {"tta": "tencrop"},
     },

@@ -26,8 +26,10 @@ class ProcessedData:
 
     def counts(self) -> dict[str, dict[str, int]]:
         return {
-            split: {name: int(c) for name, c in zip(
-                self.class_names, np.bincount(self.y[split], minlength=len(self.class_names)))}
+            split: {
+                name: int(c)
+                for name, c in zip(self.class_names, np.bincount(self.y[split], minlength=len(self.class_names)))
+            }
             for split in SPLIT_NAMES
         }
 

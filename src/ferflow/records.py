@@ -35,12 +35,20 @@ class Dataset:
         counts = np.bincount(self.labels, minlength=len(self.class_names))
         return {name: int(count) for name, count in zip(self.class_names, counts)}
 
-    def renamed(self, class_names: tuple[str, ...]) -> "Dataset":
+    def renamed(self, class_names: tuple[str, ...]) -> Dataset:
         """The same data with the classes shown under other names (same order)."""
         if len(class_names) != len(self.class_names):
             raise ValueError(f"{len(class_names)} names for {len(self.class_names)} classes")
-        return Dataset(self.images, self.labels, self.files, self.splits, tuple(class_names),
-                       self.skipped_hidden, self.skipped_classes, self.skipped_bad)
+        return Dataset(
+            self.images,
+            self.labels,
+            self.files,
+            self.splits,
+            tuple(class_names),
+            self.skipped_hidden,
+            self.skipped_classes,
+            self.skipped_bad,
+        )
 
 
 def split_classes(items: tuple[str, ...] | list[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -96,8 +96,10 @@ def figure_tags(root: Path) -> str:
         file = root / path
         if file.exists():
             data = base64.b64encode(file.read_bytes()).decode("ascii")
-            tags.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
-                        f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+            tags.append(
+                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
     return "".join(tags)
 
 
@@ -108,10 +110,16 @@ def params_rows(root: Path) -> list[tuple[str, str]]:
 
 def git_revision(root: Path) -> str:
     try:
-        revision = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                  text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
         return revision + (" (with uncommitted changes)" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "not a git checkout"
@@ -145,7 +153,7 @@ def build_index(root: Path) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>FER-2013 pipeline report</title>
 <style>{STYLE}</style></head><body>
 <h1>FER-2013 pipeline report</h1>
-<p>Data: <code>{html.escape(str(dict(params_rows(root)).get('data.source', '?')))}</code>.
+<p>Data: <code>{html.escape(str(dict(params_rows(root)).get("data.source", "?")))}</code>.
 Code: <code>{html.escape(git_revision(root))}</code>.</p>
 <h2>Stage reports</h2><ul>{links}</ul>
 <h2>Headline metrics</h2>{_table(headline_metrics(root), ("metric", "value"))}

@@ -5,7 +5,7 @@ The corruptions themselves are in `ferflow.corruptions`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -15,12 +15,19 @@ from ferflow.corruptions import CORRUPTIONS, corrupt
 
 def corruption_examples(face: np.ndarray, names: list[str], seed: int) -> dict[str, list[np.ndarray]]:
     """`face` under each corruption in `names`, at severity 0 (clean), 1, 2, ..."""
-    return {name: [corrupt(face[None], name, severity, seed)[0] for severity in range(len(CORRUPTIONS[name].levels) + 1)]
-            for name in names}
+    return {
+        name: [corrupt(face[None], name, severity, seed)[0] for severity in range(len(CORRUPTIONS[name].levels) + 1)]
+        for name in names
+    }
 
 
-def robustness_table(predict: Callable[[np.ndarray], np.ndarray], images: np.ndarray,
-                     labels: np.ndarray, corruptions: list[str], seed: int) -> pd.DataFrame:
+def robustness_table(
+    predict: Callable[[np.ndarray], np.ndarray],
+    images: np.ndarray,
+    labels: np.ndarray,
+    corruptions: list[str],
+    seed: int,
+) -> pd.DataFrame:
     """One row per (corruption, severity): accuracy, drop and relative drop from clean, per-class recall.
 
     `predict` maps raw faces to class indices; severity 0 (clean) is measured once and
@@ -40,8 +47,14 @@ def robustness_table(predict: Callable[[np.ndarray], np.ndarray], images: np.nda
     for name in corruptions:
         rows.append({"corruption": name, "severity": 0, "level": 0.0, **clean})
         for severity, level in enumerate(CORRUPTIONS[name].levels, start=1):
-            rows.append({"corruption": name, "severity": severity, "level": float(level),
-                         **scores(predict(corrupt(images, name, severity, seed)))})
+            rows.append(
+                {
+                    "corruption": name,
+                    "severity": severity,
+                    "level": float(level),
+                    **scores(predict(corrupt(images, name, severity, seed))),
+                }
+            )
     table = pd.DataFrame(rows)
     table["drop"] = clean["accuracy"] - table["accuracy"]
     table["relative_drop"] = table["drop"] / clean["accuracy"] if clean["accuracy"] > 0 else 0.0
@@ -72,6 +85,8 @@ def summarise(table: pd.DataFrame, class_names: tuple[str, ...]) -> dict:
             summary["per_class_sensitivity"][name] = float(clean[column] - corrupted[column].mean())
     noise = corrupted[corrupted["corruption"] == "gaussian_noise"]
     if len(noise):
-        summary["gaussian_noise"] = {f"sigma_{row.level:g}": {"accuracy": float(row.accuracy), "drop": float(row.drop)}
-                                     for row in noise.itertuples()}
+        summary["gaussian_noise"] = {
+            f"sigma_{row.level:g}": {"accuracy": float(row.accuracy), "drop": float(row.drop)}
+            for row in noise.itertuples()
+        }
     return summary

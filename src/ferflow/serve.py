@@ -37,7 +37,6 @@ from ferflow.predict import Classifier, Image, PredictOptions, decode_image, fac
 from ferflow.sidecar import INPUT_SPEC, read_sidecar
 
 
-
 def error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
@@ -50,8 +49,9 @@ class UploadError(ValueError):
         self.status = status
 
 
-NO_FILE = ("no file: send the photo as multipart form field 'file' "
-           "(curl -F file=@photo.jpg http://127.0.0.1:8000/predict)")
+NO_FILE = (
+    "no file: send the photo as multipart form field 'file' (curl -F file=@photo.jpg http://127.0.0.1:8000/predict)"
+)
 MULTIPART_OVERHEAD = 64_000  # bytes of form headers and boundaries allowed beyond the photo
 MAX_PARTS = 8  # form fields in one upload
 
@@ -142,23 +142,37 @@ def add_json_errors(app: FastAPI) -> None:
 def model_summary(classifier: Classifier) -> dict[str, Any]:
     """What /model shows: the classes, the input the model takes, and its sidecar's metrics."""
     info = read_sidecar(classifier.path)
-    return {"path": classifier.path.name, "class_names": list(classifier.class_names), "input": INPUT_SPEC,
-            "crop_size": classifier.crop_size, "arch": info.get("arch"), "metrics": info.get("metrics", {}),
-            "test_metrics": info.get("test_metrics", {})}
+    return {
+        "path": classifier.path.name,
+        "class_names": list(classifier.class_names),
+        "input": INPUT_SPEC,
+        "crop_size": classifier.crop_size,
+        "arch": info.get("arch"),
+        "metrics": info.get("metrics", {}),
+        "test_metrics": info.get("test_metrics", {}),
+    }
 
 
-def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
-               options: PredictOptions | None = None, model: dict | None = None) -> FastAPI:
+def create_app(
+    classifier: Classifier,
+    max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
+    options: PredictOptions | None = None,
+    model: dict | None = None,
+) -> FastAPI:
     """The FastAPI app serving `classifier`. Keras models are not safe to call from several
     threads at once, so predictions take a lock; requests are still accepted concurrently."""
-    served = model or {"quality": "custom", "file": classifier.path.name, "runtime": classifier.runtime,
-                       "tta": False}
+    served = model or {"quality": "custom", "file": classifier.path.name, "runtime": classifier.runtime, "tta": False}
     options = options or PredictOptions(tta=served["tta"])
     detector = face_detector(options.detector) if options.detect else None
     summary = {**model_summary(classifier), "model": served}
     predicting = threading.Lock()
-    app = FastAPI(title="ferflow", version="1", docs_url=None, redoc_url=None,
-                  description="Facial-emotion recognition on FER-2013: faces, boxes, emotions, probabilities.")
+    app = FastAPI(
+        title="ferflow",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        description="Facial-emotion recognition on FER-2013: faces, boxes, emotions, probabilities.",
+    )
     page = resources.files("ferflow").joinpath("static/index.html").read_text(encoding="utf-8")
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -167,11 +181,16 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
 
     @app.get("/api", response_class=HTMLResponse, include_in_schema=False)
     def api_page() -> str:
-        rows = "".join(f"<tr><td><code>{method.upper()} {path}</code></td><td>{spec.get('summary', '')}</td></tr>"
-                       for path, item in app.openapi()["paths"].items() for method, spec in item.items())
-        return (f"<!doctype html><title>ferflow API</title><h1>ferflow API</h1><table>{rows}</table>"
-                "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>. Example:</p>"
-                "<pre>curl -F file=@photo.jpg http://127.0.0.1:8000/predict</pre>")
+        rows = "".join(
+            f"<tr><td><code>{method.upper()} {path}</code></td><td>{spec.get('summary', '')}</td></tr>"
+            for path, item in app.openapi()["paths"].items()
+            for method, spec in item.items()
+        )
+        return (
+            f"<!doctype html><title>ferflow API</title><h1>ferflow API</h1><table>{rows}</table>"
+            "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a>. Example:</p>"
+            "<pre>curl -F file=@photo.jpg http://127.0.0.1:8000/predict</pre>"
+        )
 
     @app.get("/health", summary="The server is up")
     def health() -> dict[str, str]:
@@ -181,9 +200,19 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
     def model() -> dict[str, Any]:
         return summary
 
-    @app.post("/predict", summary="Faces, boxes, emotions and probabilities in an uploaded photo",
-              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"schema": {
-                  "type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+    @app.post(
+        "/predict",
+        summary="Faces, boxes, emotions and probabilities in an uploaded photo",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                    }
+                }
+            }
+        },
+    )
     async def predict(request: Request) -> JSONResponse:
         # The body is read here, counted as it streams and kept in memory; the work on the
         # photo runs in the thread pool, so /health answers while a photo is being classified.
@@ -197,9 +226,15 @@ def create_app(classifier: Classifier, max_upload_bytes: int = int(DEFAULT_MAX_U
             return error(400, str(problem))
         if not faces:
             return error(422, f"no face found in '{name}'")
-        return JSONResponse({"class_names": list(classifier.class_names), "detector": options.detector,
-                             "model": served, "faces": [f.record() for f in faces],
-                             "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])}})
+        return JSONResponse(
+            {
+                "class_names": list(classifier.class_names),
+                "detector": options.detector,
+                "model": served,
+                "faces": [f.record() for f in faces],
+                "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])},
+            }
+        )
 
     def find_and_classify(name: str, data: bytes):
         pixels = decode_image(data, name)
@@ -225,15 +260,21 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(classifier: Classifier, host: str = "127.0.0.1", port: int = DEFAULT_PORT,
-          max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, model: dict | None = None) -> None:
+def serve(
+    classifier: Classifier,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
+    model: dict | None = None,
+) -> None:
     """Serve until Ctrl-C. Raises OSError, before printing anything, if the port cannot be had."""
     import uvicorn
 
     sock = listening_socket(host, port)  # taken before the banner, so a port in use is said first
     app = create_app(classifier, int(max_upload_mb * 1e6), model=model)
     how = f"quality {model['quality']}, " if model else ""
-    print(f"serving {classifier.path.name} ({how}{classifier.runtime}) on http://{host}:{port} (Ctrl-C stops)",
-          flush=True)
+    print(
+        f"serving {classifier.path.name} ({how}{classifier.runtime}) on http://{host}:{port} (Ctrl-C stops)", flush=True
+    )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])

@@ -24,8 +24,9 @@ TARGET = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "fer201
 
 def git_commit(folder: Path) -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -81,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     save_for_inference(args.run / "models" / "model.keras", args.target)
     sidecar["model_sha256"] = sha256_file(args.target)
     write_json(args.target.with_suffix(".json"), sidecar)
-    print(f"wrote {args.target} ({args.target.stat().st_size / 1e6:.1f} MB) and its sidecar; "
-          f"test accuracy {sidecar['test_metrics']['accuracy']:.4f}")
+    print(
+        f"wrote {args.target} ({args.target.stat().st_size / 1e6:.1f} MB) and its sidecar; "
+        f"test accuracy {sidecar['test_metrics']['accuracy']:.4f}"
+    )
     return 0
 
 

@@ -18,8 +18,12 @@ import numpy as np
 from ferflow import IMAGE_SIZE
 from ferflow.io import read_json
 
-INPUT_SPEC = {"shape": [IMAGE_SIZE, IMAGE_SIZE, 1], "dtype": "float32", "range": [0, 255],
-              "description": "raw grey pixel values; the model normalises (and crops) them itself"}
+INPUT_SPEC = {
+    "shape": [IMAGE_SIZE, IMAGE_SIZE, 1],
+    "dtype": "float32",
+    "range": [0, 255],
+    "description": "raw grey pixel values; the model normalises (and crops) them itself",
+}
 
 
 class SidecarError(ValueError):
@@ -35,19 +39,36 @@ def sidecar_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix(".json")
 
 
-def make_sidecar(class_names: tuple[str, ...], arch: str, params: dict[str, Any], data: dict[str, Any],
-                 metrics: dict[str, Any], environment: dict[str, Any], timing: dict[str, Any]) -> dict[str, Any]:
+def make_sidecar(
+    class_names: tuple[str, ...],
+    arch: str,
+    params: dict[str, Any],
+    data: dict[str, Any],
+    metrics: dict[str, Any],
+    environment: dict[str, Any],
+    timing: dict[str, Any],
+) -> dict[str, Any]:
     """The sidecar of a freshly trained model. `params` is the train section it was trained with."""
-    return {"class_names": list(class_names), "input": INPUT_SPEC, "arch": arch, "params": dict(params),
-            "data": data, "metrics": metrics, "environment": environment, **timing}
+    return {
+        "class_names": list(class_names),
+        "input": INPUT_SPEC,
+        "arch": arch,
+        "params": dict(params),
+        "data": data,
+        "metrics": metrics,
+        "environment": environment,
+        **timing,
+    }
 
 
 def read_sidecar(model_path: str | Path) -> dict[str, Any]:
     """The sidecar of `model_path`, checked to name its classes."""
     path = sidecar_path(model_path)
     if not path.is_file():
-        raise SidecarError(f"'{path}' is missing: the model's sidecar names its classes; "
-                           "keep the .json written by the train stage next to the .keras file")
+        raise SidecarError(
+            f"'{path}' is missing: the model's sidecar names its classes; "
+            "keep the .json written by the train stage next to the .keras file"
+        )
     try:
         info = read_json(path)
         names = info["class_names"]
@@ -77,8 +98,9 @@ def load_checked_model(model_path: str | Path) -> tuple[Any, dict[str, Any]]:
     if not model_path.is_file():
         raise ModelFileError(f"model file '{model_path}' does not exist")
     if not zipfile.is_zipfile(model_path):  # Keras would say "File not found" for, say, a pickle
-        raise ModelFileError(f"'{model_path}' is not a Keras model file (a .keras file is a zip archive "
-                             "written by model.save)")
+        raise ModelFileError(
+            f"'{model_path}' is not a Keras model file (a .keras file is a zip archive written by model.save)"
+        )
     try:
         info = read_sidecar(model_path)
     except SidecarError as error:
@@ -97,8 +119,10 @@ def check_agreement(model_path: Path, model: Any, info: dict[str, Any]) -> None:
     class_names = class_names_of(info)
     outputs = model.output_shape[-1]
     if outputs != len(class_names):
-        raise ModelFileError(f"'{model_path}' predicts {outputs} classes but its sidecar names "
-                             f"{len(class_names)} {list(class_names)}; they belong to different models")
+        raise ModelFileError(
+            f"'{model_path}' predicts {outputs} classes but its sidecar names "
+            f"{len(class_names)} {list(class_names)}; they belong to different models"
+        )
     if tuple(model.input_shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE, 1):
         raise ModelFileError(f"'{model_path}' takes input {model.input_shape}, not 48x48x1 grey faces")
     from ferflow.runtime import native_stderr_silenced
@@ -106,5 +130,7 @@ def check_agreement(model_path: Path, model: Any, info: dict[str, Any]) -> None:
     with native_stderr_silenced():
         probe = np.asarray(model.predict_on_batch(np.full((1, IMAGE_SIZE, IMAGE_SIZE, 1), 128.0, np.float32)))
     if not np.isfinite(probe).all():  # a diverged training's weights: NaN for every face
-        raise ModelFileError(f"'{model_path}' gives non-finite outputs ({probe.ravel()[:3].tolist()}...) on a "
-                             "grey face: its training diverged; retrain it with a lower learning rate")
+        raise ModelFileError(
+            f"'{model_path}' gives non-finite outputs ({probe.ravel()[:3].tolist()}...) on a "
+            "grey face: its training diverged; retrain it with a lower learning rate"
+        )

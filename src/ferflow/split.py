@@ -46,8 +46,7 @@ def _class_allocation(count: int, fractions: list[float]) -> list[int]:
     return sizes.tolist()
 
 
-def stratified_split(labels: np.ndarray, fractions: dict[str, float],
-                     seed: int) -> dict[str, np.ndarray]:
+def stratified_split(labels: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
     """Indices for train/val/test, split per class so every split keeps the class mix.
 
     Each split's share of a class is within one item of its fraction, and every split
@@ -64,10 +63,11 @@ def stratified_split(labels: np.ndarray, fractions: dict[str, float],
         sizes = _class_allocation(len(members), shares)
         start = 0
         for name, size in zip(SPLIT_NAMES, sizes):
-            parts[name].append(members[start:start + size])
+            parts[name].append(members[start : start + size])
             start += size
-    return {name: np.sort(np.concatenate(parts[name] or [np.empty(0, np.int64)])).astype(np.int64)
-            for name in SPLIT_NAMES}
+    return {
+        name: np.sort(np.concatenate(parts[name] or [np.empty(0, np.int64)])).astype(np.int64) for name in SPLIT_NAMES
+    }
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:

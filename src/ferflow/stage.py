@@ -10,8 +10,8 @@ what follows it.
 
 `run` hands each section to papermill as one dict (a Python value, never a command-line
 string), streams what the notebook prints to the terminal (one line per training epoch; its
-tables and figures go to the report) and renders the executed notebook to HTML. When a cell fails, the first line printed is the
-reason, not a traceback; the executed notebook keeps the full one.
+tables and figures go to the report) and renders the executed notebook to HTML. When a cell
+fails, the first line printed is the reason, not a traceback; the executed notebook keeps the full one.
 """
 
 from __future__ import annotations
@@ -100,11 +100,17 @@ def run(stage: str, log_output: bool = True) -> None:
     papermill_log.setLevel(logging.WARNING)
     logging.getLogger("traitlets").setLevel(logging.ERROR)
     try:
-        papermill.execute_notebook(str(source), str(executed), parameters=parameters, log_output=False,
-                                   stdout_file=sys.stdout if log_output else None,
-                                   stderr_file=sys.stderr if log_output else None,
-                                   progress_bar=False, kernel_name="python3",
-                                   kernel_manager_class=quiet_kernel_manager())
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=parameters,
+            log_output=False,
+            stdout_file=sys.stdout if log_output else None,
+            stderr_file=sys.stderr if log_output else None,
+            progress_bar=False,
+            kernel_name="python3",
+            kernel_manager_class=quiet_kernel_manager(),
+        )
     finally:
         if executed.exists():
             write_text(executed.with_suffix(".html"), report_html(nbformat.read(executed, as_version=4), executed.name))
@@ -140,15 +146,28 @@ def report_html(notebook, notebook_name: str) -> str:
     import jinja2
     import nbconvert
 
-    heading = next((cell.source.splitlines()[0].lstrip("# ").strip() for cell in notebook.cells
-                    if cell.cell_type == "markdown" and cell.source.startswith("#")), notebook_name)
-    exporter = nbconvert.HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
-                                      extra_loaders=[jinja2.DictLoader({"report.html.j2": OFFLINE_TEMPLATE})],
-                                      template_file="report.html.j2")
-    body, _ = exporter.from_notebook_node(summary_first(notebook),
-                                          resources={"metadata": {"name": f"{heading} · ferflow"}})
-    nav = (f'<nav style="padding:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; all reports</a>'
-           f' &middot; <a href="{html.escape(notebook_name)}">the executed notebook, with its code</a></nav>')
+    heading = next(
+        (
+            cell.source.splitlines()[0].lstrip("# ").strip()
+            for cell in notebook.cells
+            if cell.cell_type == "markdown" and cell.source.startswith("#")
+        ),
+        notebook_name,
+    )
+    exporter = nbconvert.HTMLExporter(
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        extra_loaders=[jinja2.DictLoader({"report.html.j2": OFFLINE_TEMPLATE})],
+        template_file="report.html.j2",
+    )
+    body, _ = exporter.from_notebook_node(
+        summary_first(notebook), resources={"metadata": {"name": f"{heading} · ferflow"}}
+    )
+    nav = (
+        f'<nav style="padding:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; all reports</a>'
+        f' &middot; <a href="{html.escape(notebook_name)}">the executed notebook, with its code</a></nav>'
+    )
     return re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + nav, body, count=1)
 
 
@@ -238,8 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         stop_children()
         stage = f"the {argv_stage(argv)} stage" if argv_stage(argv) else "the stage"
         how = "interrupted" if isinstance(stop, KeyboardInterrupt) else "stopped"
-        print(f"{how}: {stage} did not finish; run `dvc repro` again to complete it (a training carries on "
-              "from its last finished epoch)", file=sys.stderr)
+        print(
+            f"{how}: {stage} did not finish; run `dvc repro` again to complete it (a training carries on "
+            "from its last finished epoch)",
+            file=sys.stderr,
+        )
         return 130 if isinstance(stop, KeyboardInterrupt) else EXIT_STOPPED
 
 

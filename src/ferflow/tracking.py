@@ -28,8 +28,11 @@ class EpochProgress(keras.callbacks.Callback):
         self._seconds.append(seconds)
         logs = logs or {}
         left = (self.epochs - epoch - 1) * sum(self._seconds) / len(self._seconds)
-        values = "  ".join(f"{name} {logs[name]:.4g}" for name in
-                           ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate") if name in logs)
+        values = "  ".join(
+            f"{name} {logs[name]:.4g}"
+            for name in ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
+            if name in logs
+        )
         print(f"epoch {epoch + 1}/{self.epochs}  {values}  {seconds:.1f} s  ETA {left / 60:.1f} min", flush=True)
 
 

@@ -16,14 +16,22 @@ import keras
 import numpy as np
 
 from ferflow.augment import Augmentation
-from ferflow.checkpoint import (MONITOR_MODES, ResumableCheckpoint, checkpoint_lock, ensure_writable,
-                                load_resume_state, seed_state_variables, set_aside)
+from ferflow.checkpoint import (
+    MONITOR_MODES,
+    ResumableCheckpoint,
+    checkpoint_lock,
+    ensure_writable,
+    load_resume_state,
+    seed_state_variables,
+    set_aside,
+)
 from ferflow.runtime import native_stderr_silenced
 from ferflow.tracking import EpochProgress, LearningRateLogger, LiveLogger
 
 
-def make_learning_rate(learning_rate: float, schedule: str, epochs: int, steps_per_epoch: int,
-                       warmup_epochs: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def make_learning_rate(
+    learning_rate: float, schedule: str, epochs: int, steps_per_epoch: int, warmup_epochs: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """A constant rate (cut on plateaus by a callback) or cosine decay after a linear warm-up."""
     if schedule == "plateau":
         return learning_rate
@@ -34,12 +42,13 @@ def make_learning_rate(learning_rate: float, schedule: str, epochs: int, steps_p
     if warmup_steps == 0:
         return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
     return keras.optimizers.schedules.CosineDecay(
-        learning_rate / 100.0, decay_steps, alpha=0.01, warmup_target=learning_rate,
-        warmup_steps=warmup_steps)
+        learning_rate / 100.0, decay_steps, alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup_steps
+    )
 
 
-def make_optimizer(name: str, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
-                   weight_decay: float) -> keras.optimizers.Optimizer:
+def make_optimizer(
+    name: str, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, weight_decay: float
+) -> keras.optimizers.Optimizer:
     """Adam, AdamW (decoupled weight decay) or SGD with Nesterov momentum 0.9."""
     decay = weight_decay or None
     if name == "adam":
@@ -47,13 +56,13 @@ def make_optimizer(name: str, learning_rate: float | keras.optimizers.schedules.
     if name == "adamw":
         return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
-                                    weight_decay=decay)
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
     raise ValueError(f"unknown optimizer {name!r}: expected 'adam', 'adamw' or 'sgd'")
 
 
-def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer | float,
-                  label_smoothing: float = 0.0) -> None:
+def compile_model(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer | float, label_smoothing: float = 0.0
+) -> None:
     """Cross-entropy on one-hot (possibly mixed) labels; a float optimizer means Adam at that rate."""
     if not isinstance(optimizer, keras.optimizers.Optimizer):
         optimizer = keras.optimizers.Adam(learning_rate=float(optimizer))
@@ -64,8 +73,9 @@ def compile_model(model: keras.Model, optimizer: keras.optimizers.Optimizer | fl
     )
 
 
-def loss_weights(balanced: dict[str, float], class_names: tuple[str, ...], mode: str,
-                 train_labels: np.ndarray) -> dict[int, float] | None:
+def loss_weights(
+    balanced: dict[str, float], class_names: tuple[str, ...], mode: str, train_labels: np.ndarray
+) -> dict[int, float] | None:
     """Per-class loss weights by class index: none, balanced (n / (k * n_c)), or their square root.
 
     The square root is a milder balance: a rare class weighs more without the large loss
@@ -97,16 +107,27 @@ class TrainingBatches(keras.utils.PyDataset):
     by (seed, epoch, batch), so a resumed run sees the same batches as an uninterrupted one.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int, batch_size: int,
-                 seed: int, class_weight: dict[int, float] | None = None, mixup_alpha: float = 0.0,
-                 augmentation: Augmentation | None = None, first_epoch: int = 0,
-                 targets: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        num_classes: int,
+        batch_size: int,
+        seed: int,
+        class_weight: dict[int, float] | None = None,
+        mixup_alpha: float = 0.0,
+        augmentation: Augmentation | None = None,
+        first_epoch: int = 0,
+        targets: np.ndarray | None = None,
+    ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images = np.asarray(images)
         self.labels = np.asarray(labels)
         self.num_classes = num_classes
         if targets is not None and np.shape(targets) != (len(self.labels), num_classes):
-            raise ValueError(f"targets {np.shape(targets)} do not match {len(self.labels)} faces x {num_classes} classes")
+            raise ValueError(
+                f"targets {np.shape(targets)} do not match {len(self.labels)} faces x {num_classes} classes"
+            )
         self.targets = one_hot(self.labels, num_classes) if targets is None else np.asarray(targets, np.float32)
         self.batch_size = batch_size
         self.seed = seed
@@ -128,7 +149,7 @@ class TrainingBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
-        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
         x = self.images[rows].astype(np.float32)
         if x.ndim == 3:
             x = x[..., None]
@@ -170,27 +191,43 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not np.isfinite(float(loss)):
-            raise TrainingDiverged(f"training diverged: the loss became {float(loss)} in epoch {self.epoch + 1}, "
-                                   f"batch {batch + 1}; lower train.learning_rate and run again")
+            raise TrainingDiverged(
+                f"training diverged: the loss became {float(loss)} in epoch {self.epoch + 1}, "
+                f"batch {batch + 1}; lower train.learning_rate and run again"
+            )
 
 
-def training_callbacks(monitor: str, early_stopping_patience: int, schedule: str,
-                       reduce_lr_patience: int, reduce_lr_factor: float) -> list[keras.callbacks.Callback]:
+def training_callbacks(
+    monitor: str, early_stopping_patience: int, schedule: str, reduce_lr_patience: int, reduce_lr_factor: float
+) -> list[keras.callbacks.Callback]:
     """Early stopping on `monitor`, and LR cuts on its plateaus when there is no schedule."""
     mode = MONITOR_MODES[monitor]
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience)]
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=early_stopping_patience)
+    ]
     if schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=reduce_lr_patience, min_lr=1e-6))
+        callbacks.append(
+            keras.callbacks.ReduceLROnPlateau(
+                monitor=monitor, mode=mode, factor=reduce_lr_factor, patience=reduce_lr_patience, min_lr=1e-6
+            )
+        )
     return callbacks
 
 
-def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarray, y_val: np.ndarray,
-                  epochs: int, checkpoint_dir: str | Path, fingerprint: str, monitor: str,
-                  callbacks: list[keras.callbacks.Callback],
-                  extra_callbacks: list[keras.callbacks.Callback] = (),
-                  restore_best: bool = True, live=None) -> tuple[keras.Model, dict, int]:
+def fit_resumable(
+    model: keras.Model,
+    batches: TrainingBatches,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    epochs: int,
+    checkpoint_dir: str | Path,
+    fingerprint: str,
+    monitor: str,
+    callbacks: list[keras.callbacks.Callback],
+    extra_callbacks: list[keras.callbacks.Callback] = (),
+    restore_best: bool = True,
+    live=None,
+) -> tuple[keras.Model, dict, int]:
     """Fit, resuming from `checkpoint_dir` if an unfinished run with this fingerprint left one.
 
     Prints one progress line per epoch, and logs each epoch to the DVCLive `live` (if given)
@@ -206,12 +243,36 @@ def fit_resumable(model: keras.Model, batches: TrainingBatches, x_val: np.ndarra
     checkpoint_dir = Path(checkpoint_dir)
     ensure_writable(checkpoint_dir)
     with checkpoint_lock(checkpoint_dir):
-        return _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerprint, monitor,
-                              callbacks, list(extra_callbacks), restore_best, live)
+        return _fit_resumable(
+            model,
+            batches,
+            x_val,
+            y_val,
+            epochs,
+            checkpoint_dir,
+            fingerprint,
+            monitor,
+            callbacks,
+            list(extra_callbacks),
+            restore_best,
+            live,
+        )
 
 
-def _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerprint, monitor, callbacks,
-                   extra_callbacks, restore_best, live):
+def _fit_resumable(
+    model,
+    batches,
+    x_val,
+    y_val,
+    epochs,
+    checkpoint_dir,
+    fingerprint,
+    monitor,
+    callbacks,
+    extra_callbacks,
+    restore_best,
+    live,
+):
     state = load_resume_state(checkpoint_dir, fingerprint, epochs)
     first_epoch = 0
     if state is not None:
@@ -220,8 +281,20 @@ def _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerp
         except Exception as error:  # noqa: BLE001 - a damaged file that no checksum recorded
             set_aside(checkpoint_dir, f"{checkpoint_dir / state['checkpoint']} does not load ({type(error).__name__})")
             checkpoint_dir.mkdir(parents=True)
-            return _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerprint, monitor,
-                                  callbacks, extra_callbacks, restore_best, live)
+            return _fit_resumable(
+                model,
+                batches,
+                x_val,
+                y_val,
+                epochs,
+                checkpoint_dir,
+                fingerprint,
+                monitor,
+                callbacks,
+                extra_callbacks,
+                restore_best,
+                live,
+            )
         for variable, value in zip(seed_state_variables(model), state["seed_states"], strict=True):
             variable.assign(np.asarray(value, dtype=variable.dtype))
         first_epoch = state["epochs_done"]
@@ -234,10 +307,15 @@ def _fit_resumable(model, batches, x_val, y_val, epochs, checkpoint_dir, fingerp
     if live is not None:
         followers.append(LiveLogger(live, state["history"] if state else None))
     with native_stderr_silenced():
-        model.fit(batches, validation_data=(x_val, y_val_hot), epochs=epochs, initial_epoch=first_epoch,
-                  callbacks=[StopOnNonFiniteLoss(), LearningRateLogger(), *callbacks, *extra_callbacks, keeper,
-                             *followers], verbose=0,
-                  shuffle=False)  # the batches shuffle themselves, by seed and epoch; Keras would use global state
+        model.fit(
+            batches,
+            validation_data=(x_val, y_val_hot),
+            epochs=epochs,
+            initial_epoch=first_epoch,
+            callbacks=[StopOnNonFiniteLoss(), LearningRateLogger(), *callbacks, *extra_callbacks, keeper, *followers],
+            verbose=0,
+            shuffle=False,
+        )  # the batches shuffle themselves, by seed and epoch; Keras would use global state
     if restore_best:
         model.load_weights(checkpoint_dir / "best.weights.h5")
     return model, keeper.state["history"], first_epoch
@@ -247,5 +325,3 @@ def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
     """Index of the epoch the checkpoint kept: the first with the best `monitor` value."""
     values = np.asarray(history[monitor])
     return int(np.argmax(values) if MONITOR_MODES[monitor] == "max" else np.argmin(values))
-
-

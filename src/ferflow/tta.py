@@ -21,7 +21,7 @@ def shift_faces(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     size_h, size_w = x.shape[1], x.shape[2]
     pad = max(abs(dy), abs(dx))
     padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
-    return padded[:, pad - dy:pad - dy + size_h, pad - dx:pad - dx + size_w]
+    return padded[:, pad - dy : pad - dy + size_h, pad - dx : pad - dx + size_w]
 
 
 def tta_views(images: np.ndarray, mode: str, crop_size: int) -> list[np.ndarray]:
