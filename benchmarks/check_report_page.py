@@ -21,6 +21,8 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
+from ferflow.report import STAGE_REPORTS
+
 
 def open_browser(binary: str, driver: str) -> webdriver.Chrome:
     options = webdriver.ChromeOptions()
@@ -43,7 +45,7 @@ def open_browser(binary: str, driver: str) -> webdriver.Chrome:
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-STAGE_PAGES = ("01_explore.html", "02_preprocess.html", "03_train.html", "04_evaluate.html", "05_robustness.html")
+STAGE_PAGES = tuple(STAGE_REPORTS.values())
 
 
 def check(page: Path, screenshot: Path, binary: str, driver: str, max_height: int = 12000) -> list[str]:

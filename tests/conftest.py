@@ -38,21 +38,34 @@ def tiny_source(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def model_path(tmp_path_factory) -> Path:
-    """A small untrained model with its sidecar, as the train stage writes them."""
+def save_small_model(
+    path: Path, seed: int = 0, class_names=CLASS_NAMES, crop_size: int = 44, geometric: bool = False, **sidecar
+) -> Path:
+    """A small untrained model and its sidecar, as the train stage writes them."""
     import json
 
     from ferflow.io import save_model
     from ferflow.models import build_model, make_augmentation
     from ferflow.runtime import seed_everything
 
-    folder = tmp_path_factory.mktemp("model")
-    seed_everything(0)
-    model = build_model("seed_cnn_compact", 7, make_augmentation(0), crop_size=44)
-    save_model(model, folder / "fer.keras")
-    (folder / "fer.json").write_text(json.dumps({"class_names": list(CLASS_NAMES), "params": {"crop_size": 44}}))
-    return folder / "fer.keras"
+    seed_everything(seed)
+    augmentation = make_augmentation(seed) if geometric else None
+    model = build_model("seed_cnn_compact", len(class_names), augmentation, crop_size=crop_size)
+    save_model(model, path)
+    sidecar = {
+        "class_names": list(class_names),
+        "arch": "seed_cnn_compact",
+        "params": {"crop_size": crop_size},
+        **sidecar,
+    }
+    path.with_suffix(".json").write_text(json.dumps(sidecar))
+    return path
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    """A small untrained model (with the rotation and zoom layers) and its sidecar."""
+    return save_small_model(tmp_path_factory.mktemp("model") / "fer.keras", geometric=True)
 
 
 def png_header(width: int, height: int) -> bytes:

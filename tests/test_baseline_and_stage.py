@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from ferflow.baseline import COMPARED, differences, lookup
 from ferflow.stage import short_reason
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def metrics(accuracy: float) -> dict[str, dict]:

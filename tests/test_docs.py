@@ -6,14 +6,12 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
+from conftest import REPO
 
 import ferflow.predict
 from ferflow import CLASS_NAMES
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_predict_module_docstring_example_runs() -> None:

@@ -7,35 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, SAMPLE, save_small_model
 
 from ferflow import CLASS_NAMES
 from ferflow.ensemble import EnsembleError, check_members, main
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
-
 
 def save_member(folder: Path, name: str, seed: int, class_names=CLASS_NAMES, crop_size: int = 44) -> Path:
-    """A small untrained model and its sidecar, as the train stage writes them; seeds differ per member."""
-    from ferflow.io import save_model
-    from ferflow.models import build_model
-    from ferflow.runtime import seed_everything
-
-    seed_everything(seed)
-    model = build_model("seed_cnn_compact", len(class_names), crop_size=crop_size)
-    path = folder / f"{name}.keras"
-    save_model(model, path)
-    path.with_suffix(".json").write_text(
-        json.dumps(
-            {
-                "class_names": list(class_names),
-                "arch": "seed_cnn_compact",
-                "params": {"crop_size": crop_size},
-                "training_seconds": 10.0 + seed,
-            }
-        )
-    )
-    return path
+    """A member model; seeds differ per member, and so do their recorded training times."""
+    return save_small_model(folder / f"{name}.keras", seed, class_names, crop_size, training_seconds=10.0 + seed)
 
 
 @pytest.fixture(scope="module")

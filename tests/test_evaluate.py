@@ -169,3 +169,23 @@ def test_a_small_test_split_is_warned_about_with_its_margin_of_error() -> None:
     )
     assert "±10 points" in small_split_warning(100)
     assert small_split_warning(200) is None and small_split_warning(3589) is None
+
+
+@pytest.mark.parametrize("order", ["same", "reversed"])
+def test_the_model_and_data_load_together_only_when_their_classes_match(model_path, tmp_path, order) -> None:
+    from ferflow import CLASS_NAMES
+    from ferflow.evaluate import load_model_and_data
+    from ferflow.processed import ProcessedData, save_processed
+
+    names = CLASS_NAMES if order == "same" else tuple(reversed(CLASS_NAMES))
+    empty = {split: np.zeros((2, 48, 48), np.uint8) for split in ("train", "val", "test")}
+    labels = {split: np.zeros(2, np.int64) for split in empty}
+    files = {split: np.asarray(["a.png", "b.png"]) for split in empty}
+    save_processed(tmp_path / "dataset.npz", ProcessedData(empty, labels, files, names))
+    if order == "same":
+        data, model, sidecar, class_names, crop_size = load_model_and_data(tmp_path / "dataset.npz", model_path)
+        assert class_names == CLASS_NAMES and crop_size == 44 and model.output_shape == (None, 7)
+        assert data.x["test"].shape == (2, 48, 48) and sidecar["class_names"] == list(CLASS_NAMES)
+    else:
+        with pytest.raises(ValueError, match="the model's classes .* differ from the data's"):
+            load_model_and_data(tmp_path / "dataset.npz", model_path)

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from ferflow.augment import random_crops
 from ferflow.io import save_model
 from ferflow.models import ARCHITECTURES, build_model, make_augmentation
 from ferflow.runtime import seed_everything
@@ -72,9 +73,22 @@ def test_crop_is_inside_the_model_random_in_training_centred_at_test(crop: int, 
     centre = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(x))
     margin = (48 - crop) // 2
     np.testing.assert_array_equal(centre, x[:, margin : margin + crop, margin : margin + crop])
-    # The augmentation shifts by at least the margin, so the crop lands anywhere in the face.
-    translation = model.get_layer("augmentation").layers[1]
-    assert translation.height_factor * 48 >= margin and translation.width_factor * 48 >= margin
+    # In training the random crop comes before the model (ferflow.augment.random_crops): the
+    # model's centre crop then sees exactly a crop-sized window of the face, anywhere in it.
+    faces = np.repeat(x[:1], 300, axis=0)
+    seen = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(random_crops(faces, crop, rng)))
+    offsets = []
+    for window in seen:
+        matches = [
+            (top, left)
+            for top in range(2 * margin + 1)
+            for left in range(2 * margin + 1)
+            if np.array_equal(window, x[0, top : top + crop, left : left + crop])
+        ]
+        assert len(matches) == 1
+        offsets.append(matches[0])
+    tops, lefts = zip(*offsets)
+    assert {min(tops), max(tops), min(lefts), max(lefts)} == {0, 2 * margin}  # every edge of the face is reached
 
 
 def test_vgg_follows_the_published_layout() -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import nbformat
 import pytest
 import yaml
+from conftest import REPO
 from imports import closure, direct_imports
 
 from ferflow.stage import STAGES, checked_path
 
-REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIR = REPO / "src" / "ferflow"
 
 

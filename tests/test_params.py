@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from ferflow import params
 from ferflow.params import ParamsError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def shipped() -> dict:

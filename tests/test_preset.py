@@ -7,11 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 from ferflow import params
 from ferflow.preset import PRESETS, main
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

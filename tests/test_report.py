@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import yaml
+from conftest import REPO
 
 from ferflow.report import STAGE_REPORTS, build_index
 
-REPO = Path(__file__).resolve().parents[1]
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )

@@ -6,9 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from ferflow.ship import main
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
+from ferflow.ship import main
 
 
 def fake_run(root: Path) -> None:

@@ -15,13 +15,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import REPO
 from dvclive import Live
 
 from ferflow.checkpoint import CheckpointBusy, checkpoint_lock, load_resume_state
 from ferflow.tracking import EpochProgress, LiveLogger
 from ferflow.train import TrainingBatches, best_epoch, loss_weights, make_learning_rate, make_optimizer, one_hot
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def test_best_epoch_follows_the_monitor_direction() -> None:

@@ -343,8 +343,8 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
 class MtcnnTensorFlow(Mtcnn):
     """MTCNN on TensorFlow with the `mtcnn` package's networks, as graphs (`graph_function`).
 
-    The package calls its networks eagerly, stage by stage, and took 160 ms for a 640x480 photo;
-    here the stages around the networks are NumPy. Kept to export the networks to ONNX and to
+    The package calls its networks eagerly, stage by stage, which is slow; here the stages
+    around the networks are NumPy (docs/face-detection.md has the timings). Kept to export the networks to ONNX and to
     check the ONNX detector against (it needs TensorFlow and the mtcnn package).
     """
 
@@ -381,8 +381,8 @@ def mtcnn_networks() -> tuple:
 def face_detector(name: str = DEFAULT_DETECTOR):
     """A detector by name (see DETECTORS), built once per process and shared.
 
-    Building MTCNN takes about 0.1 s (three networks and their weights): more than detecting
-    one photo, so repeated `predict_paths` calls must not pay it again. Detectors keep no state
+    Building MTCNN (three networks and their weights) costs more than detecting one photo,
+    so repeated `predict_paths` calls must not pay it again. Detectors keep no state
     between calls.
     """
     kinds = {

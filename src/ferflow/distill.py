@@ -7,8 +7,8 @@ The student's target for each training face is
 (`train.teacher`, `train.distill_weight`, `train.distill_temperature`). The teacher's
 probabilities are computed once, before training, on the un-augmented training faces with
 ten-crop averaging, so distillation costs one prediction pass before the first epoch and
-nothing per step (measured on 2 CPU cores: about 16 minutes for the shipped two-model ensemble
-over the 24,454 training faces, 244,540 views); the student's augmentation, mixup and label
+nothing per step (ten predictions per training face: on a CPU, minutes for the full data set;
+docs/pipeline.md has a measured figure); the student's augmentation, mixup and label
 smoothing then apply as usual. A temperature
 above 1 flattens the teacher's distribution (softmax(logits / T), computed from the
 probabilities), which matters here because the teacher has seen these faces in training and

@@ -224,3 +224,20 @@ def occlusion_map(
         total[top : top + patch, left : left + patch] += base - p
         covered[top : top + patch, left : left + patch] += 1
     return total / np.maximum(covered, 1)
+
+
+def load_model_and_data(dataset_path: str, model_path: str) -> tuple:
+    """The processed splits and the trained model, checked against each other.
+
+    Returns (data, model, sidecar, class_names, crop_size). The model is loaded in safe mode
+    and checked against its sidecar; its classes must be the data's, in the same order.
+    """
+    from ferflow.processed import load_processed
+    from ferflow.sidecar import class_names_of, crop_size_of, load_checked_model
+
+    data = load_processed(dataset_path)
+    model, sidecar = load_checked_model(model_path)
+    class_names = class_names_of(sidecar)
+    if class_names != data.class_names:
+        raise ValueError(f"the model's classes {list(class_names)} differ from the data's {list(data.class_names)}")
+    return data, model, sidecar, class_names, crop_size_of(sidecar)

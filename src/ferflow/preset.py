@@ -59,9 +59,8 @@ def _full_data(**train: object) -> dict[str, dict[str, object]]:
 PRESETS: dict[str, dict[str, dict[str, object]]] = {
     # For a GPU: the full-width VGG (Khaireddin & Chen, 2021), 100 epochs. Not run here (no GPU).
     "full": _full_data(arch="vgg", epochs=100, batch_size=128, learning_rate=0.01, weight_decay=0.0005, crop_size=40),
-    # For 2 CPU cores: the winner of the recipe study by validation accuracy (README, "Recipe
-    # study"), AdamW; 45 epochs (87 minutes measured): on validation 66.6%, against 64.8% for
-    # 60 epochs, which overfit. Seed 1 is the shipped model's, so the preset reproduces it.
+    # For 2 CPU cores: the winner of the recipe study by validation accuracy (docs/recipe-study.md),
+    # AdamW, 45 epochs (60 overfit). Seed 1 is the shipped model's, so the preset reproduces it.
     "cpu": _full_data(
         arch="vgg_half", epochs=45, batch_size=128, optimizer="adamw", learning_rate=0.002, weight_decay=0.05, seed=1
     ),

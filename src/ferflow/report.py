@@ -22,14 +22,9 @@ import yaml
 
 from ferflow.headline import print_summary
 from ferflow.io import write_text
+from ferflow.stage import STAGES
 
-STAGE_REPORTS = {
-    "explore": "01_explore.html",
-    "preprocess": "02_preprocess.html",
-    "train": "03_train.html",
-    "evaluate": "04_evaluate.html",
-    "robustness": "05_robustness.html",
-}
+STAGE_REPORTS = {stage: f"{notebook}.html" for stage, (notebook, _) in STAGES.items()}
 FIGURES = {
     "Training curves": "plots/training_curves.png",
     "Confusion matrix, row-normalised (test split)": "plots/confusion_matrix_normalised.png",

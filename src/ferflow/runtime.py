@@ -99,8 +99,8 @@ def use_mixed_precision(requested: bool, cpu_bfloat16: bool = False) -> str:
 
     - `requested` and a GPU: float16 compute with float32 variables (`mixed_float16`).
     - `cpu_bfloat16` on the TensorFlow backend and a CPU with AMX: bfloat16 compute with float32
-      variables (`mixed_bfloat16`); oneDNN runs the convolutions on the AMX tiles. Measured
-      on a 2-core Sapphire Rapids VM: 1.3x the float32 faces/s (benchmarks/throughput.py).
+      variables (`mixed_bfloat16`); oneDNN runs the convolutions on the AMX tiles, faster than
+      float32 (docs/full-data.md has the measured faces/s).
     - otherwise float32: float16 on a CPU is slower and less accurate, and bfloat16 without
       AMX (or through XLA on JAX, or on PyTorch) was not measured here.
 
