@@ -23,13 +23,13 @@ from ferflow.stage import short_reason
 def metrics(accuracy: float) -> dict[str, dict]:
     return {
         "metrics/evaluate.json": {
-            "test_acc": accuracy,
-            "tta_acc": accuracy,
+            "acc_test": accuracy,
+            "acc_tta": accuracy,
             "macro_f1": 0.4,
             "ece": 0.05,
-            "val_acc": accuracy,
+            "acc_val": accuracy,
         },
-        "metrics/robustness.json": {"noise_acc": accuracy, "corruption_acc": 0.4},
+        "metrics/robustness.json": {"acc_noise": accuracy, "acc_corruptions": 0.4},
     }
 
 
@@ -58,7 +58,7 @@ def test_metrics_within_the_tolerance_reproduce_and_others_are_named() -> None:
     assert differences(metrics(0.50), metrics(0.52), 0.03) == []
     problems = differences(metrics(0.50), metrics(0.55), 0.03)
     assert len(problems) == 4  # the four accuracies moved; macro F1 and corruption accuracy did not
-    assert problems[0] == "metrics/evaluate.json: test_acc = 0.5000, committed 0.5500 (differs by 0.0500 > 0.03)"
+    assert problems[0] == "metrics/evaluate.json: acc_test = 0.5000, committed 0.5500 (differs by 0.0500 > 0.03)"
 
 
 def test_macro_f1_is_allowed_twice_the_tolerance_and_no_more() -> None:

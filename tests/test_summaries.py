@@ -75,29 +75,29 @@ def test_the_train_and_preprocess_summaries_use_the_keys_their_stages_write() ->
 
 def test_headline_numbers_lead_with_test_accuracy_and_skip_noise_when_not_run() -> None:
     headline = evaluation_headline(EVALUATION, val_accuracy=0.64)
-    assert list(headline) == ["test_acc", "tta_acc", "macro_f1", "ece", "val_acc"]
-    assert headline["tta_acc"] == 0.6731 and headline["val_acc"] == 0.64
-    assert robustness_headline(ROBUSTNESS) == {"noise_acc": 0.62, "corruption_acc": 0.51}
-    assert robustness_headline({"mean_corruption_accuracy": 0.5}) == {"corruption_acc": 0.5}
+    assert list(headline) == ["acc_test", "acc_tta", "macro_f1", "ece", "acc_val"]
+    assert headline["acc_tta"] == 0.6731 and headline["acc_val"] == 0.64
+    assert robustness_headline(ROBUSTNESS) == {"acc_noise": 0.62, "acc_corruptions": 0.51}
+    assert robustness_headline({"mean_corruption_accuracy": 0.5}) == {"acc_corruptions": 0.5}
 
 
 def test_the_run_summary_shows_each_change_against_the_committed_value() -> None:
-    lines = summary_lines({"test_acc": 0.51, "val_acc": 0.5}, {"test_acc": 0.4943, "val_acc": 0.5})
+    lines = summary_lines({"acc_test": 0.51, "acc_val": 0.5}, {"acc_test": 0.4943, "acc_val": 0.5})
     assert len(lines) == 2
     assert lines[0].split()[:3] == ["test", "accuracy", "0.5100"] and lines[0].endswith("committed 0.4943 (+0.0157)")
-    assert summary_lines({"test_acc": 0.51}, None)[0].strip().endswith("0.5100")
+    assert summary_lines({"acc_test": 0.51}, None)[0].strip().endswith("0.5100")
 
 
 def test_committed_headline_reads_git_head_and_is_none_outside_git(tmp_path) -> None:
     assert committed_headline(tmp_path) is None
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"test_acc": 0.42}))
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"acc_test": 0.42}))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
     subprocess.run([*git, "commit", "-qm", "m"], cwd=tmp_path, check=True)
-    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"test_acc": 0.5}))
-    assert committed_headline(tmp_path) == {"test_acc": 0.42}
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({"acc_test": 0.5}))
+    assert committed_headline(tmp_path) == {"acc_test": 0.42}
 
 
 @pytest.mark.parametrize("position", [1, 3])

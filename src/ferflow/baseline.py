@@ -19,8 +19,8 @@ from typing import Any
 
 # file -> dotted keys compared; all are fractions in [0, 1]
 COMPARED: dict[str, tuple[str, ...]] = {
-    "metrics/evaluate.json": ("test_acc", "tta_acc", "macro_f1", "val_acc"),
-    "metrics/robustness.json": ("noise_acc", "corruption_acc"),
+    "metrics/evaluate.json": ("acc_test", "acc_tta", "macro_f1", "acc_val"),
+    "metrics/robustness.json": ("acc_noise", "acc_corruptions"),
 }
 
 # Macro F1 weighs each class equally, so the sample's small classes (13 disgust faces in the

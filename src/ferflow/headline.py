@@ -15,24 +15,24 @@ METRICS_FILES = ("metrics/evaluate.json", "metrics/robustness.json")
 NOISE_LEVEL = "sigma_0.1"  # the noise level of the headline noise accuracy
 
 LABELS = {
-    "test_acc": "test accuracy",
-    "tta_acc": "test accuracy, test-time augmentation",
+    "acc_test": "test accuracy",
+    "acc_tta": "test accuracy, test-time augmentation",
     "macro_f1": "test macro F1",
     "ece": "test calibration error (ECE, lower is better)",
-    "val_acc": "validation accuracy",
-    "noise_acc": "test accuracy under noise sigma 0.1",
-    "corruption_acc": "test accuracy, mean over corruptions",
+    "acc_val": "validation accuracy",
+    "acc_noise": "test accuracy under noise sigma 0.1",
+    "acc_corruptions": "test accuracy, mean over corruptions",
 }
 
 
 def evaluation_headline(details: dict, val_accuracy: float) -> dict[str, float]:
     """Headline numbers of the evaluate stage, from its full results."""
     return {
-        "test_acc": details["accuracy"],
-        "tta_acc": details["tta"]["accuracy"],
+        "acc_test": details["accuracy"],
+        "acc_tta": details["tta"]["accuracy"],
         "macro_f1": details["macro"]["f1"],
         "ece": details["calibration"]["ece"],
-        "val_acc": val_accuracy,
+        "acc_val": val_accuracy,
     }
 
 
@@ -41,8 +41,8 @@ def robustness_headline(summary: dict) -> dict[str, float]:
     headline = {}
     noise = summary.get("gaussian_noise", {}).get(NOISE_LEVEL)
     if noise is not None:
-        headline["noise_acc"] = noise["accuracy"]
-    headline["corruption_acc"] = summary["mean_corruption_accuracy"]
+        headline["acc_noise"] = noise["accuracy"]
+    headline["acc_corruptions"] = summary["mean_corruption_accuracy"]
     return headline
 
 
