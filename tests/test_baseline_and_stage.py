@@ -226,3 +226,23 @@ def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
     assert "<title>4 · Evaluate on the test split · ferflow</title>" in page
     assert 'href="index.html"' in page and 'href="04_evaluate.ipynb"' in page
     assert "accuracy 0.4943" in page and "secret_code_line" not in page
+
+
+def test_the_baseline_command_passes_on_the_committed_metrics_and_names_a_drift(tmp_path, monkeypatch, capsys) -> None:
+    from ferflow.baseline import main
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "metrics").mkdir()
+    for path, values in metrics(0.5).items():
+        (tmp_path / path).write_text(json.dumps(values))
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--tolerance", "0.03"]) == 0
+    assert capsys.readouterr().out.strip() == (
+        "baseline reproduced: 6 metrics within 0.03 of HEAD (macro_f1 within 0.06)"
+    )
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps(metrics(0.6)["metrics/evaluate.json"]))
+    assert main(["--tolerance", "0.03"]) == 1
+    assert "not reproduced: metrics/evaluate.json: acc_test = 0.6000, committed 0.5000" in capsys.readouterr().err

@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not problems:
         compared = sum(len(keys) for keys in COMPARED.values())
         print(
-            f"baseline reproduced: {compared} metrics within {args.tolerance} of {args.revision} "
-            f"(macro F1 within {args.tolerance * TOLERANCE_SCALE['macro.f1']:g})"
+            f"baseline reproduced: {compared} metrics within {args.tolerance} of {args.revision}"
+            + "".join(f" ({key} within {args.tolerance * scale:g})" for key, scale in TOLERANCE_SCALE.items())
         )
     return 1 if problems else 0
 
