@@ -222,3 +222,15 @@ def test_an_upload_is_never_written_to_disk(classifier, monkeypatch) -> None:
     padded = portrait_png() + b"\0" * 3_000_000  # over the 1 MB at which Starlette would spool to disk
     response = client.post("/predict", files={"file": ("astronaut.png", padded, "image/png")})
     assert response.status_code == 200 and len(response.json()["faces"]) == 1
+
+
+def test_the_model_card_is_read_once_with_the_model(tmp_path) -> None:
+    import shutil
+
+    for suffix in (".onnx", ".json"):
+        shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
+    served = load_classifier(tmp_path / "m.onnx")
+    (tmp_path / "m.json").unlink()  # /model must answer from what was loaded, not read the file again
+    model = TestClient(create_app(served)).get("/model").json()
+    assert model["test_metrics"]["accuracy"] == served.sidecar["test_metrics"]["accuracy"]
+    assert model["arch"] == served.sidecar["arch"] and model["path"] == "m.onnx"

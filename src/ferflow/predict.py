@@ -61,6 +61,7 @@ class Classifier:
     crop_size: int
     path: Path
     runtime: str = "onnx"  # "onnx" (ONNX Runtime) or "keras"
+    sidecar: dict = field(default_factory=dict, repr=False)  # the model card, read once with the model
 
 
 @dataclass
@@ -119,7 +120,7 @@ def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None 
     except ModelFileError as error:
         raise ModelError(f"{error}; pass a model trained by this pipeline") from None
     runtime = "onnx" if model_path.suffix.lower() == ".onnx" else "keras"
-    return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime)
+    return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime, info)
 
 
 def load_keras(model_path: Path):

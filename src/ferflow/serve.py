@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ferflow.cli import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 from ferflow.detectors import face_detector
 from ferflow.predict import Classifier, Image, PredictOptions, decode_image, faces_in
-from ferflow.sidecar import INPUT_SPEC, read_sidecar
+from ferflow.sidecar import INPUT_SPEC
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -141,7 +141,7 @@ def add_json_errors(app: FastAPI) -> None:
 
 def model_summary(classifier: Classifier) -> dict[str, Any]:
     """What /model shows: the classes, the input the model takes, and its sidecar's metrics."""
-    info = read_sidecar(classifier.path)
+    info = classifier.sidecar
     return {
         "path": classifier.path.name,
         "class_names": list(classifier.class_names),
