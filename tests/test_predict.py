@@ -18,7 +18,7 @@ from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ferflow.detectors import Mtcnn, MtcnnDetector, MtcnnTensorFlow
 from ferflow.predict import (
-    ModelError,
+    ModelFileError,
     PredictOptions,
     crop_face,
     detect_faces,
@@ -177,20 +177,20 @@ def test_model_problems_stop_before_any_work(model_path, tmp_path, capsys) -> No
     fake = tmp_path / "fake.keras"
     fake.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))  # a pickle renamed .keras
     fake.with_suffix(".json").write_text(json.dumps({"class_names": list(CLASS_NAMES)}))
-    with pytest.raises(ModelError, match="'.*fake.keras' is not a Keras model file"):
+    with pytest.raises(ModelFileError, match="'.*fake.keras' is not a Keras model file"):
         load_classifier(fake)
     broken_zip = tmp_path / "broken.keras"
     with zipfile.ZipFile(broken_zip, "w") as archive:
         archive.writestr("config.json", "{not json")
     broken_zip.with_suffix(".json").write_text(json.dumps({"class_names": list(CLASS_NAMES)}))
-    with pytest.raises(ModelError, match="is not a Keras model that loads in safe mode"):
+    with pytest.raises(ModelFileError, match="is not a Keras model that loads in safe mode"):
         load_classifier(broken_zip)
     copy = tmp_path / "four.keras"
     copy.write_bytes(model_path.read_bytes())
-    with pytest.raises(ModelError, match="'.*four.json' is missing"):
+    with pytest.raises(ModelFileError, match="'.*four.json' is missing"):
         load_classifier(copy)
     copy.with_suffix(".json").write_text(json.dumps({"class_names": ["happy", "neutral", "sad", "surprise"]}))
-    with pytest.raises(ModelError, match="predicts 7 classes but .* names 4"):
+    with pytest.raises(ModelFileError, match="predicts 7 classes but .* names 4"):
         load_classifier(copy)
 
 
@@ -646,5 +646,5 @@ def test_a_model_folder_or_a_diverged_model_is_refused_in_one_line(model_path, t
     diverged = tmp_path / "diverged.keras"
     model.save(diverged)
     diverged.with_suffix(".json").write_text(model_path.with_suffix(".json").read_text())
-    with pytest.raises(ModelError, match=r"gives non-finite outputs .* its training diverged"):
+    with pytest.raises(ModelFileError, match=r"gives non-finite outputs .* its training diverged"):
         load_classifier(diverged)

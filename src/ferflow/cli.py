@@ -195,13 +195,14 @@ def print_table(faces: list, out=None) -> None:
 
 def load_or_report(model_path: Path, threads: int | None = None):
     """The classifier, or None after printing why the model cannot be used."""
-    from ferflow.predict import ModelError, load_classifier
+    from ferflow.predict import load_classifier
     from ferflow.runtime import configure_determinism
+    from ferflow.sidecar import ModelFileError
 
     configure_determinism()
     try:
         return load_classifier(model_path, threads)
-    except (ModelError, ValueError) as error:
+    except (ModelFileError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
     except ImportError as missing:
         print(f"error: fer needs {missing.name}: pip install 'ferflow[predict]'", file=sys.stderr)

@@ -89,7 +89,7 @@ def ensemble_sidecar(paths: list[Path], infos: list[dict[str, Any]]) -> dict[str
 
 
 def load_members(paths: list[Path]) -> list:
-    """Each member as a checked Classifier (model + sidecar), or EnsembleError/ModelError."""
+    """Each member as a checked Classifier (model + sidecar), or EnsembleError/ModelFileError."""
     from ferflow.predict import load_classifier
 
     classifiers = [load_classifier(path) for path in paths]
@@ -166,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("models", type=Path, nargs="+", help=".keras files trained by this pipeline")
     args = parser.parse_args(argv)
 
-    from ferflow.predict import ModelError
     from ferflow.runtime import configure_determinism
+    from ferflow.sidecar import ModelFileError
 
     configure_determinism()
     try:
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         results = evaluate(args.models, args.data, args.split)
-    except (EnsembleError, ModelError, FileNotFoundError) as error:
+    except (EnsembleError, ModelFileError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.out:

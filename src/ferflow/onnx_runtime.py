@@ -14,15 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.sidecar import ModelFileError, SidecarError, check_agreement, read_sidecar
+from ferflow.sidecar import ModelFileError, check_agreement, read_sidecar
 
 ASSETS = Path(str(resources.files("ferflow").joinpath("assets")))
 CHECKSUMS = ASSETS / "checksums.json"
 THREADS_VARIABLE = "FERFLOW_THREADS"
-
-
-class OnnxModelError(ValueError):
-    """An ONNX file that cannot be used; the message names it."""
 
 
 def default_threads() -> int:
@@ -54,7 +50,7 @@ def make_session(path: str | Path, threads: int | None = None):
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own types for a bad file
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise OnnxModelError(f"'{path}' is not an ONNX model that ONNX Runtime can load: {first}") from None
+        raise ModelFileError(f"'{path}' is not an ONNX model that ONNX Runtime can load: {first}") from None
 
 
 class OnnxModel:
@@ -85,7 +81,7 @@ def asset(name: str) -> Path:
     """A file shipped in the package's assets folder."""
     path = ASSETS / name
     if not path.is_file():
-        raise OnnxModelError(f"the package's '{name}' is missing from {ASSETS}; reinstall ferflow")
+        raise ModelFileError(f"the package's '{name}' is missing from {ASSETS}; reinstall ferflow")
     return path
 
 
@@ -94,10 +90,7 @@ def load_checked_onnx(model_path: str | Path, threads: int | None = None) -> tup
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelFileError(f"model file '{model_path}' does not exist")
-    try:
-        info = read_sidecar(model_path)
-        model = OnnxModel(model_path, threads)
-    except (SidecarError, OnnxModelError) as error:
-        raise ModelFileError(str(error)) from None
+    info = read_sidecar(model_path)
+    model = OnnxModel(model_path, threads)
     check_agreement(model_path, model, info)
     return model, info

@@ -46,10 +46,6 @@ DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
 PRETRAINED_KERAS = Path("models") / "pretrained" / "fer2013.keras"  # in a checkout: what ships, as Keras
 
 
-class ModelError(RuntimeError):
-    """The model cannot be used: missing, not a Keras model, or inconsistent with its sidecar."""
-
-
 class ImageError(ValueError):
     """One image cannot be decoded or searched for faces; the message names the file."""
 
@@ -107,33 +103,39 @@ def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None 
     Runtime (the default; no TensorFlow needed), or a .keras model in safe mode (needs Keras)."""
     model_path = Path(model_path)
     if model_path.is_dir():
-        raise ModelError(
+        raise ModelFileError(
             f"'{model_path}' is a folder; pass the .onnx or .keras model file (with its .json sidecar beside it)"
         )
     if not model_path.is_file():
-        raise ModelError(f"model file '{model_path}' does not exist; train one with `dvc repro` or pass --model PATH")
+        raise ModelFileError(
+            f"model file '{model_path}' does not exist; train one with `dvc repro` or pass --model PATH"
+        )
+    is_onnx = model_path.suffix.lower() == ".onnx"
+    if not is_onnx:
+        require_keras(model_path)
     try:
-        if model_path.suffix.lower() == ".onnx":
-            model, info = load_checked_onnx(model_path, threads)
-        else:
-            model, info = load_keras(model_path)
+        model, info = load_checked_onnx(model_path, threads) if is_onnx else load_keras(model_path)
     except ModelFileError as error:
-        raise ModelError(f"{error}; pass a model trained by this pipeline") from None
-    runtime = "onnx" if model_path.suffix.lower() == ".onnx" else "keras"
+        raise ModelFileError(f"{error}; pass a model trained by this pipeline") from None
+    runtime = "onnx" if is_onnx else "keras"
     return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime, info)
 
 
-def load_keras(model_path: Path):
+def require_keras(model_path: Path) -> None:
+    """A .keras model needs Keras; say in one line what to do when it is not installed."""
     try:  # whether Keras is here, without importing it (start_backend does, quietly)
         keras_found = importlib.util.find_spec("keras") is not None
     except ValueError:  # a module set to None in sys.modules
         keras_found = False
     if not keras_found:
-        raise ModelError(
+        raise ModelFileError(
             f"'{model_path}' is a Keras model, and Keras is not installed: install it "
             f"(pip install 'ferflow[pipeline]'), or pass an exported .onnx model "
             f"(fer export --format onnx, where Keras is installed)"
         ) from None
+
+
+def load_keras(model_path: Path):
     from ferflow.runtime import start_backend
 
     start_backend()  # loads Keras with the backend's start-up logs kept off the terminal

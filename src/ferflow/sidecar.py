@@ -26,12 +26,9 @@ INPUT_SPEC = {
 }
 
 
-class SidecarError(ValueError):
-    """A sidecar is missing or does not describe a model."""
-
-
 class ModelFileError(ValueError):
-    """A model file is missing, not a Keras model, or does not match its sidecar."""
+    """A model file cannot be used: missing, not a model, without a sidecar that describes it,
+    or not matching that sidecar. The one error for every model format and every caller."""
 
 
 def sidecar_path(model_path: str | Path) -> Path:
@@ -65,7 +62,7 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
     """The sidecar of `model_path`, checked to name its classes."""
     path = sidecar_path(model_path)
     if not path.is_file():
-        raise SidecarError(
+        raise ModelFileError(
             f"'{path}' is missing: the model's sidecar names its classes; "
             "keep the .json written by the train stage next to the .keras file"
         )
@@ -75,7 +72,7 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) < 2:
             raise TypeError("'class_names' must be a list of at least two names")
     except (ValueError, KeyError, TypeError) as error:
-        raise SidecarError(f"'{path}' is not a model sidecar with 'class_names': {error}") from None
+        raise ModelFileError(f"'{path}' is not a model sidecar with 'class_names': {error}") from None
     return info
 
 
@@ -101,10 +98,7 @@ def load_checked_model(model_path: str | Path) -> tuple[Any, dict[str, Any]]:
         raise ModelFileError(
             f"'{model_path}' is not a Keras model file (a .keras file is a zip archive written by model.save)"
         )
-    try:
-        info = read_sidecar(model_path)
-    except SidecarError as error:
-        raise ModelFileError(str(error)) from None
+    info = read_sidecar(model_path)
     try:
         with native_stderr_silenced():
             model = keras.saving.load_model(model_path, safe_mode=True, compile=False)
