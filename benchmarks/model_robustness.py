@@ -4,7 +4,7 @@
         --data RUN/data/processed/dataset.npz --split test --out benchmarks/results/ensemble/robustness_test.json
 
 Same corruptions, severities and seed as the `robustness` section of params.yaml, same code
-(`ferflow.robustness`), same summary as `metrics/robustness.json`.
+(`ferflow.robustness`), same summary as `results/robustness.json`.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -226,6 +227,7 @@ def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
     assert "<title>4 · Evaluate on the test split · ferflow</title>" in page
     assert 'href="index.html"' in page and 'href="04_evaluate.ipynb"' in page
     assert "accuracy 0.4943" in page and "secret_code_line" not in page
+    assert not re.findall(r"""<script[^>]+src=["']https?://""", page)  # nothing fetched: reports work offline
 
 
 def test_the_baseline_command_passes_on_the_committed_metrics_and_names_a_drift(tmp_path, monkeypatch, capsys) -> None:

@@ -51,7 +51,7 @@ def official_assignment(splits: np.ndarray) -> np.ndarray:
 
 @dataclass
 class PrepareReport:
-    """What preprocessing removed, for the report and metrics/preprocess.json."""
+    """What preprocessing removed, for the report and results/preprocess.json."""
 
     duplicates: DuplicateReport
     blank: int  # near-blank faces found
