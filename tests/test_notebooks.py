@@ -149,3 +149,21 @@ def test_a_notebook_run_by_hand_from_notebooks_reads_its_params_from_the_file(st
     assert Path(cwd) == REPO  # paths in the notebook are the project's
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     assert values == [shipped[section] for section in sections]
+
+
+def test_every_path_in_ferflow_paths_is_declared_in_dvc_yaml() -> None:
+    from ferflow import paths
+
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    declared = set()
+    for stage in stages.values():
+        for entry in stage.get("deps", []) + stage.get("outs", []) + stage.get("metrics", []):
+            declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    constants = {value for name, value in vars(paths).items() if name.isupper() and isinstance(value, str)}
+    constants -= {paths.SAMPLE, paths.PRETRAINED, paths.CHECKED_PARAMS, paths.REPORTS}  # folders around the outputs
+    made = [paths.metrics(stage) for stage in ("evaluate", "robustness")]
+    made += [paths.results(stage) for stage in ("explore", "preprocess", "train", "evaluate", "latency", "robustness")]
+    made += [paths.figure(name) for name in ("training_curves", "confusion_matrix_normalised", "robustness_heatmap")]
+    assert sorted((constants | set(made)) - declared) == []
+    assert any(path.startswith(paths.CHECKED_PARAMS + "/") for path in declared)
+    assert any(path.startswith(paths.REPORTS + "/") for path in declared)

@@ -17,10 +17,12 @@ import subprocess
 import sys
 from typing import Any
 
+from ferflow import paths
+
 # file -> dotted keys compared; all are fractions in [0, 1]
 COMPARED: dict[str, tuple[str, ...]] = {
-    "metrics/evaluate.json": ("acc_test", "acc_tta", "macro_f1", "acc_val"),
-    "metrics/robustness.json": ("acc_noise", "acc_corruptions"),
+    paths.metrics("evaluate"): ("acc_test", "acc_tta", "macro_f1", "acc_val"),
+    paths.metrics("robustness"): ("acc_noise", "acc_corruptions"),
 }
 
 # Macro F1 weighs each class equally, so the sample's small classes (13 disgust faces in the

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ferflow import paths
 from ferflow.io import sha256_file, write_json
 from ferflow.sidecar import INPUT_SPEC, read_sidecar
 
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument(
         "--data",
         type=Path,
-        default=Path("data/processed/dataset.npz"),
+        default=Path(paths.PROCESSED_DATASET),
         help="the preprocess stage's output (default: %(default)s)",
     )
     evaluate_parser.add_argument("--split", default="val", help="which split to score (default: %(default)s)")

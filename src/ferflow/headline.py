@@ -11,7 +11,9 @@ import json
 import subprocess
 from pathlib import Path
 
-METRICS_FILES = ("metrics/evaluate.json", "metrics/robustness.json")
+from ferflow import paths
+
+METRICS_FILES = (paths.metrics("evaluate"), paths.metrics("robustness"))
 NOISE_LEVEL = "sigma_0.1"  # the noise level of the headline noise accuracy
 
 LABELS = {

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from ferflow import IMAGE_SIZE
+from ferflow import IMAGE_SIZE, paths
 from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector, to_grey
 from ferflow.onnx_runtime import ASSETS, load_checked_onnx
 from ferflow.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
@@ -43,7 +43,7 @@ VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer2013_ensemble.onnx", True)}
 DEFAULT_QUALITY = "fast"
 DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
-PRETRAINED_KERAS = Path("models") / "pretrained" / "fer2013.keras"  # in a checkout: what ships, as Keras
+PRETRAINED_KERAS = Path(paths.PRETRAINED) / "fer2013.keras"  # in a checkout: what ships, as Keras
 
 
 class ImageError(ValueError):

@@ -20,17 +20,18 @@ from typing import Any
 
 import yaml
 
+from ferflow import paths
 from ferflow.headline import print_summary
 from ferflow.io import write_text
 from ferflow.stage import STAGES
 
 STAGE_REPORTS = {stage: f"{notebook}.html" for stage, (notebook, _) in STAGES.items()}
 FIGURES = {
-    "Training curves": "plots/training_curves.png",
-    "Confusion matrix, row-normalised (test split)": "plots/confusion_matrix_normalised.png",
-    "F1 per emotion (test split)": "plots/per_class_f1.png",
-    "Reliability diagram (test split)": "plots/reliability.png",
-    "Accuracy under corruption (test split)": "plots/robustness_heatmap.png",
+    "Training curves": paths.figure("training_curves"),
+    "Confusion matrix, row-normalised (test split)": paths.figure("confusion_matrix_normalised"),
+    "F1 per emotion (test split)": paths.figure("per_class_f1"),
+    "Reliability diagram (test split)": paths.figure("reliability"),
+    "Accuracy under corruption (test split)": paths.figure("robustness_heatmap"),
 }
 LIBRARIES = ("keras", "tensorflow", "jax", "torch", "numpy", "dvc", "dvclive", "papermill", "nbconvert")
 
@@ -60,10 +61,10 @@ def _percent(value: Any) -> str:
 
 
 def headline_metrics(root: Path) -> list[tuple[str, str]]:
-    evaluation = _read_json(root / "results/evaluate.json")
-    training = _read_json(root / "results/train.json")
-    robustness = _read_json(root / "results/robustness.json")
-    latency = _read_json(root / "results/latency.json")
+    evaluation = _read_json(root / paths.results("evaluate"))
+    training = _read_json(root / paths.results("train"))
+    robustness = _read_json(root / paths.results("robustness"))
+    latency = _read_json(root / paths.results("latency"))
     rows = [
         ("test faces", str(evaluation.get("n_samples", "n/a"))),
         ("test accuracy", _percent(evaluation.get("accuracy"))),
@@ -132,7 +133,7 @@ def lock_rows(root: Path) -> list[tuple[str, str, str, str]]:
 
 
 def environment_rows(root: Path) -> list[tuple[str, str]]:
-    trained = _read_json(root / "models/model.json").get("environment", {})
+    trained = _read_json(root / Path(paths.MODEL).with_suffix(".json")).get("environment", {})  # its sidecar
     rows = [(f"training: {key}", value) for key, value in trained.items()]
     for name in LIBRARIES:
         try:
@@ -165,7 +166,7 @@ Code: <code>{html.escape(git_revision(root))}</code>.</p>
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."), help="repository root")
-    parser.add_argument("--out", type=Path, default=Path("reports/index.html"))
+    parser.add_argument("--out", type=Path, default=Path(paths.REPORT_INDEX))
     args = parser.parse_args()
     write_text(args.out, build_index(args.root))
     print(f"wrote {args.out}")

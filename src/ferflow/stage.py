@@ -28,10 +28,11 @@ import threading
 import time
 from pathlib import Path
 
+from ferflow import paths
 from ferflow.io import read_json, write_json, write_text
 from ferflow.params import SECTIONS, ParamsError, check_data_source, load
 
-CHECKED_DIR = Path("params/checked")
+CHECKED_DIR = Path(paths.CHECKED_PARAMS)
 
 
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
