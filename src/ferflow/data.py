@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ferflow import CLASS_NAMES, IMAGE_SIZE
+from ferflow.images import to_8bit_grey
 from ferflow.records import DataError, Dataset, split_classes
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -103,18 +104,6 @@ def find_images(
         )
     images.skipped_classes = sorted(skipped_classes)
     return images
-
-
-SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for 16- and 32-bit integer pixels
-
-
-def to_8bit_grey(image: Image.Image) -> Image.Image:
-    """Grey 8-bit, whatever the bit depth. PIL's convert("L") clips 16-bit values at 255 (an
-    almost white face); they are scaled by 1/256 instead, as OpenCV (`fer predict`) does."""
-    if image.mode in SIXTEEN_BIT_MODES:
-        wide = np.asarray(image, dtype=np.uint32)
-        return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L")
-    return image if image.mode == "L" else image.convert("L")
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:

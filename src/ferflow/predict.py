@@ -207,7 +207,7 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
     from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
 
-    from ferflow.data import SIXTEEN_BIT_MODES, to_8bit_grey
+    from ferflow.images import SIXTEEN_BIT_MODES, to_8bit_grey
 
     if not data:
         raise ImageError(f"'{name}' is empty")
