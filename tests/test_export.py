@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ferflow.cli import EXIT_OK, EXIT_USAGE, main
@@ -28,19 +29,19 @@ def test_an_existing_folder_receives_the_export_and_keeps_everything_in_it(model
     assert export(model_path, folder) == EXIT_OK
     after = tree(folder)
     assert {name: after[name] for name in before} == before  # nothing of the user's touched
-    assert set(after) - set(before) == {"fer.onnx"}  # one new file, no scratch left
+    assert set(after) - set(before) == {"fer.onnx", "fer.json"}  # the export and its sidecar, no scratch left
     # A folder holding a saved_model.pb and the user's own files is not a previous export either.
     (folder / "saved_model.pb").write_bytes(b"pb")
     assert export(model_path, folder, "saved_model") == EXIT_OK
     assert (folder / "notes.txt").read_text() == "x" and (folder / "saved_model.pb").read_bytes() == b"pb"
-    assert (folder / "fer_saved_model" / "saved_model.pb").is_file()
+    assert (folder / "fer_saved_model" / "saved_model.pb").is_file() and (folder / "fer_saved_model.json").is_file()
 
 
 def test_out_dot_writes_into_the_working_folder(model_path, tmp_path, monkeypatch) -> None:
     (tmp_path / "keep.txt").write_text("mine")
     monkeypatch.chdir(tmp_path)
     assert export(model_path, ".") == EXIT_OK
-    assert sorted(os.listdir(tmp_path)) == ["fer.onnx", "keep.txt"]
+    assert sorted(os.listdir(tmp_path)) == ["fer.json", "fer.onnx", "keep.txt"]
     assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
@@ -54,7 +55,35 @@ def test_a_previous_export_is_replaced_and_a_saved_model_folder_too(model_path, 
     assert export(model_path, saved, "saved_model") == EXIT_OK
     assert (saved / "saved_model.pb").is_file()
     assert export(model_path, saved, "saved_model") == EXIT_OK  # a SavedModel folder is replaced
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "sm"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.onnx", "sm", "sm.json"]
+
+
+def test_an_onnx_export_is_usable_by_fer_predict_as_it_is(model_path, tmp_path, capsys) -> None:
+    from ferflow.io import read_json, sha256_file
+    from ferflow.predict import load_classifier
+    from ferflow.sidecar import read_sidecar
+
+    target = tmp_path / "mine.onnx"
+    assert export(model_path, target) == EXIT_OK
+    sidecar = read_json(tmp_path / "mine.json")
+    assert sidecar["class_names"] == read_sidecar(model_path)["class_names"]
+    assert sidecar["model_sha256"] == sha256_file(target)
+    assert sidecar["exported_from"] == {"file": model_path.name, "sha256": sha256_file(model_path)}
+    exported, original = load_classifier(target), load_classifier(model_path)
+    assert (exported.runtime, original.runtime) == ("onnx", "keras")
+    faces = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
+    np.testing.assert_allclose(
+        exported.model.predict_on_batch(faces), original.model.predict_on_batch(faces), atol=1e-4
+    )
+
+
+def test_a_json_at_the_sidecars_place_is_refused_before_the_model_loads(model_path, tmp_path, capsys) -> None:
+    (tmp_path / "mine.json").write_text("{}")
+    assert export(model_path, tmp_path / "mine.onnx") == EXIT_USAGE
+    assert "'mine.json' exists and is not the sidecar of a previous export" in capsys.readouterr().err.replace(
+        str(tmp_path) + "/", ""
+    )
+    assert (tmp_path / "mine.json").read_text() == "{}" and not (tmp_path / "mine.onnx").exists()
 
 
 @pytest.mark.parametrize("kind", ["text file", "tflite name, other content", "file where a saved_model goes"])

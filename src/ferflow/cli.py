@@ -334,7 +334,7 @@ def run_export(args) -> int:
     if classifier is None:
         return EXIT_USAGE
     try:
-        out = export_model(classifier.model, args.format, out, args.model)
+        out = export_model(classifier.model, args.format, out, args.model, sidecar=classifier.sidecar)
     except (ExportError, OSError) as problem:
         print(f"error: export to '{out}' failed: {problem}", file=sys.stderr)
         return EXIT_USAGE

@@ -10,6 +10,9 @@ any work: an existing folder receives the export inside it, and an existing path
 only when it holds a previous export of the same format. The new export is built under a
 hidden name beside the target (`.<name>.export-<pid>`), then renamed into place; such
 leftovers of a killed export are removed by the next export to the same target.
+
+Every export gets the model's sidecar beside it (`<name>.json`: classes, input spec, and where
+it was exported from), so `fer predict --model <name>.onnx` can use it as it is.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ def is_previous_export(path: Path, fmt: str) -> bool:
         return False
 
 
+def sidecar_of(target: Path) -> Path:
+    """The sidecar written beside an export: `<name>.json` (also for a SavedModel folder)."""
+    return target.with_suffix(".json")
+
+
 def resolve_output(out: str | Path | None, model_path: Path, fmt: str) -> Path:
     """Where the export of `model_path` goes, checked before any work. Raises ExportError.
 
@@ -83,6 +91,12 @@ def resolve_output(out: str | Path | None, model_path: Path, fmt: str) -> Path:
     if (target.exists() or target.is_symlink()) and not is_previous_export(target, fmt):
         raise ExportError(
             f"--out '{target}' exists and is not a previous {fmt} export; choose another name, or move it away first"
+        )
+    sidecar = sidecar_of(target)
+    if sidecar.exists() and not target.exists():
+        raise ExportError(
+            f"--out '{target}': '{sidecar}' exists and is not the sidecar of a previous export; "
+            f"choose another name, or move it away first"
         )
     existing = next(p for p in (target.parent, *target.parent.parents) if p.exists())
     if not existing.is_dir():
@@ -135,8 +149,25 @@ def inference_graph(model):
     return keras.Model(face, model(face, training=False), name="inference")
 
 
-def export_model(model, fmt: str, out: str | Path, model_path: Path | None = None) -> Path:
-    """Write `model` (a keras.Model) in format `fmt` to `out` (see `resolve_output`), atomically."""
+def exported_sidecar(info: dict, model_path: Path, target: Path, source_name: str | None = None) -> dict:
+    """`info` (the model's sidecar) plus where the export at `target` came from and its checksum."""
+    from ferflow.io import sha256_file
+
+    exported = {
+        **info,
+        "exported_from": {"file": source_name or Path(model_path).name, "sha256": sha256_file(model_path)},
+    }
+    if target.is_file():
+        exported["model_sha256"] = sha256_file(target)
+    return exported
+
+
+def export_model(model, fmt: str, out: str | Path, model_path: Path | None = None, sidecar: dict | None = None) -> Path:
+    """Write `model` (a keras.Model) in format `fmt` to `out` (see `resolve_output`), atomically.
+
+    With `sidecar` (the model's, read from `model_path`), it is written beside the export with
+    `exported_sidecar`, after the export is in place.
+    """
     import keras
     import numpy as np
 
@@ -151,13 +182,17 @@ def export_model(model, fmt: str, out: str | Path, model_path: Path | None = Non
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_scratch(target)
     inference = inference_graph(without_augmentation(model))
-    inference.predict(np.zeros((1, 48, 48, 1), dtype="float32"), verbose=0)  # exporters need a called model
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.export-{os.getpid()}-"))
     try:
         built = scratch / ("model" + FORMATS[fmt])
-        with native_stderr_silenced():
+        with native_stderr_silenced():  # TensorFlow's graph warnings are not the user's concern
+            inference.predict(np.zeros((1, 48, 48, 1), dtype="float32"), verbose=0)  # exporters need a called model
             inference.export(str(built), format=KERAS_FORMATS[fmt], verbose=False)
         replace_with(built, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if sidecar is not None:
+        from ferflow.io import write_json
+
+        write_json(sidecar_of(target), exported_sidecar(sidecar, Path(model_path), target))
     return target

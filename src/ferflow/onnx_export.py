@@ -54,23 +54,16 @@ def check_parity(name: str, expected: list[np.ndarray], got: list[np.ndarray]) -
 
 def export_classifier(keras_path: Path, folder: Path) -> dict:
     """Export one shipped .keras model with its sidecar into `folder`; return what was checked."""
-    from ferflow.export import export_model
+    from ferflow.export import export_model, exported_sidecar, sidecar_of
     from ferflow.sidecar import load_checked_model
 
     model, info = load_checked_model(keras_path)
     target = export_model(model, "onnx", folder / (keras_path.stem + ".onnx"))
     faces = sample_faces()
     worst = check_parity(target.name, [model.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
-    info = {
-        **info,
-        "exported_from": {
-            "file": f"models/pretrained/{keras_path.name}",
-            "sha256": sha256_file(keras_path),
-            "max_abs_difference": worst,
-        },
-        "model_sha256": sha256_file(target),
-    }
-    write_json(target.with_suffix(".json"), info)
+    info = exported_sidecar(info, keras_path, target, f"models/pretrained/{keras_path.name}")
+    info["exported_from"]["max_abs_difference"] = worst
+    write_json(sidecar_of(target), info)
     return {"file": target.name, "max_abs_difference": worst}
 
 
