@@ -2,7 +2,7 @@
 # The photo tool as a user installs it: a wheel built from this checkout, installed into a fresh
 # virtualenv in a temporary folder outside the checkout, first with [predict] alone for
 # `fer predict`, then with [serve] for `fer serve`, each run from there on a photo.
-# TensorFlow and Keras must not be installed.
+# TensorFlow, Keras and OpenCV must not be installed.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
@@ -18,8 +18,9 @@ cd "$work"
 
 "$work/venv/bin/python" - <<'PY'
 import importlib.util
-missing = [name for name in ("tensorflow", "keras") if importlib.util.find_spec(name) is None]
-assert missing == ["tensorflow", "keras"], f"the photo tool's extras installed {set(('tensorflow', 'keras')) - set(missing)}"
+heavy = ("tensorflow", "keras", "cv2")
+installed = [name for name in heavy if importlib.util.find_spec(name) is not None]
+assert not installed, f"the photo tool's extra installed {installed}"
 PY
 site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "wheel: $(basename "$wheel"), [predict] site-packages $(du -sm "$site" | cut -f1) MB"
@@ -35,7 +36,7 @@ import json; faces = json.load(open('faces.json'))['faces']
 assert len(faces) == 1, faces; print('fer predict found', faces[0]['emotion'], round(faces[0]['confidence'], 3))"
 
 "$work/venv/bin/pip" install --quiet "${wheel}[serve]"
-"$work/venv/bin/python" -c "import importlib.util; assert importlib.util.find_spec('tensorflow') is None"
+"$work/venv/bin/python" -c "import importlib.util; assert all(importlib.util.find_spec(m) is None for m in ('tensorflow', 'keras', 'cv2'))"
 echo "[predict,serve] site-packages $(du -sm "$site" | cut -f1) MB"
 port=$("$work/venv/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
 "$work/venv/bin/fer" serve --port "$port" &

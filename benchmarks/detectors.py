@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 from grids import FACES, draw, grid, load_faces, match, write_csv
 from matplotlib import cbook
+from PIL import Image as PILImage
 from skimage import data as skimage_data
 
 from ferflow.detectors import DETECTORS, detect_faces, face_detector
@@ -101,13 +102,14 @@ def main() -> None:
     args = parser.parse_args()
     faces, _, _ = load_faces(args.faces)
     portraits = {
-        "astronaut": cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR),
-        "grace_hopper": cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))),
+        "astronaut": skimage_data.astronaut(),  # RGB, as the photo tool decodes photos
+        "grace_hopper": np.asarray(
+            PILImage.open(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)).convert("RGB")
+        ),
     }
     photo_640 = cv2.resize(portraits["astronaut"], (640, 480), interpolation=cv2.INTER_AREA)
     portraits["cameraman"] = skimage_data.camera()
     face_free = [getattr(skimage_data, name)() for name in FACE_FREE]
-    face_free = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image for image in face_free]
     rows = []
     for name in args.detectors:
         detector = face_detector(name)

@@ -19,7 +19,7 @@ Box = tuple[int, int, int, int]
 
 
 def grid(faces: list[np.ndarray], size: int) -> tuple[np.ndarray, list[Box]]:
-    """A BGR canvas with the grey `faces` placed at `size` px, and where each was placed."""
+    """An RGB canvas with the grey `faces` placed at `size` px, and where each was placed."""
     cell = size * 3 // 2
     rows = (len(faces) + PER_ROW - 1) // PER_ROW
     canvas = np.full((rows * cell, PER_ROW * cell), 128, dtype=np.uint8)
@@ -28,7 +28,7 @@ def grid(faces: list[np.ndarray], size: int) -> tuple[np.ndarray, list[Box]]:
         top, left = (i // PER_ROW) * cell + (cell - size) // 2, (i % PER_ROW) * cell + (cell - size) // 2
         canvas[top : top + size, left : left + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         placed.append((left, top, size, size))
-    return cv2.cvtColor(canvas, cv2.COLOR_GRAY2BGR), placed
+    return cv2.cvtColor(canvas, cv2.COLOR_GRAY2RGB), placed
 
 
 def iou(a: Box, b: Box) -> float:

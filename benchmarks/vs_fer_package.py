@@ -79,7 +79,9 @@ class Ours:
     def faces(self, bgr: np.ndarray) -> list[tuple[tuple[int, int, int, int], str]]:
         return [
             (face.box, face.emotion)
-            for face in faces_in(Image("grid", None, bgr), self.classifier, self.options, self.detector)
+            for face in faces_in(
+                Image("grid", None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), self.classifier, self.options, self.detector
+            )
         ]
 
     def classify_crops(self, crops: np.ndarray) -> list[str]:

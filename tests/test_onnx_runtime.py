@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import REPO
+from PIL import Image as PILImage
 from skimage import data as skimage_data
 
 from ferflow.detectors import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, detect_faces, scale_pyramid
@@ -24,11 +25,12 @@ PHOTO_SIZES = [(640, 480), (333, 251), (512, 512)]
 
 
 def photos() -> list[np.ndarray]:
-    astronaut = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
+    """RGB photos, as the photo tool decodes them."""
+    astronaut = skimage_data.astronaut()
     from test_predict import two_face_canvas
 
     return [cv2.resize(astronaut, size, interpolation=cv2.INTER_AREA) for size in PHOTO_SIZES] + [
-        cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2BGR)
+        cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2RGB)
     ]
 
 
@@ -63,13 +65,12 @@ def test_onnx_mtcnn_finds_the_boxes_tensorflow_mtcnn_finds(tmp_path) -> None:
     for photo in photos():
         ours, theirs = detect_faces(photo, onnx), detect_faces(photo, tensorflow)
         assert ours == theirs and len(ours) >= 1
-        rgb = cv2.cvtColor(photo, cv2.COLOR_BGR2RGB)
-        np.testing.assert_allclose(onnx.find(rgb), tensorflow.find(rgb), atol=1e-3)
+        np.testing.assert_allclose(onnx.find(photo), tensorflow.find(photo), atol=1e-3)
 
 
 def test_a_photo_folder_gives_the_same_answers_on_both_runtimes(tmp_path) -> None:
     for index, photo in enumerate(photos()):
-        cv2.imwrite(str(tmp_path / f"photo{index}.png"), photo)
+        PILImage.fromarray(photo).save(tmp_path / f"photo{index}.png")
     onnx = predict_paths([tmp_path], load_classifier(ASSETS / "fer2013.onnx"), PredictOptions(tta=True))
     keras = predict_paths([tmp_path], load_classifier(PRETRAINED / "fer2013.keras"), PredictOptions(tta=True))
     assert [(f.file, f.box, f.emotion) for f in onnx.faces] == [(f.file, f.box, f.emotion) for f in keras.faces]
@@ -110,12 +111,12 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
     photo = tmp_path / "photo.jpg"
-    cv2.imwrite(str(photo), photos()[0])
+    PILImage.fromarray(photos()[0]).save(photo)
     code = (
         "import sys, json; from ferflow.cli import main; "
         f"code = main(['predict', {str(photo)!r}, '--quality', 'best', '--json', {str(tmp_path / 'out.json')!r}]); "
         "print(json.dumps({'code': code, 'loaded': sorted(m for m in sys.modules "
-        "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn', 'jax', 'torch'))}))"
+        "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn', 'jax', 'torch', 'cv2'))}))"
     )
     result = run_python(code)
     report = json.loads(result.stdout.strip().splitlines()[-1])

@@ -286,6 +286,14 @@ def run_predict(args) -> int:
         if problem:  # checked before the model loads or any photo is read
             print(f"error: {flag}: {problem}", file=sys.stderr)
             return EXIT_USAGE
+    if args.video_stride is not None:
+        from ferflow.photo import require_opencv
+
+        try:
+            require_opencv("reading videos")
+        except RuntimeError as error:
+            print(f"error: --video-stride: {error}", file=sys.stderr)
+            return EXIT_USAGE
     if not args.no_detect:
         try:  # built once here and shared (face_detector caches it), before the model loads
             face_detector(args.detector)

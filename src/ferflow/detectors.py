@@ -1,11 +1,11 @@
 """Face detectors whose models ship inside their pip wheels (nothing is downloaded at run time).
 
-    haar      OpenCV's frontal-face Haar cascade (opencv-python-headless < 5)
+    haar      OpenCV's frontal-face Haar cascade (pip install 'ferflow[opencv]')
     dlib_hog  dlib's HOG + linear SVM frontal-face detector (dlib-bin)
     mtcnn     the three-stage MTCNN networks of the `mtcnn` package, exported to ONNX and run
               on ONNX Runtime (`mtcnn_tensorflow` runs the package's own networks on TensorFlow)
 
-Each takes a BGR or grey image and returns boxes (x, y, width, height). `detect_faces`
+Each takes an RGB or grey image and returns boxes (x, y, width, height). `detect_faces`
 downscales large photos before detecting (detection cost grows with the pixel count, the
 faces in a phone photo are far larger than needed) and maps the boxes back.
 """
@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from ferflow.photo import SHRINK_RESAMPLING, require_opencv, resized, to_grey, to_rgb
 
 Box = tuple[int, int, int, int]
 DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
@@ -24,15 +25,12 @@ DEFAULT_DETECTOR = "mtcnn"  # the best recall on the grids (README, Face detecti
 DETECT_MAX_SIDE = 640  # photos are detected at most this large, unless the detector says otherwise
 
 
-def to_grey(pixels: np.ndarray) -> np.ndarray:
-    return pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_BGR2GRAY)
-
-
 class HaarDetector:
     name = "haar"
     detect_size = DETECT_MAX_SIDE
 
     def __init__(self) -> None:
+        cv2 = self.cv2 = require_opencv("the haar detector")
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(str(path))
         if self.cascade.empty():
@@ -42,7 +40,7 @@ class HaarDetector:
 
     def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
         boxes = self.cascade.detectMultiScale(
-            cv2.equalizeHist(to_grey(pixels)), scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)
+            self.cv2.equalizeHist(to_grey(pixels)), scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)
         )
         return [tuple(int(v) for v in box) for box in boxes]
 
@@ -201,7 +199,7 @@ class PackedPNet:
         corners, canvas_shape = pack_levels([(h, w) for _, h, w in levels])
         canvas = np.zeros((1, *canvas_shape, 3), dtype=np.float32)
         for (_, h, w), (even_h, even_w), (top, left) in zip(levels, even, corners):
-            level = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            level = resized(image, w, h, SHRINK_RESAMPLING)
             canvas[0, top : top + even_h, left : left + even_w] = np.pad(
                 level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge"
             )
@@ -285,8 +283,7 @@ class Mtcnn:
         return boxes
 
     def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
-        rgb = cv2.cvtColor(pixels, cv2.COLOR_GRAY2RGB if pixels.ndim == 2 else cv2.COLOR_BGR2RGB)
-        found = self.find(rgb)
+        found = self.find(to_rgb(pixels))
         # (x, y, width, height), rounded as the package rounds them. The default pyramid (faces
         # from 20 px) is used and smaller boxes are dropped here.
         corners_and_sides = np.round(np.column_stack([found[:, :2], found[:, 2:4] - found[:, :2]]))
@@ -409,9 +406,7 @@ def detect_faces(pixels: np.ndarray, detector, min_size: int = 30, max_side: int
     small = (
         pixels
         if scale == 1.0
-        else cv2.resize(
-            pixels, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA
-        )
+        else resized(pixels, max(1, round(width * scale)), max(1, round(height * scale)), SHRINK_RESAMPLING)
     )
     boxes = detector.detect(small, max(12, round(min_size * scale)))
     mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]

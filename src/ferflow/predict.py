@@ -26,13 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from ferflow import IMAGE_SIZE, paths
-from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector, to_grey
+from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector
 from ferflow.onnx_runtime import ASSETS, load_checked_onnx
+from ferflow.photo import require_opencv, resized_face, to_grey, to_rgb
 from ferflow.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
 from ferflow.tta import tta_views
 
@@ -95,7 +95,7 @@ class Problem:
 class Image:
     file: str
     frame: int | None
-    pixels: np.ndarray  # BGR or grey, as OpenCV reads it
+    pixels: np.ndarray  # RGB 8-bit, or grey for a 16-bit image (see ferflow.photo)
 
 
 def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None = None) -> Classifier:
@@ -171,6 +171,10 @@ def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         if not video_stride:
             raise ValueError(f"'{path}' is a video; pass --video-stride N to classify every N-th frame")
+        try:
+            cv2 = require_opencv("reading videos")
+        except RuntimeError as missing:
+            raise ImageError(f"'{path}': {missing}") from None
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise ValueError(f"'{path}' cannot be opened as a video")
@@ -182,7 +186,7 @@ def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
                     break
                 if index % video_stride == 0:
                     frames += 1
-                    yield Image(str(path), index, frame)
+                    yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV's BGR
                 index += 1
         finally:
             capture.release()
@@ -197,12 +201,11 @@ MAX_IMAGE_PIXELS = 50_000_000
 
 
 def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode image file bytes to BGR 8-bit pixels, as OpenCV's `imread` gives them.
+    """Decode image file bytes to RGB 8-bit pixels (grey for a 16-bit image).
 
     Raises ValueError naming `name` for empty, non-image, truncated or oversized data. PIL
-    decodes (once): it refuses a truncated JPEG that OpenCV would half-decode, and it is the
-    decoder training uses. EXIF orientation is applied, as OpenCV does; 16-bit images are
-    scaled to 8 bits, not clipped, as in training.
+    decodes (once): it refuses a truncated JPEG, and it is the decoder training uses. EXIF
+    orientation is applied; 16-bit images are scaled to 8 bits, not clipped, as in training.
     """
     from PIL import Image as PILImage
     from PIL import ImageOps, UnidentifiedImageError
@@ -225,8 +228,8 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
             probe.load()  # decodes everything: raises on truncated data
             image = ImageOps.exif_transpose(probe)
             if image.mode in SIXTEEN_BIT_MODES:
-                return cv2.cvtColor(np.asarray(to_8bit_grey(image)), cv2.COLOR_GRAY2BGR)
-            return cv2.cvtColor(np.asarray(image.convert("RGB")), cv2.COLOR_RGB2BGR)  # 10x a reversed copy
+                return np.asarray(to_8bit_grey(image))
+            return np.asarray(image.convert("RGB"))
     except ImageError:
         raise
     except PILImage.DecompressionBombError:
@@ -268,11 +271,9 @@ def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, s
     left, top, width, height = face_frame(box, margin, square)
     pad = max(0, -left, -top, left + width - grey.shape[1], top + height - grey.shape[0])
     if pad:
-        grey = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        grey = np.pad(grey, pad, mode="edge")
         left, top = left + pad, top + pad
-    face = grey[top : top + height, left : left + width]
-    interpolation = cv2.INTER_AREA if face.shape[0] > IMAGE_SIZE else cv2.INTER_LINEAR
-    return cv2.resize(face, (IMAGE_SIZE, IMAGE_SIZE), interpolation=interpolation)
+    return resized_face(grey[top : top + height, left : left + width], IMAGE_SIZE)
 
 
 MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times for throughput
@@ -369,7 +370,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
             if options.annotate_dir is not None:
                 try:  # a folder that cannot be written costs that copy, not the run's results
                     annotate(image, faces, options.annotate_dir, paths)
-                except (OSError, cv2.error) as error:
+                except (OSError, ValueError) as error:
                     result.problems.append(
                         Problem(
                             image.file,
@@ -425,9 +426,7 @@ def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[
 def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
     grey = to_grey(image.pixels)
     if detector is None:
-        return [(0, 0, grey.shape[1], grey.shape[0])], [
-            cv2.resize(grey, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
-        ]
+        return [(0, 0, grey.shape[1], grey.shape[0])], [resized_face(grey, IMAGE_SIZE)]
     boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
     return boxes, [crop_face(grey, box, options.margin, options.square) for box in boxes]
 
@@ -454,31 +453,32 @@ def faces_in(image: Image, classifier: Classifier, options: PredictOptions, dete
 
 
 def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path]) -> Path:
-    """Write a copy of the image with a box and 'emotion confidence' over each face."""
-    canvas = image.pixels.copy() if image.pixels.ndim == 3 else cv2.cvtColor(image.pixels, cv2.COLOR_GRAY2BGR)
-    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    """Write a PNG copy of the image with a box and 'emotion confidence' over each face."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+    from ferflow.io import atomic_path
+
+    canvas = PILImage.fromarray(to_rgb(image.pixels))
+    thickness = max(1, round(max(canvas.size) / 400))
+    font = ImageFont.load_default(size=12 * thickness)
+    draw = ImageDraw.Draw(canvas)
     for face in faces:
         x, y, w, h = face.box
-        cv2.rectangle(canvas, (x, y), (x + w, y + h), (0, 200, 0), thickness)
-        cv2.putText(
-            canvas,
-            f"{face.emotion} {face.confidence:.2f}",
-            (x, max(12, y - 4)),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.4 * thickness,
-            (0, 200, 0),
-            thickness,
+        draw.rectangle((x, y, x + w, y + h), outline=ANNOTATION_COLOUR, width=thickness)
+        draw.text(
+            (x, max(0, y - 2)), f"{face.emotion} {face.confidence:.2f}", fill=ANNOTATION_COLOUR, font=font, anchor="lb"
         )
     source = Path(image.file)
     name = source.stem + (f"_frame{image.frame:06d}" if image.frame is not None else "") + ".png"
     target = Path(directory) / _relative_parent(source, roots) / name
     target.parent.mkdir(parents=True, exist_ok=True)
-    from ferflow.io import atomic_path
-
     with atomic_path(target, suffix=".png") as tmp:
-        if not cv2.imwrite(str(tmp), canvas):
-            raise OSError(f"could not write '{target}'")
+        canvas.save(tmp, format="PNG")
     return target
+
+
+ANNOTATION_COLOUR = (0, 200, 0)
 
 
 def _relative_parent(source: Path, roots: list[str | Path]) -> Path:
