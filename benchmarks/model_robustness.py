@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from ferflow.ensemble import recorded_path
 from ferflow.runtime import start_backend
 
 
@@ -50,7 +51,7 @@ def main() -> None:
         settings.seed,
     )
     summary = summarise(table, data.class_names)
-    summary.update(model=str(args.model), split=args.split, n_samples=int(len(labels)))
+    summary.update(model=recorded_path(args.model), split=args.split, n_samples=int(len(labels)))
     write_json(args.out, summary)
     print(
         f"{args.split}: clean {summary['clean_accuracy']:.4f}, "

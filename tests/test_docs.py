@@ -60,6 +60,8 @@ def test_no_text_refers_to_issues_sessions_or_folders_outside_the_repo() -> None
         *(REPO / "benchmarks").rglob("*.py"),
         *(REPO / "benchmarks/results").rglob("*.md"),
         *(REPO / "benchmarks/results").rglob("params.yaml"),
+        *(REPO / "benchmarks/results").rglob("*.json"),
+        *(REPO / "benchmarks/results").rglob("*.csv"),
         *(REPO / "src/ferflow/assets").glob("*.json"),
         *(REPO / "models/pretrained").glob("*.json"),
     ]

@@ -125,3 +125,14 @@ def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(f
     np.testing.assert_allclose(
         ensemble.model.predict_on_batch(faces), np.mean(member_outputs, axis=0), rtol=1e-5, atol=1e-6
     )
+
+
+def test_records_name_no_folder_outside_the_working_folder(tmp_path, monkeypatch) -> None:
+    from ferflow.ensemble import recorded_path
+
+    inside = tmp_path / "work" / "models" / "model.keras"
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert recorded_path(inside) == "models/model.keras"
+    assert recorded_path(Path("models/model.keras")) == "models/model.keras"
+    assert recorded_path(tmp_path / "elsewhere" / "dataset.npz") == "dataset.npz"

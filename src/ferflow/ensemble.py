@@ -125,6 +125,16 @@ def summarise(
     }
 
 
+def recorded_path(path: Path) -> str:
+    """`path` as a record shows it: relative to the working folder, or else its name alone, so that
+    records kept in the project name no folder of the machine they were measured on."""
+    path = Path(path).absolute()
+    try:
+        return path.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return path.name
+
+
 def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256) -> dict[str, Any]:
     """Accuracy, macro-F1 and ten-crop accuracy of each member and of their average on one split."""
     from ferflow.evaluate import predict_proba, predict_tta
@@ -144,9 +154,15 @@ def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256
     for path, classifier in zip(paths, classifiers):
         plain.append(predict_proba(classifier.model, x, batch_size))
         tencrop.append(predict_tta(classifier.model, x, "tencrop", classifier.crop_size, batch_size))
-        members.append({"model": str(path), **summarise(y, plain[-1], tencrop[-1], names)})
+        members.append({"model": recorded_path(path), **summarise(y, plain[-1], tencrop[-1], names)})
     average = summarise(y, np.mean(plain, axis=0), np.mean(tencrop, axis=0), names)
-    return {"dataset": str(dataset), "split": split, "n_samples": int(len(y)), "members": members, "ensemble": average}
+    return {
+        "dataset": recorded_path(dataset),
+        "split": split,
+        "n_samples": int(len(y)),
+        "members": members,
+        "ensemble": average,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
