@@ -15,8 +15,9 @@ from conftest import REPO
 from PIL import Image as PILImage
 from skimage import data as skimage_data
 
-from ferflow.detectors import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, detect_faces, scale_pyramid
+from ferflow.detectors import detect_faces
 from ferflow.io import sha256_file
+from ferflow.mtcnn import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, scale_pyramid
 from ferflow.onnx_runtime import ASSETS, CHECKSUMS, default_threads
 from ferflow.predict import PredictOptions, load_classifier, predict_paths
 

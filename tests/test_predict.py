@@ -16,7 +16,7 @@ from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
-from ferflow.detectors import Mtcnn, MtcnnDetector, MtcnnTensorFlow
+from ferflow.mtcnn import Mtcnn, MtcnnDetector, MtcnnTensorFlow
 from ferflow.predict import (
     Image,
     ModelFileError,
@@ -320,7 +320,7 @@ def test_a_photo_without_faces_or_too_small_for_the_pyramid_gives_no_boxes() -> 
 def test_overlap_suppression_and_squaring_match_the_package_on_random_boxes() -> None:
     from mtcnn.utils.bboxes import resize_to_square, smart_nms_from_bboxes
 
-    from ferflow.detectors import best_first, suppress_overlaps, to_square
+    from ferflow.mtcnn import best_first, suppress_overlaps, to_square
 
     rng = np.random.default_rng(0)
     corners = rng.uniform(0, 100, size=(60, 2))
@@ -340,7 +340,7 @@ def test_overlap_suppression_and_squaring_match_the_package_on_random_boxes() ->
 
 
 def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
-    from ferflow.detectors import pack_levels
+    from ferflow.mtcnn import pack_levels
 
     shapes = [(144, 192), (102, 137), (72, 96), (51, 68), (36, 48), (25, 34), (18, 24), (12, 17)]
     corners, (height, width) = pack_levels(shapes)
@@ -354,9 +354,10 @@ def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
 
 def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(photos, monkeypatch, capsys) -> None:
     import ferflow.detectors as detectors
+    import ferflow.mtcnn as mtcnn
 
     detectors.face_detector.cache_clear()  # a cached MTCNN would skip the check
-    monkeypatch.setitem(detectors.MTCNN_FILES, "rnet", "lost_rnet.onnx")  # as a broken install would be
+    monkeypatch.setitem(mtcnn.MTCNN_FILES, "rnet", "lost_rnet.onnx")  # as a broken install would be
     try:
         assert main(["predict", str(photos), "--model", str(photos / "missing.keras")]) == EXIT_USAGE
     finally:

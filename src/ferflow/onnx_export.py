@@ -72,7 +72,7 @@ def export_mtcnn(folder: Path) -> list[dict]:
     import tensorflow as tf
     import tf2onnx
 
-    from ferflow.detectors import MTCNN_FILES, mtcnn_networks
+    from ferflow.mtcnn import MTCNN_FILES, mtcnn_networks
 
     rng = np.random.default_rng(0)
     checked = []

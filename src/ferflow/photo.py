@@ -14,6 +14,7 @@ from PIL import Image
 FACE_RESAMPLING = Image.Resampling.BILINEAR  # ferflow.data.load_image's
 SHRINK_RESAMPLING = Image.Resampling.BOX  # each output pixel averages the input pixels it covers
 OPENCV_EXTRA = "pip install 'ferflow[opencv]'"
+Box = tuple[int, int, int, int]  # a face's (x, y, width, height) in a photo's pixels
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:
