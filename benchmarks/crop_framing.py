@@ -8,7 +8,7 @@
         --faces /path/to/fer2013/test --margins 0.1 --shapes square --out benchmarks/results/crop_framing_test.csv
 
 Each grid (see grids.py) is detected once with the default detector. Every face found is then
-cut out with each framing (ferflow.predict.crop_face), classified (centre crop, no TTA) and
+cut out with each framing (ferflow.photo.crop_face), classified (centre crop, no TTA) and
 scored against its label. The same faces, given as the 48x48 crops they came from, are the
 reference: detection should cost at most 2 points against it.
 """
@@ -23,7 +23,8 @@ import numpy as np
 from grids import FACES, draw, grid, load_faces, match, write_csv
 
 from ferflow.detectors import DEFAULT_DETECTOR, detect_faces, face_detector
-from ferflow.predict import classify_faces, crop_face, load_classifier, to_grey
+from ferflow.photo import crop_face, to_grey
+from ferflow.predict import classify_faces, load_classifier
 
 
 def main() -> None:

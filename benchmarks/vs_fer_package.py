@@ -34,7 +34,8 @@ from matplotlib import cbook
 from skimage import data as skimage_data
 
 from ferflow.detectors import DEFAULT_DETECTOR, face_detector
-from ferflow.predict import Image, PredictOptions, classify_faces, faces_in, load_classifier
+from ferflow.photo import Image
+from ferflow.predict import PredictOptions, classify_faces, faces_in, load_classifier
 
 
 class FerPackage:

@@ -17,15 +17,12 @@ from skimage import data as skimage_data
 from ferflow import CLASS_NAMES
 from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
 from ferflow.mtcnn import Mtcnn, MtcnnDetector, MtcnnTensorFlow
+from ferflow.photo import Image, crop_face, decode_image, face_frame
 from ferflow.predict import (
-    Image,
     ModelFileError,
     PredictOptions,
-    crop_face,
-    decode_image,
     detect_faces,
     face_detector,
-    face_frame,
     load_classifier,
     locate_faces,
     predict_paths,
@@ -394,8 +391,6 @@ def test_photos_decode_once_to_the_pixels_opencv_reads(kind) -> None:
     import io
 
     from PIL import Image as PILImage
-
-    from ferflow.predict import decode_image
 
     image = PILImage.fromarray(skimage_data.astronaut())
     mode = {"grey_png": "L", "grey_jpeg": "L", "rgba_png": "RGBA", "palette_png": "P"}.get(kind, "RGB")

@@ -18,11 +18,8 @@ run goes on; only a model that cannot be used stops everything, before any work.
 from __future__ import annotations
 
 import importlib.util
-import io
 import math
 import sys
-import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,22 +29,27 @@ from tqdm import tqdm
 from ferflow import IMAGE_SIZE, paths
 from ferflow.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector
 from ferflow.onnx_runtime import ASSETS, load_checked_onnx
-from ferflow.photo import require_opencv, resized_face, to_grey, to_rgb
+from ferflow.photo import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Image,
+    ImageError,
+    crop_face,
+    first_line,
+    read_images,
+    resized_face,
+    to_grey,
+    to_rgb,
+)
 from ferflow.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
 from ferflow.tta import tta_views
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF: its first frame
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 # The shipped models, exported to ONNX and installed with the package (see ferflow.onnx_runtime).
 # A quality is a model and whether to average over test-time views (ten-crop and flips).
 QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer2013_ensemble.onnx", True)}
 DEFAULT_QUALITY = "fast"
 DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
 PRETRAINED_KERAS = Path(paths.PRETRAINED) / "fer2013.keras"  # in a checkout: what ships, as Keras
-
-
-class ImageError(ValueError):
-    """One image cannot be decoded or searched for faces; the message names the file."""
 
 
 @dataclass
@@ -89,13 +91,6 @@ class Problem:
     file: str
     kind: str  # "missing", "unreadable", "no_face", "unwritable"
     message: str
-
-
-@dataclass
-class Image:
-    file: str
-    frame: int | None
-    pixels: np.ndarray  # RGB 8-bit, or grey for a 16-bit image (see ferflow.photo)
 
 
 def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None = None) -> Classifier:
@@ -164,116 +159,6 @@ def expand_paths(paths: list[str | Path], include_videos: bool) -> tuple[list[Pa
         else:
             problems.append(Problem(str(path), "missing", f"'{path}' does not exist"))
     return files, problems
-
-
-def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
-    """The image in `path`, or every `video_stride`-th frame of a video. Raises ValueError if unreadable."""
-    if path.suffix.lower() in VIDEO_SUFFIXES:
-        if not video_stride:
-            raise ValueError(f"'{path}' is a video; pass --video-stride N to classify every N-th frame")
-        try:
-            cv2 = require_opencv("reading videos")
-        except RuntimeError as missing:
-            raise ImageError(f"'{path}': {missing}") from None
-        capture = cv2.VideoCapture(str(path))
-        if not capture.isOpened():
-            raise ValueError(f"'{path}' cannot be opened as a video")
-        index, frames = 0, 0
-        try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                if index % video_stride == 0:
-                    frames += 1
-                    yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV's BGR
-                index += 1
-        finally:
-            capture.release()
-        if frames == 0:
-            raise ValueError(f"'{path}' has no readable video frames")
-        return
-    yield Image(str(path), None, decode_image(path.read_bytes(), str(path)))
-
-
-# Larger images are refused rather than decoded (a "decompression bomb" is a small file).
-MAX_IMAGE_PIXELS = 50_000_000
-
-
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode image file bytes to RGB 8-bit pixels (grey for a 16-bit image).
-
-    Raises ValueError naming `name` for empty, non-image, truncated or oversized data. PIL
-    decodes (once): it refuses a truncated JPEG, and it is the decoder training uses. EXIF
-    orientation is applied; 16-bit images are scaled to 8 bits, not clipped, as in training.
-    """
-    from PIL import Image as PILImage
-    from PIL import ImageOps, UnidentifiedImageError
-
-    from ferflow.images import SIXTEEN_BIT_MODES, to_8bit_grey
-
-    if not data:
-        raise ImageError(f"'{name}' is empty")
-    try:
-        with warnings.catch_warnings():
-            # PIL warns above its own limit and raises above twice that; ours is lower and checked
-            # from the header alone, before anything is decoded.
-            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            probe = PILImage.open(io.BytesIO(data))
-        with probe:
-            if probe.width * probe.height > MAX_IMAGE_PIXELS:
-                raise ImageError(
-                    f"'{name}' is {probe.width}x{probe.height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels"
-                )
-            probe.load()  # decodes everything: raises on truncated data
-            image = ImageOps.exif_transpose(probe)
-            if image.mode in SIXTEEN_BIT_MODES:
-                return np.asarray(to_8bit_grey(image))
-            return np.asarray(image.convert("RGB"))
-    except ImageError:
-        raise
-    except PILImage.DecompressionBombError:
-        raise ImageError(
-            f"'{name}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit (a decompression bomb?)"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageError(f"'{name}' is not a readable image") from None
-    except Exception as error:  # PIL's decoders raise many types on malformed data
-        raise ImageError(f"'{name}' is not a readable image: {_first_line(error)}") from None
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
-
-
-# ----------------------------------------------------------------------------- faces
-
-
-def face_frame(box: tuple[int, int, int, int], margin: float, square: bool) -> tuple[int, int, int, int]:
-    """The region (x, y, w, h) cut out for a detected box: with `square`, the shorter side grown to
-    the longer around the box's centre (FER-2013 faces are square), then `margin` of the size
-    added on each side."""
-    x, y, w, h = box
-    if square:
-        side = max(w, h)
-        x, y, w, h = x - (side - w) / 2, y - (side - h) / 2, side, side
-    left, top = round(x - w * margin), round(y - h * margin)
-    return left, top, round(x + w + w * margin) - left, round(y + h + h * margin) - top
-
-
-def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, square: bool = False) -> np.ndarray:
-    """The face's frame (see `face_frame`) resized to 48x48.
-
-    Where the frame runs past the image, the edge pixels are repeated rather than the frame
-    clipped, so a face at the border keeps the framing (and proportions) of the others.
-    """
-    left, top, width, height = face_frame(box, margin, square)
-    pad = max(0, -left, -top, left + width - grey.shape[1], top + height - grey.shape[0])
-    if pad:
-        grey = np.pad(grey, pad, mode="edge")
-        left, top = left + pad, top + pad
-    return resized_face(grey[top : top + height, left : left + width], IMAGE_SIZE)
 
 
 MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times for throughput
@@ -375,7 +260,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
                         Problem(
                             image.file,
                             "unwritable",
-                            f"annotated copy of '{image.file}' not written: {_first_line(error)}",
+                            f"annotated copy of '{image.file}' not written: {first_line(error)}",
                         )
                     )
         pending.clear()
@@ -420,7 +305,7 @@ def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[
         return _locate_faces(image, options, detector)
     except Exception as error:
         where = f" (frame {image.frame})" if image.frame is not None else ""
-        raise ImageError(f"'{image.file}'{where} could not be searched for faces: {_first_line(error)}") from None
+        raise ImageError(f"'{image.file}'{where} could not be searched for faces: {first_line(error)}") from None
 
 
 def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:

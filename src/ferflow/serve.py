@@ -33,7 +33,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ferflow.cli import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 from ferflow.detectors import face_detector
-from ferflow.predict import Classifier, Image, PredictOptions, decode_image, faces_in
+from ferflow.photo import Image, decode_image
+from ferflow.predict import Classifier, PredictOptions, faces_in
 from ferflow.sidecar import INPUT_SPEC
 
 
