@@ -21,7 +21,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from ferflow.report import STAGE_REPORTS
+from ferflow.pipeline.report import STAGE_REPORTS
 
 
 def open_browser(binary: str, driver: str) -> webdriver.Chrome:

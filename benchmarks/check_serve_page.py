@@ -37,7 +37,7 @@ def main() -> int:
     portrait = Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ferflow.apps.cli", "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

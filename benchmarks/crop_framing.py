@@ -8,7 +8,7 @@
         --faces /path/to/fer2013/test --margins 0.1 --shapes square --out benchmarks/results/crop_framing_test.csv
 
 Each grid (see grids.py) is detected once with the default detector. Every face found is then
-cut out with each framing (ferflow.photo.crop_face), classified (centre crop, no TTA) and
+cut out with each framing (ferflow.faces.photo.crop_face), classified (centre crop, no TTA) and
 scored against its label. The same faces, given as the 48x48 crops they came from, are the
 reference: detection should cost at most 2 points against it.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 from grids import FACES, draw, grid, load_faces, match, write_csv
 
-from ferflow.detectors import DEFAULT_DETECTOR, detect_faces, face_detector
-from ferflow.photo import crop_face, to_grey
-from ferflow.predict import classify_faces, load_classifier
+from ferflow.faces.detectors import DEFAULT_DETECTOR, detect_faces, face_detector
+from ferflow.faces.photo import crop_face, to_grey
+from ferflow.faces.predict import classify_faces, load_classifier
 
 
 def main() -> None:

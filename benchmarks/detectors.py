@@ -27,7 +27,7 @@ from matplotlib import cbook
 from PIL import Image as PILImage
 from skimage import data as skimage_data
 
-from ferflow.detectors import DETECTORS, detect_faces, face_detector
+from ferflow.faces.detectors import DETECTORS, detect_faces, face_detector
 
 FACE_FREE = ("coffee", "chelsea", "rocket", "cat", "brick", "immunohistochemistry", "hubble_deep_field")
 

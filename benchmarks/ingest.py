@@ -20,10 +20,10 @@ import numpy as np
 from PIL import Image
 
 from ferflow import CLASS_NAMES
-from ferflow.csv_data import write_contest_csv
-from ferflow.data import find_images, load_dataset
-from ferflow.preprocess import prepare
-from ferflow.processed import save_processed
+from ferflow.data.contest_csv import write_contest_csv
+from ferflow.data.folders import find_images, load_dataset
+from ferflow.data.preprocess import prepare
+from ferflow.data.processed import save_processed
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

@@ -4,7 +4,7 @@
         --data RUN/data/processed/dataset.npz --split test --out benchmarks/results/ensemble/robustness_test.json
 
 Same corruptions, severities and seed as the `robustness` section of params.yaml, same code
-(`ferflow.robustness`), same summary as `results/robustness.json`.
+(`ferflow.evaluation.robustness`), same summary as `results/robustness.json`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from ferflow.ensemble import recorded_path
+from ferflow.pipeline.ensemble import recorded_path
 from ferflow.runtime import start_backend
 
 
@@ -28,12 +28,12 @@ def main() -> None:
     args = parser.parse_args()
     start_backend()
 
-    from ferflow.evaluate import predict_proba
+    from ferflow.data.processed import load_processed
+    from ferflow.evaluation.evaluate import predict_proba
+    from ferflow.evaluation.robustness import robustness_table, summarise
+    from ferflow.faces.predict import load_classifier
     from ferflow.io import write_json
     from ferflow.params import check
-    from ferflow.predict import load_classifier
-    from ferflow.processed import load_processed
-    from ferflow.robustness import robustness_table, summarise
 
     settings = check("robustness", yaml.safe_load(args.params.read_text(encoding="utf-8"))["robustness"])
     classifier = load_classifier(args.model)

@@ -55,7 +55,7 @@ def serve_ready_seconds(extra: list[str], repeats: int) -> float:
             port = probe.getsockname()[1]
         start = time.perf_counter()
         server = subprocess.Popen(
-            [sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port), *extra],
+            [sys.executable, "-m", "ferflow.apps.cli", "serve", "--port", str(port), *extra],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             cwd=REPO,
@@ -76,7 +76,7 @@ def serve_ready_seconds(extra: list[str], repeats: int) -> float:
 
 def per_photo_ms(classifier, folder: Path, detector: str, tta: bool, count: int) -> float:
     """Warm time per extra photo: (a folder of `count` photos - one photo) / (count - 1)."""
-    from ferflow.predict import PredictOptions, predict_paths
+    from ferflow.faces.predict import PredictOptions, predict_paths
 
     options = PredictOptions(detector=detector, tta=tta)
     photos = sorted(folder.glob("*.jpg"))
@@ -90,7 +90,7 @@ def per_photo_ms(classifier, folder: Path, detector: str, tta: bool, count: int)
 
 
 def faces_per_second(classifier, tta: bool, count: int = 4096) -> float:
-    from ferflow.predict import classify_faces
+    from ferflow.faces.predict import classify_faces
 
     faces = np.random.default_rng(0).integers(0, 256, (count, 48, 48)).astype(np.uint8)
     classify_faces(classifier, faces[:256], tta)
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--photos", type=int, default=41)
     args = parser.parse_args()
-    from ferflow.predict import QUALITIES, load_classifier
+    from ferflow.faces.predict import QUALITIES, load_classifier
 
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
@@ -114,7 +114,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         folder = photo_folder(Path(scratch) / "photos", args.photos)
         one = str(folder / "photo000.jpg")
-        fer = [sys.executable, "-m", "ferflow.cli", "predict"]
+        fer = [sys.executable, "-m", "ferflow.apps.cli", "predict"]
         results["cold_predict_one_photo_s"] = {
             "onnx": median_seconds([*fer, one], args.repeats),
             "onnx_best": median_seconds([*fer, one, "--quality", "best"], args.repeats),

@@ -3,7 +3,7 @@
     python benchmarks/predict_latency.py --model models/pretrained/fer2013.keras --repeats 50
 
 End to end = read the file (PNG, and JPEG), detect faces (the default detector at its
-default size), crop, classify: what one call of `ferflow.predict.predict_paths` costs per photo once the model is
+default size), crop, classify: what one call of `ferflow.faces.predict.predict_paths` costs per photo once the model is
 loaded (model loading is timed separately). The photo is scikit-image's astronaut portrait
 resized to 640x480 (one face), the size the photo-tool targets are stated for; detection
 alone is timed on the same photo. Throughput = `classify_faces` alone on 48x48 crops from
@@ -34,8 +34,8 @@ def main() -> None:
     import cv2
     from skimage import data as skimage_data
 
-    from ferflow.detectors import DEFAULT_DETECTOR
-    from ferflow.predict import (
+    from ferflow.faces.detectors import DEFAULT_DETECTOR
+    from ferflow.faces.predict import (
         DEFAULT_MODEL,
         PredictOptions,
         classify_faces,

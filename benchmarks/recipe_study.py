@@ -81,14 +81,14 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from ferflow.augment import Augmentation
-    from ferflow.corruptions import gaussian_noise
-    from ferflow.data import load_dataset
-    from ferflow.evaluate import predict_proba, predict_tta
-    from ferflow.models import build_model, make_augmentation
-    from ferflow.preprocess import prepare
+    from ferflow.data.folders import load_dataset
+    from ferflow.data.preprocess import prepare
+    from ferflow.evaluation.corruptions import gaussian_noise
+    from ferflow.evaluation.evaluate import predict_proba, predict_tta
+    from ferflow.model.registry import build_model, make_augmentation
     from ferflow.runtime import seed_everything
-    from ferflow.train import TrainingBatches, compile_model, fit_resumable, make_learning_rate, make_optimizer
+    from ferflow.training.augment import Augmentation
+    from ferflow.training.train import TrainingBatches, compile_model, fit_resumable, make_learning_rate, make_optimizer
 
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(args.source)

@@ -55,7 +55,7 @@ def main() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
-        [sys.executable, "-m", "ferflow.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "ferflow.apps.cli", "serve", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -43,10 +43,10 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from ferflow.augment import Augmentation
-    from ferflow.models import build_model, make_augmentation
+    from ferflow.model.registry import build_model, make_augmentation
     from ferflow.runtime import use_mixed_precision
-    from ferflow.train import TrainingBatches, compile_model, make_optimizer, one_hot
+    from ferflow.training.augment import Augmentation
+    from ferflow.training.train import TrainingBatches, compile_model, make_optimizer, one_hot
 
     dtype_policy = use_mixed_precision(False, args.cpu_bfloat16)
 

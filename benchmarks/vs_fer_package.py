@@ -5,7 +5,7 @@
         --faces /path/to/fer2013/test --out benchmarks/results/vs_fer_package_cpu.csv
 
 `fer` (default settings, as its README uses it): OpenCV's Haar cascade, then a 58k-parameter
-mini-Xception on 64x64 crops through TensorFlow Lite. Ours: `ferflow.predict.faces_in` with
+mini-Xception on 64x64 crops through TensorFlow Lite. Ours: `ferflow.faces.predict.faces_in` with
 the default detector, framing and model, centre crop (no TTA). Both see the same images.
 
 Reported per tool:
@@ -33,9 +33,9 @@ from grids import FACES, draw, grid, load_faces, match, write_csv
 from matplotlib import cbook
 from skimage import data as skimage_data
 
-from ferflow.detectors import DEFAULT_DETECTOR, face_detector
-from ferflow.photo import Image
-from ferflow.predict import PredictOptions, classify_faces, faces_in, load_classifier
+from ferflow.faces.detectors import DEFAULT_DETECTOR, face_detector
+from ferflow.faces.photo import Image
+from ferflow.faces.predict import PredictOptions, classify_faces, faces_in, load_classifier
 
 
 class FerPackage:

@@ -45,7 +45,7 @@ def save_small_model(
     import json
 
     from ferflow.io import save_model
-    from ferflow.models import build_model, make_augmentation
+    from ferflow.model.registry import build_model, make_augmentation
     from ferflow.runtime import seed_everything
 
     seed_everything(seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ferflow.augment import Augmentation, gaussian_noise, horizontal_flips, random_crops, random_erasing
+from ferflow.training.augment import Augmentation, gaussian_noise, horizontal_flips, random_crops, random_erasing
 
 
 def faces(n: int = 64, seed: int = 0) -> np.ndarray:

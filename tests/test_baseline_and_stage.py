@@ -17,8 +17,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from ferflow.baseline import COMPARED, differences, lookup
-from ferflow.stage import short_reason
+from ferflow.pipeline.baseline import COMPARED, differences, lookup
+from ferflow.pipeline.stage import short_reason
 
 
 def metrics(accuracy: float) -> dict[str, dict]:
@@ -77,7 +77,7 @@ def test_macro_f1_is_allowed_twice_the_tolerance_and_no_more() -> None:
 def run_check(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     return subprocess.run(
-        [sys.executable, "-m", "ferflow.stage", "check"],
+        [sys.executable, "-m", "ferflow.pipeline.stage", "check"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -116,7 +116,7 @@ def test_a_failed_cell_is_reported_by_its_reason_first() -> None:
 
 def test_our_package_and_the_pypi_fer_package_import_side_by_side() -> None:
     code = (
-        "import fer, ferflow, ferflow.predict; "
+        "import fer, ferflow, ferflow.faces.predict; "
         "print(fer.__title__, fer.__version__, ferflow.__name__, fer.__file__ != ferflow.__file__)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -125,7 +125,9 @@ def test_our_package_and_the_pypi_fer_package_import_side_by_side() -> None:
         f"(README, Development)\n{result.stderr[-2000:]}"
     )
     assert result.stdout.split() == ["fer", "25.10.3", "ferflow", "True"]
-    help_text = subprocess.run([sys.executable, "-m", "ferflow.cli", "--help"], capture_output=True, text=True).stdout
+    help_text = subprocess.run(
+        [sys.executable, "-m", "ferflow.apps.cli", "--help"], capture_output=True, text=True
+    ).stdout
     assert (
         help_text
         == subprocess.run([str(Path(sys.executable).parent / "fer"), "--help"], capture_output=True, text=True).stdout
@@ -151,7 +153,7 @@ def test_a_stage_and_its_kernel_stop_when_the_process_that_started_them_is_kille
 
     pids = tmp_path / "pids"
     stage = (
-        f"import subprocess, time; from ferflow.stage import stop_with_parent; stop_with_parent(0.2); "
+        f"import subprocess, time; from ferflow.pipeline.stage import stop_with_parent; stop_with_parent(0.2); "
         f"kernel = subprocess.Popen(['sleep', '120'], start_new_session=True); "  # as Jupyter starts it
         f"open({str(pids)!r}, 'w').write(f'{{__import__(\"os\").getpid()}} {{kernel.pid}}'); time.sleep(120)"
     )
@@ -187,7 +189,7 @@ def running(pid: int) -> bool:
 
 def test_sigterm_or_ctrl_c_stops_a_stage_in_one_line() -> None:
     code = (
-        "import sys, time; from ferflow import stage; "
+        "import sys, time; from ferflow.pipeline import stage; "
         "stage._main = lambda argv: (print('ready', flush=True), time.sleep(60)); "
         "sys.exit(stage.main(['run', 'train']))"
     )
@@ -212,7 +214,7 @@ def test_sigterm_or_ctrl_c_stops_a_stage_in_one_line() -> None:
 def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
     import nbformat
 
-    from ferflow.stage import report_html
+    from ferflow.pipeline.stage import report_html
 
     notebook = nbformat.v4.new_notebook(
         cells=[
@@ -231,7 +233,7 @@ def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
 
 
 def test_the_baseline_command_passes_on_the_committed_metrics_and_names_a_drift(tmp_path, monkeypatch, capsys) -> None:
-    from ferflow.baseline import main
+    from ferflow.pipeline.baseline import main
 
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from ferflow import CLASS_NAMES
-from ferflow.csv_data import CONTEST_EMOTIONS, load_csv_dataset, write_contest_csv
-from ferflow.data import load_dataset, load_folder_dataset
-from ferflow.records import DataError
+from ferflow.data.contest_csv import CONTEST_EMOTIONS, load_csv_dataset, write_contest_csv
+from ferflow.data.folders import load_dataset, load_folder_dataset
+from ferflow.data.records import DataError
 
 HEADER = "emotion,pixels,Usage\n"
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from ferflow import CLASS_NAMES
-from ferflow.data import find_images, load_dataset, load_folder_dataset, load_image
-from ferflow.records import DataError
+from ferflow.data.folders import find_images, load_dataset, load_folder_dataset, load_image
+from ferflow.data.records import DataError
 
 
 def test_loads_every_face_as_48x48_uint8_with_folder_labels(tiny_source: Path) -> None:
@@ -98,7 +98,7 @@ def test_an_unreadable_file_is_named_without_python_object_reprs(tiny_source: Pa
 def test_a_16_bit_png_decodes_like_its_8_bit_face_here_and_in_fer_predict(tiny_source: Path, tmp_path) -> None:
     import cv2
 
-    from ferflow.photo import read_images, to_grey
+    from ferflow.faces.photo import read_images, to_grey
 
     face = load_image(next((tiny_source / "train" / "happy").glob("*.jpg")))
     wide = tmp_path / "face16.png"

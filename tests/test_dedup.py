@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferflow.data import load_folder_dataset
-from ferflow.dedup import deduplicate, pixel_hashes
-from ferflow.preprocess import prepare
-from ferflow.records import Dataset
+from ferflow.data.dedup import deduplicate, pixel_hashes
+from ferflow.data.folders import load_folder_dataset
+from ferflow.data.preprocess import prepare
+from ferflow.data.records import Dataset
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

@@ -7,8 +7,15 @@ import pytest
 from test_ensemble import faces, save_member  # noqa: F401 - the fixture is used by name
 
 from ferflow import CLASS_NAMES
-from ferflow.distill import TeacherError, agreement, distillation_targets, load_teacher, soften, teacher_probabilities
-from ferflow.train import TrainingBatches
+from ferflow.training.distill import (
+    TeacherError,
+    agreement,
+    distillation_targets,
+    load_teacher,
+    soften,
+    teacher_probabilities,
+)
+from ferflow.training.train import TrainingBatches
 
 
 def test_softening_is_softmax_of_the_logits_over_the_temperature() -> None:
@@ -53,7 +60,7 @@ def test_batches_serve_the_soft_targets_of_their_faces() -> None:
 
 
 def test_the_teacher_predicts_ten_crop_probabilities_for_the_training_faces(tmp_path, faces) -> None:  # noqa: F811
-    from ferflow.evaluate import predict_tta
+    from ferflow.evaluation.evaluate import predict_tta
 
     path = save_member(tmp_path, "teacher", 3)
     model, crop = load_teacher(path, CLASS_NAMES)

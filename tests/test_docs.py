@@ -10,12 +10,12 @@ import sys
 import yaml
 from conftest import REPO
 
-import ferflow.predict
+import ferflow.faces.predict
 from ferflow import CLASS_NAMES
 
 
 def test_the_predict_module_docstring_example_runs() -> None:
-    example = "\n".join(line[4:] for line in ferflow.predict.__doc__.splitlines() if line.startswith("    "))
+    example = "\n".join(line[4:] for line in ferflow.faces.predict.__doc__.splitlines() if line.startswith("    "))
     result = subprocess.run([sys.executable, "-c", example], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"PublicTest_\d+\.jpg \(\d+, \d+, \d+, \d+\) \w+ 0\.\d+", result.stdout)

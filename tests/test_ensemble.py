@@ -1,4 +1,4 @@
-"""`python -m ferflow.ensemble`: one model file that averages its members, and the measured gain."""
+"""`python -m ferflow.pipeline.ensemble`: one model file that averages its members, and the measured gain."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from conftest import REPO, SAMPLE, save_small_model
 
 from ferflow import CLASS_NAMES
-from ferflow.ensemble import EnsembleError, check_members, main
+from ferflow.pipeline.ensemble import EnsembleError, check_members, main
 
 
 def save_member(folder: Path, name: str, seed: int, class_names=CLASS_NAMES, crop_size: int = 44) -> Path:
@@ -41,7 +41,7 @@ def test_the_ensemble_outputs_the_mean_of_its_members(members, faces, tmp_path) 
     expected = np.mean([m.predict_on_batch(faces) for m in loaded], axis=0)
     single = loaded[0].predict_on_batch(faces)
     assert not np.allclose(expected, single, atol=1e-4)  # the members differ, so the mean is not either one
-    from ferflow.predict import load_classifier
+    from ferflow.faces.predict import load_classifier
 
     ensemble = load_classifier(out)  # what fer predict / fer serve do with --model
     np.testing.assert_allclose(ensemble.model.predict_on_batch(faces), expected, rtol=1e-5, atol=1e-6)
@@ -54,9 +54,9 @@ def test_the_ensemble_outputs_the_mean_of_its_members(members, faces, tmp_path) 
 def test_evaluate_scores_each_member_and_their_mean(members, tmp_path, capsys) -> None:
     import cv2
 
-    from ferflow.evaluate import predict_proba
-    from ferflow.predict import load_classifier
-    from ferflow.processed import ProcessedData, save_processed
+    from ferflow.data.processed import ProcessedData, save_processed
+    from ferflow.evaluation.evaluate import predict_proba
+    from ferflow.faces.predict import load_classifier
 
     files = sorted((SAMPLE / "test").glob("*/*.jpg"))[:21]
     x = np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files])
@@ -106,8 +106,8 @@ def test_check_members_names_the_disagreement() -> None:
 
 def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(faces) -> None:
     """models/pretrained/fer2013_ensemble.keras: member 0 is fer2013.keras, and the output is the members' mean."""
+    from ferflow.faces.predict import load_classifier
     from ferflow.io import sha256_file
-    from ferflow.predict import load_classifier
 
     shipped_single = REPO / "models" / "pretrained" / "fer2013.keras"
     shipped_ensemble = shipped_single.with_name("fer2013_ensemble.keras")
@@ -128,7 +128,7 @@ def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(f
 
 
 def test_records_name_no_folder_outside_the_working_folder(tmp_path, monkeypatch) -> None:
-    from ferflow.ensemble import recorded_path
+    from ferflow.pipeline.ensemble import recorded_path
 
     inside = tmp_path / "work" / "models" / "model.keras"
     (tmp_path / "work").mkdir()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss
 
-from ferflow.evaluate import (
+from ferflow.evaluation.evaluate import (
     calibration_metrics,
     classification_metrics,
     confusion_counts,
@@ -20,8 +20,8 @@ from ferflow.evaluate import (
     reliability_bins,
     top_confusions,
 )
-from ferflow.models import build_model
-from ferflow.tta import shift_faces, tta_views
+from ferflow.model.registry import build_model
+from ferflow.model.tta import shift_faces, tta_views
 
 NAMES = ("a", "b", "c")
 
@@ -160,7 +160,7 @@ def test_tta_probabilities_are_a_mean_of_distributions(rng) -> None:
 
 
 def test_a_small_test_split_is_warned_about_with_its_margin_of_error() -> None:
-    from ferflow.evaluate import small_split_warning
+    from ferflow.evaluation.evaluate import small_split_warning
 
     assert small_split_warning(3) == (
         "warning: the test split has only 3 faces, so its accuracy is uncertain by "
@@ -174,8 +174,8 @@ def test_a_small_test_split_is_warned_about_with_its_margin_of_error() -> None:
 @pytest.mark.parametrize("order", ["same", "reversed"])
 def test_the_model_and_data_load_together_only_when_their_classes_match(model_path, tmp_path, order) -> None:
     from ferflow import CLASS_NAMES
-    from ferflow.evaluate import load_model_and_data
-    from ferflow.processed import ProcessedData, save_processed
+    from ferflow.data.processed import ProcessedData, save_processed
+    from ferflow.evaluation.evaluate import load_model_and_data
 
     names = CLASS_NAMES if order == "same" else tuple(reversed(CLASS_NAMES))
     empty = {split: np.zeros((2, 48, 48), np.uint8) for split in ("train", "val", "test")}

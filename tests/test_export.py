@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferflow.cli import EXIT_OK, EXIT_USAGE, main
-from ferflow.export import ExportError, resolve_output
+from ferflow.apps.cli import EXIT_OK, EXIT_USAGE, main
+from ferflow.model.export import ExportError, resolve_output
 
 
 def export(model_path: Path, out: Path | str, fmt: str = "onnx") -> int:
@@ -59,9 +59,9 @@ def test_a_previous_export_is_replaced_and_a_saved_model_folder_too(model_path, 
 
 
 def test_an_onnx_export_is_usable_by_fer_predict_as_it_is(model_path, tmp_path, capsys) -> None:
+    from ferflow.faces.predict import load_classifier
     from ferflow.io import read_json, sha256_file
-    from ferflow.predict import load_classifier
-    from ferflow.sidecar import read_sidecar
+    from ferflow.model.sidecar import read_sidecar
 
     target = tmp_path / "mine.onnx"
     assert export(model_path, target) == EXIT_OK
@@ -115,7 +115,7 @@ def test_unusable_targets_are_one_line_before_any_work(case, tmp_path, capsys, m
     else:
         (tmp_path / "ro").mkdir(mode=0o555)
         # Tests run as root here, who may write anywhere: the permission check is what is tested.
-        monkeypatch.setattr("ferflow.export.os.access", lambda path, mode: Path(path).name != "ro")
+        monkeypatch.setattr("ferflow.model.export.os.access", lambda path, mode: Path(path).name != "ro")
         out, expected = tmp_path / "ro" / "model.onnx", "is not writable"
     assert export(tmp_path / "no_such.keras", out) == EXIT_USAGE
     message = capsys.readouterr().err.strip()

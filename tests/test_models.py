@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 
-from ferflow.augment import random_crops
 from ferflow.io import save_model
-from ferflow.models import ARCHITECTURES, build_model, make_augmentation
+from ferflow.model.registry import ARCHITECTURES, build_model, make_augmentation
 from ferflow.runtime import seed_everything
-from ferflow.train import compile_model, one_hot
+from ferflow.training.augment import random_crops
+from ferflow.training.train import compile_model, one_hot
 
 
 def conv_params(c_in: int, c_out: int) -> int:
@@ -73,7 +73,7 @@ def test_crop_is_inside_the_model_random_in_training_centred_at_test(crop: int, 
     centre = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(x))
     margin = (48 - crop) // 2
     np.testing.assert_array_equal(centre, x[:, margin : margin + crop, margin : margin + crop])
-    # In training the random crop comes before the model (ferflow.augment.random_crops): the
+    # In training the random crop comes before the model (ferflow.training.augment.random_crops): the
     # model's centre crop then sees exactly a crop-sized window of the face, anywhere in it.
     faces = np.repeat(x[:1], 300, axis=0)
     seen = keras.ops.convert_to_numpy(model.get_layer("centre_crop")(random_crops(faces, crop, rng)))

@@ -12,7 +12,7 @@ import yaml
 from conftest import REPO
 from imports import closure, direct_imports
 
-from ferflow.stage import STAGES, checked_path
+from ferflow.pipeline.stage import STAGES, checked_path
 
 PACKAGE_DIR = REPO / "src" / "ferflow"
 
@@ -66,7 +66,7 @@ def test_the_check_stage_writes_one_file_per_section() -> None:
     from ferflow.params import SECTIONS
 
     stage = load_dvc_yaml()["stages"]["check"]
-    assert stage["cmd"] == "PYTHONPATH=src python -m ferflow.stage check"
+    assert stage["cmd"] == "PYTHONPATH=src python -m ferflow.pipeline.stage check"
     outs = [next(iter(o)) for o in stage["outs"]]
     assert outs == [str(checked_path(section)) for section in SECTIONS]
     assert stage["params"] == [{"params.yaml": None}]
@@ -77,7 +77,7 @@ def test_stage_hands_its_notebook_exactly_the_sections_it_declares(stage_name: s
     stage = load_dvc_yaml()["stages"][stage_name]
     notebook_name, sections = STAGES[stage_name]
     notebook = nbformat.read(notebook_path(stage_name), as_version=4)
-    assert stage["cmd"] == f"PYTHONPATH=src python -m ferflow.stage run {stage_name}"
+    assert stage["cmd"] == f"PYTHONPATH=src python -m ferflow.pipeline.stage run {stage_name}"
     assert assigned_names(parameters_cell(notebook).source) == set(sections)
     assert stage["params"] == list(sections)
     for section in sections:
@@ -108,7 +108,7 @@ def test_notebooks_define_no_functions(stage_name: str) -> None:
 
 
 def test_report_stage_depends_on_what_the_page_shows() -> None:
-    from ferflow.report import FIGURES
+    from ferflow.pipeline.report import FIGURES
 
     stage = load_dvc_yaml()["stages"]["report"]
     for path in FIGURES.values():
@@ -120,16 +120,16 @@ def test_report_stage_depends_on_what_the_page_shows() -> None:
 def test_stage_deps_list_every_module_it_imports_directly_or_not(stage_name: str) -> None:
     stage = load_dvc_yaml()["stages"][stage_name]
     if stage_name in STAGES:
-        roots = direct_imports(code_of(stage_name), PACKAGE_DIR) | {"stage"}  # the runner too
+        roots = direct_imports(code_of(stage_name), PACKAGE_DIR) | {"pipeline/stage"}  # the runner too
     else:
-        roots = {"stage" if stage_name == "check" else "report"}
+        roots = {"pipeline/stage" if stage_name == "check" else "pipeline/report"}
     assert missing_code_deps(stage["deps"], roots) == [], f"add these to the {stage_name} stage's deps"
 
 
 def test_the_deps_check_catches_a_module_imported_only_indirectly() -> None:
     deps = load_dvc_yaml()["stages"]["preprocess"]["deps"]
-    without_dedup = [d for d in deps if d != "src/ferflow/dedup.py"]
-    assert "src/ferflow/dedup.py" in missing_code_deps(without_dedup, {"preprocess"})  # preprocess -> dedup
+    without_dedup = [d for d in deps if d != "src/ferflow/data/dedup.py"]
+    assert "src/ferflow/data/dedup.py" in missing_code_deps(without_dedup, {"data/preprocess"})  # preprocess -> dedup
 
 
 @pytest.mark.parametrize("stage_name", STAGES)
@@ -167,3 +167,19 @@ def test_every_path_in_ferflow_paths_is_declared_in_dvc_yaml() -> None:
     assert sorted((constants | set(made)) - declared) == []
     assert any(path.startswith(paths.CHECKED_PARAMS + "/") for path in declared)
     assert any(path.startswith(paths.REPORTS + "/") for path in declared)
+
+
+def test_the_pre_commit_hook_strips_outputs_and_says_so(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    executed = json.loads((REPO / "notebooks" / "02_preprocess.ipynb").read_text())
+    code = next(cell for cell in executed["cells"] if cell["cell_type"] == "code")
+    code["outputs"], code["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": ["x\n"]}], 3
+    notebook = tmp_path / "executed.ipynb"
+    notebook.write_text(json.dumps(executed, indent=1, ensure_ascii=False) + "\n")
+    hook = [sys.executable, str(REPO / ".ci" / "strip_notebook_outputs.py"), str(notebook)]
+    first = subprocess.run(hook, capture_output=True, text=True)
+    assert first.returncode == 1 and "stripped outputs from" in first.stdout
+    assert notebook.read_text() == (REPO / "notebooks" / "02_preprocess.ipynb").read_text()
+    assert subprocess.run(hook, capture_output=True, text=True).returncode == 0  # nothing left to strip

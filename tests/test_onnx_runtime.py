@@ -15,11 +15,11 @@ from conftest import REPO
 from PIL import Image as PILImage
 from skimage import data as skimage_data
 
-from ferflow.detectors import detect_faces
+from ferflow.faces.detectors import detect_faces
+from ferflow.faces.mtcnn import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, scale_pyramid
+from ferflow.faces.predict import PredictOptions, load_classifier, predict_paths
 from ferflow.io import sha256_file
-from ferflow.mtcnn import MtcnnDetector, MtcnnTensorFlow, crop_and_resize, scale_pyramid
-from ferflow.onnx_runtime import ASSETS, CHECKSUMS, default_threads
-from ferflow.predict import PredictOptions, load_classifier, predict_paths
+from ferflow.model.onnx_runtime import ASSETS, CHECKSUMS, default_threads
 
 PRETRAINED = REPO / "models" / "pretrained"
 PHOTO_SIZES = [(640, 480), (333, 251), (512, 512)]
@@ -42,7 +42,7 @@ def test_the_shipped_onnx_files_match_their_checksums_and_their_keras_originals(
     for name in ("fer2013", "fer2013_ensemble"):
         sidecar = json.loads((ASSETS / f"{name}.json").read_text())
         assert sidecar["exported_from"]["sha256"] == sha256_file(PRETRAINED / f"{name}.keras"), (
-            f"{name}.onnx is stale: run python -m ferflow.onnx_export"
+            f"{name}.onnx is stale: run python -m ferflow.pipeline.onnx_export"
         )
         assert sidecar["model_sha256"] == recorded[f"{name}.onnx"]
 
@@ -114,7 +114,7 @@ def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
     photo = tmp_path / "photo.jpg"
     PILImage.fromarray(photos()[0]).save(photo)
     code = (
-        "import sys, json; from ferflow.cli import main; "
+        "import sys, json; from ferflow.apps.cli import main; "
         f"code = main(['predict', {str(photo)!r}, '--quality', 'best', '--json', {str(tmp_path / 'out.json')!r}]); "
         "print(json.dumps({'code': code, 'loaded': sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx', 'mtcnn', 'jax', 'torch', 'cv2'))}))"
@@ -129,7 +129,7 @@ def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
 
 def test_a_keras_model_without_keras_is_one_line_saying_what_to_do(tmp_path) -> None:
     code = (
-        "import sys; sys.modules['keras'] = None; from ferflow.cli import main; "
+        "import sys; sys.modules['keras'] = None; from ferflow.apps.cli import main; "
         f"sys.exit(main(['predict', {str(tmp_path)!r}, '--model', {str(PRETRAINED / 'fer2013.keras')!r}]))"
     )
     result = run_python(code)

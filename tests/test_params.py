@@ -169,7 +169,7 @@ def test_params_are_read_as_dvc_reads_them_yaml_1_2() -> None:
 def test_every_architecture_takes_the_smallest_crop_the_params_allow() -> None:
     import numpy as np
 
-    from ferflow.models import ARCHITECTURES, build_model
+    from ferflow.model.registry import ARCHITECTURES, build_model
 
     for arch in ARCHITECTURES:
         model = build_model(arch, 7, crop_size=params.MIN_CROP)

@@ -8,7 +8,7 @@ import pytest
 
 from ferflow import runtime
 from ferflow.io import save_model
-from ferflow.models import build_model, in_float32, make_augmentation
+from ferflow.model.registry import build_model, in_float32, make_augmentation
 
 AMX_FLAGS = "flags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_bf16 amx_tile amx_int8\n"
 NO_AMX_FLAGS = "flags\t\t: fpu sse avx2 avx512f avx512_bf16\n"

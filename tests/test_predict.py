@@ -15,10 +15,10 @@ import pytest
 from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
-from ferflow.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
-from ferflow.mtcnn import Mtcnn, MtcnnDetector, MtcnnTensorFlow
-from ferflow.photo import Image, crop_face, decode_image, face_frame
-from ferflow.predict import (
+from ferflow.apps.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from ferflow.faces.mtcnn import Mtcnn, MtcnnDetector, MtcnnTensorFlow
+from ferflow.faces.photo import Image, crop_face, decode_image, face_frame
+from ferflow.faces.predict import (
     ModelFileError,
     PredictOptions,
     detect_faces,
@@ -268,7 +268,7 @@ def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:
 
 
 def test_a_detector_is_built_once_and_shared_by_later_calls(photos, classifier, monkeypatch) -> None:
-    import ferflow.detectors as detectors
+    import ferflow.faces.detectors as detectors
 
     detectors.face_detector.cache_clear()
     first = face_detector("haar")
@@ -317,7 +317,7 @@ def test_a_photo_without_faces_or_too_small_for_the_pyramid_gives_no_boxes() -> 
 def test_overlap_suppression_and_squaring_match_the_package_on_random_boxes() -> None:
     from mtcnn.utils.bboxes import resize_to_square, smart_nms_from_bboxes
 
-    from ferflow.mtcnn import best_first, suppress_overlaps, to_square
+    from ferflow.faces.mtcnn import best_first, suppress_overlaps, to_square
 
     rng = np.random.default_rng(0)
     corners = rng.uniform(0, 100, size=(60, 2))
@@ -337,7 +337,7 @@ def test_overlap_suppression_and_squaring_match_the_package_on_random_boxes() ->
 
 
 def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
-    from ferflow.mtcnn import pack_levels
+    from ferflow.faces.mtcnn import pack_levels
 
     shapes = [(144, 192), (102, 137), (72, 96), (51, 68), (36, 48), (25, 34), (18, 24), (12, 17)]
     corners, (height, width) = pack_levels(shapes)
@@ -350,8 +350,8 @@ def test_pyramid_levels_are_packed_at_even_corners_without_overlap() -> None:
 
 
 def test_a_detector_that_cannot_run_is_one_usage_error_before_the_model_loads(photos, monkeypatch, capsys) -> None:
-    import ferflow.detectors as detectors
-    import ferflow.mtcnn as mtcnn
+    import ferflow.faces.detectors as detectors
+    import ferflow.faces.mtcnn as mtcnn
 
     detectors.face_detector.cache_clear()  # a cached MTCNN would skip the check
     monkeypatch.setitem(mtcnn.MTCNN_FILES, "rnet", "lost_rnet.onnx")  # as a broken install would be
@@ -414,7 +414,15 @@ def test_a_fresh_fer_predict_keeps_tensorflows_start_up_notes_off_stderr(photos,
 
     # A fresh process: in this one TensorFlow has started already. MTCNN is built first.
     result = subprocess.run(
-        [sys.executable, "-m", "ferflow.cli", "predict", str(photos / "astronaut.png"), "--model", str(model_path)],
+        [
+            sys.executable,
+            "-m",
+            "ferflow.apps.cli",
+            "predict",
+            str(photos / "astronaut.png"),
+            "--model",
+            str(model_path),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -468,8 +476,8 @@ def test_faces_of_many_images_are_classified_in_shared_batches(model_path, tmp_p
 
 
 def test_ten_crop_views_go_through_the_model_in_fixed_chunks(classifier, monkeypatch) -> None:
-    from ferflow.predict import classify_faces
-    from ferflow.tta import tta_views
+    from ferflow.faces.predict import classify_faces
+    from ferflow.model.tta import tta_views
 
     faces = np.stack([cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(SAMPLE.glob("*/*.jpg"))[:7]])
     calls = []
@@ -507,7 +515,7 @@ def trained_like_model(model_path, tmp_path_factory) -> Path:
     them: an export that normalised by each batch's own statistics would differ."""
     import keras
 
-    from ferflow.models import build_model
+    from ferflow.model.registry import build_model
 
     model = build_model("vgg_quarter", 7, crop_size=44)  # batch norm after every convolution
     rng = np.random.default_rng(0)
@@ -655,7 +663,7 @@ def test_a_face_gives_the_model_the_pixels_training_gives_it(tmp_path) -> None:
     """A colour face of another size: fer predict's crop equals the training loader's 48x48 face."""
     from PIL import Image as PILImage
 
-    from ferflow.data import load_image
+    from ferflow.data.folders import load_image
 
     rng = np.random.default_rng(0)
     face = PILImage.open(sorted(SAMPLE.glob("happy/*.jpg"))[0]).convert("RGB").resize((97, 97))
@@ -686,7 +694,7 @@ def test_annotated_copies_have_a_box_around_each_face(photos, model_path, tmp_pa
 def test_without_opencv_videos_and_the_haar_detector_say_what_to_install(photos, model_path, monkeypatch, capsys):
     import sys
 
-    from ferflow.detectors import face_detector
+    from ferflow.faces.detectors import face_detector
 
     monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
     face_detector.cache_clear()

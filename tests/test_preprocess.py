@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from ferflow import CLASS_NAMES
-from ferflow.data import load_folder_dataset
-from ferflow.dedup import pixel_hashes
-from ferflow.preprocess import prepare, training_class_weights
-from ferflow.processed import load_processed, save_processed
-from ferflow.records import Dataset
+from ferflow.data.dedup import pixel_hashes
+from ferflow.data.folders import load_folder_dataset
+from ferflow.data.preprocess import prepare, training_class_weights
+from ferflow.data.processed import load_processed, save_processed
+from ferflow.data.records import Dataset
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

@@ -1,4 +1,4 @@
-"""`python -m ferflow.preset`: presets merge into params.yaml, keep comments, and refuse bad keys."""
+"""`python -m ferflow.pipeline.preset`: presets merge into params.yaml, keep comments, and refuse bad keys."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from conftest import REPO
 
 from ferflow import params
-from ferflow.preset import PRESETS, main
+from ferflow.pipeline.preset import PRESETS, main
 
 
 @pytest.fixture

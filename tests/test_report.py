@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 from conftest import REPO
 
-from ferflow.report import STAGE_REPORTS, build_index
+from ferflow.pipeline.report import STAGE_REPORTS, build_index
 
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ferflow import CORRUPTION_NAMES
-from ferflow.corruptions import CORRUPTIONS, contrast, corrupt, gaussian_noise, salt_and_pepper
-from ferflow.robustness import corruption_examples, robustness_table, summarise
+from ferflow.evaluation.corruptions import CORRUPTIONS, contrast, corrupt, gaussian_noise, salt_and_pepper
+from ferflow.evaluation.robustness import corruption_examples, robustness_table, summarise
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from skimage import data as skimage_data
 
-from ferflow.cli import main
-from ferflow.predict import DEFAULT_MODEL, load_classifier
-from ferflow.serve import create_app
+from ferflow.apps.cli import main
+from ferflow.apps.serve import create_app
+from ferflow.faces.predict import DEFAULT_MODEL, load_classifier
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,7 @@ def test_framework_errors_have_the_same_shape(client) -> None:
 def test_an_oversized_upload_is_refused_before_the_body_is_read(classifier) -> None:
     import asyncio
 
-    from ferflow.serve import UploadError, read_upload
+    from ferflow.apps.serve import UploadError, read_upload
 
     sent = []
 
@@ -186,7 +186,7 @@ def test_an_oversized_upload_is_refused_before_the_body_is_read(classifier) -> N
 def test_a_port_in_use_is_said_before_the_banner(tmp_path, capsys) -> None:
     import socket
 
-    from ferflow.predict import DEFAULT_MODEL
+    from ferflow.faces.predict import DEFAULT_MODEL
 
     holder = socket.socket()
     holder.bind(("127.0.0.1", 0))

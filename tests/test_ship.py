@@ -1,4 +1,4 @@
-"""`python -m ferflow.ship`: the shipped model's sidecar joins the run's model, data and test results."""
+"""`python -m ferflow.pipeline.ship`: the shipped model's sidecar joins the run's model, data and test results."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import REPO
 
-from ferflow.ship import main
+from ferflow.pipeline.ship import main
 
 
 def fake_run(root: Path) -> None:
@@ -16,8 +16,8 @@ def fake_run(root: Path) -> None:
     (root / "results").mkdir()
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     from ferflow.io import save_model
-    from ferflow.models import build_model
-    from ferflow.train import compile_model
+    from ferflow.model.registry import build_model
+    from ferflow.training.train import compile_model
 
     model = build_model("seed_cnn_compact", 2)
     compile_model(model, 1e-3)

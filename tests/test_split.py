@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferflow.split import SPLIT_NAMES, check_fractions, class_weights, stratified_split
+from ferflow.data.split import SPLIT_NAMES, check_fractions, class_weights, stratified_split
 
 FRACTIONS = {"train": 0.70, "val": 0.15, "test": 0.15}
 

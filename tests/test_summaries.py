@@ -8,9 +8,9 @@ import subprocess
 import nbformat
 import pytest
 
-from ferflow.headline import committed_headline, evaluation_headline, robustness_headline, summary_lines
-from ferflow.stage import summary_first
-from ferflow.summaries import evaluate_summary, preprocess_summary, robustness_summary, train_summary
+from ferflow.pipeline.headline import committed_headline, evaluation_headline, robustness_headline, summary_lines
+from ferflow.pipeline.stage import summary_first
+from ferflow.pipeline.summaries import evaluate_summary, preprocess_summary, robustness_summary, train_summary
 
 EVALUATION = {
     "accuracy": 0.6612,

@@ -18,9 +18,16 @@ import pytest
 from conftest import REPO
 from dvclive import Live
 
-from ferflow.checkpoint import CheckpointBusy, checkpoint_lock, load_resume_state
-from ferflow.tracking import EpochProgress, LiveLogger
-from ferflow.train import TrainingBatches, best_epoch, loss_weights, make_learning_rate, make_optimizer, one_hot
+from ferflow.training.checkpoint import CheckpointBusy, checkpoint_lock, load_resume_state
+from ferflow.training.tracking import EpochProgress, LiveLogger
+from ferflow.training.train import (
+    TrainingBatches,
+    best_epoch,
+    loss_weights,
+    make_learning_rate,
+    make_optimizer,
+    one_hot,
+)
 
 
 def test_best_epoch_follows_the_monitor_direction() -> None:
@@ -121,7 +128,7 @@ def test_a_second_writer_of_a_checkpoint_folder_is_stopped(tmp_path) -> None:
     folder = tmp_path / "checkpoints"
     with checkpoint_lock(folder):
         code = (
-            "import sys; from ferflow.checkpoint import CheckpointBusy, checkpoint_lock\n"
+            "import sys; from ferflow.training.checkpoint import CheckpointBusy, checkpoint_lock\n"
             f"try:\n    checkpoint_lock({str(folder)!r}).__enter__()\n"
             "except CheckpointBusy as error:\n    print(error); sys.exit(3)\n"
         )
@@ -185,10 +192,10 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from ferflow.runtime import start_backend
     start_backend()
     import keras, numpy as np
-    from ferflow.augment import Augmentation
-    from ferflow.models import build_model, make_augmentation
+    from ferflow.training.augment import Augmentation
+    from ferflow.model.registry import build_model, make_augmentation
     from ferflow.runtime import seed_everything
-    from ferflow.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
+    from ferflow.training.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
                            make_optimizer, training_callbacks)
 
     class Pause(keras.callbacks.Callback):  # makes room for the kill between epochs
@@ -260,9 +267,9 @@ def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_
 
 def tiny_fit(checkpoints: Path, epochs: int, learning_rate: float = 1e-3):
     """One tiny resumable training (40 random faces), as the train stage runs it."""
-    from ferflow.models import build_model
+    from ferflow.model.registry import build_model
     from ferflow.runtime import seed_everything
-    from ferflow.train import compile_model, fit_resumable, training_callbacks
+    from ferflow.training.train import compile_model, fit_resumable, training_callbacks
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 48, 48)).astype(np.uint8)
@@ -342,7 +349,7 @@ def test_a_checkpoint_that_does_not_load_starts_afresh_instead_of_failing_every_
 
 
 def test_a_diverging_training_fails_naming_the_learning_rate_and_keeps_no_nan_epoch(tmp_path) -> None:
-    from ferflow.train import TrainingDiverged
+    from ferflow.training.train import TrainingDiverged
 
     with pytest.raises(
         TrainingDiverged,

@@ -6,7 +6,7 @@ __version__ = "0.1.0"
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 IMAGE_SIZE = 48
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
-# Names in the model registry (ferflow.models.ARCHITECTURES), kept here so that params can be
+# Names in the model registry (ferflow.model.registry.ARCHITECTURES), kept here so that params can be
 # checked without importing Keras; a test keeps the two equal.
 ARCHITECTURE_NAMES: tuple[str, ...] = (
     "seed_cnn",
@@ -21,7 +21,7 @@ ARCHITECTURE_NAMES: tuple[str, ...] = (
     "resnet_half",
     "efficientnet_b0",
 )
-# Names in ferflow.robustness.CORRUPTIONS, for the same reason.
+# Names in ferflow.evaluation.robustness.CORRUPTIONS, for the same reason.
 CORRUPTION_NAMES: tuple[str, ...] = (
     "gaussian_noise",
     "salt_and_pepper",

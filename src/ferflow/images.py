@@ -1,4 +1,4 @@
-"""Image decoding shared by training (ferflow.data) and the photo tool (ferflow.predict), so
+"""Image decoding shared by training (ferflow.data.folders) and the photo tool (ferflow.faces.predict), so
 that a file of any bit depth becomes the same grey pixels in both."""
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""The `fer` command and `fer serve`'s web page and API."""

@@ -1,0 +1,402 @@
+"""The `fer` command: `fer predict` on photos and videos, `fer export` for serving, `fer serve`
+for a local web page and HTTP API.
+
+Exit codes of `fer predict`:
+  0  every input gave at least one face
+  1  some inputs had a problem (missing, unreadable, no face); the others were classified
+  2  bad usage, or the model cannot be used (missing, not Keras, classes not matching its sidecar)
+  3  no face was classified at all
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
+
+
+DEFAULT_PORT = 8000
+DEFAULT_MAX_UPLOAD_MB = 10.0
+
+
+def _model_arguments(p) -> None:
+    """--quality, --model and --threads, shared by predict and serve."""
+    from ferflow.faces.predict import DEFAULT_QUALITY, QUALITIES
+
+    p.add_argument(
+        "--quality",
+        choices=list(QUALITIES),
+        default=DEFAULT_QUALITY,
+        help="fast: the shipped single model; best: the shipped two-model ensemble with ten-crop "
+        f"(slower, more accurate; see the docs for both) (default: {DEFAULT_QUALITY})",
+    )
+    p.add_argument(
+        "--model",
+        type=Path,
+        help="use this model instead: an .onnx model (ONNX Runtime) or a .keras "
+        "model (needs Keras), with its .json sidecar beside it",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="threads for each model call (default: FERFLOW_THREADS, or the cores this process may use)",
+    )
+
+
+def _predict_parser(sub) -> None:
+    from ferflow.faces.detectors import DEFAULT_DETECTOR, DETECTORS
+    from ferflow.faces.predict import PredictOptions
+
+    p = sub.add_parser(
+        "predict",
+        help="classify the emotion of every face in images, folders or videos",
+        description="Find faces (MTCNN unless --detector says otherwise) and classify their emotion.",
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or videos")
+    _model_arguments(p)
+    p.add_argument("--no-detect", action="store_true", help="the images are face crops already; classify them whole")
+    p.add_argument(
+        "--tta", action="store_true", help="average over flipped (and ten-crop) views (on with --quality best)"
+    )
+    p.add_argument("--json", type=Path, help="write one record per face to this JSON file")
+    p.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
+    p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
+    p.add_argument("--video-stride", type=int, metavar="N", help="also read videos, classifying every N-th frame")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=PredictOptions.margin,
+        help=f"widen each face box by this share per side, negative to tighten (default: {PredictOptions.margin})",
+    )
+    p.add_argument(
+        "--square",
+        action=argparse.BooleanOptionalAction,
+        default=PredictOptions.square,
+        help="grow each face box to a square before the margin (default: %(default)s)",
+    )
+    p.add_argument("--min-face", type=int, default=30, help="smallest face side in pixels to detect")
+    p.add_argument(
+        "--detect-size",
+        type=int,
+        default=None,
+        help="detect on a copy of larger photos this many pixels on its long side; raise it for "
+        "small faces in large photos (default: the detector's, 320 for mtcnn, 640 for the others)",
+    )
+    p.add_argument(
+        "--detector",
+        choices=list(DETECTORS),
+        default=DEFAULT_DETECTOR,
+        help=f"face detector (default: {DEFAULT_DETECTOR}; see README, Face detection)",
+    )
+
+
+def _export_parser(sub) -> None:
+    from ferflow.faces.predict import PRETRAINED_KERAS
+    from ferflow.model.export import FORMATS
+
+    p = sub.add_parser(
+        "export",
+        help="export a model to ONNX, SavedModel or TFLite",
+        description="Export a Keras model for serving (needs Keras on the TensorFlow backend).",
+    )
+    p.add_argument("--format", required=True, choices=sorted(FORMATS))
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=PRETRAINED_KERAS,
+        help=f"a .keras model with its sidecar (default: {PRETRAINED_KERAS}, in the project folder)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output file (a folder for saved_model), or an existing folder to "
+        "write into; only a previous export of the same format is replaced "
+        "(default: exported/<name>.<format> beside the model)",
+    )
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="a local web page and HTTP API for the model",
+        description="Serve the model on this machine: a web page at / and the API (see /api).",
+    )
+    _model_arguments(p)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=DEFAULT_MAX_UPLOAD_MB,
+        help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})",
+    )
+
+
+def model_description(classifier, quality: str, tta: bool) -> dict:
+    """Which model answered, and how: for the JSON of predict and the answers of serve."""
+    return {
+        "quality": quality if classifier.path == chosen_default(quality) else "custom",
+        "file": classifier.path.name,
+        "runtime": classifier.runtime,
+        "tta": tta,
+    }
+
+
+def chosen_default(quality: str) -> Path:
+    from ferflow.faces.predict import QUALITIES
+
+    return QUALITIES[quality][0]
+
+
+def write_records(
+    faces: list,
+    json_path: Path | None,
+    csv_path: Path | None,
+    class_names: tuple[str, ...],
+    detector: str | None = None,
+    model: dict | None = None,
+) -> None:
+    from ferflow.io import write_text
+
+    records = [face.record() for face in faces]
+    if json_path is not None:
+        document = {"class_names": list(class_names), "detector": detector, "model": model, "faces": records}
+        write_text(json_path, json.dumps(document, indent=1) + "\n")
+    if csv_path is not None:
+        buffer = io.StringIO()
+        columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for record in records:
+            probabilities = record.pop("probabilities")
+            writer.writerow({**record, "frame": "" if record["frame"] is None else record["frame"], **probabilities})
+        write_text(csv_path, buffer.getvalue())
+
+
+def print_table(faces: list, out=None) -> None:
+    out = out or sys.stdout
+    if faces:
+        width = max(len("file"), *(len(f.file) for f in faces))
+        print(f"{'file':<{width}}  {'frame':>5}  {'box (x, y, w, h)':<22}  {'emotion':<9}  confidence", file=out)
+        for f in faces:
+            frame = "" if f.frame is None else str(f.frame)
+            print(f"{f.file:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
+    out.flush()  # before the problems and the summary on stderr
+
+
+def load_or_report(model_path: Path, threads: int | None = None):
+    """The classifier, or None after printing why the model cannot be used."""
+    from ferflow.faces.predict import load_classifier
+    from ferflow.model.sidecar import ModelFileError
+    from ferflow.runtime import configure_determinism
+
+    configure_determinism()
+    try:
+        return load_classifier(model_path, threads)
+    except (ModelFileError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    except ImportError as missing:
+        print(f"error: fer needs {missing.name}: pip install 'ferflow[predict]'", file=sys.stderr)
+    return None
+
+
+def chosen_model(args) -> tuple[Path, bool]:
+    """The model file and whether to use test-time views, from --quality, --model and --tta."""
+    from ferflow.faces.predict import QUALITIES
+
+    model, tta = QUALITIES[args.quality]
+    return (args.model or model), tta or getattr(args, "tta", False)
+
+
+def threads_problem(threads: int | None) -> str | None:
+    from ferflow.model.onnx_runtime import default_threads
+
+    if threads is not None and threads < 1:
+        return f"--threads must be 1 or more, got {threads}"
+    try:
+        default_threads()
+    except ValueError as problem:
+        return str(problem)
+    return None
+
+
+def output_problem(path: Path | None, is_dir: bool) -> str | None:
+    """Why `path` cannot be written (as a file, or a folder with `is_dir`), or None if it can."""
+    if path is None:
+        return None
+    if is_dir:
+        if path.exists() and not path.is_dir():
+            return f"'{path}' exists and is not a folder"
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not os.access(existing, os.W_OK):
+            return f"'{existing}' is not writable"
+        return None
+    if path.is_dir():
+        return f"'{path}' is a folder; give a file name"
+    if not path.parent.is_dir():
+        return f"the folder '{path.parent}' does not exist"
+    if not os.access(path if path.exists() else path.parent, os.W_OK):
+        return f"'{path}' is not writable"
+    return None
+
+
+MAX_UPLOAD_MB = 1000.0  # uploads are held in memory
+
+
+def run_predict(args) -> int:
+    from ferflow.faces.detectors import face_detector
+    from ferflow.faces.predict import PredictOptions, predict_paths
+
+    problem = threads_problem(args.threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    model_path, tta = chosen_model(args)
+    try:  # the options check their own values (margin, sizes, stride) before any work
+        options = PredictOptions(
+            detect=not args.no_detect,
+            tta=tta,
+            margin=args.margin,
+            square=args.square,
+            min_face=args.min_face,
+            detect_size=args.detect_size,
+            video_stride=args.video_stride,
+            annotate_dir=args.annotate,
+            detector=args.detector,
+            progress=args.json is None,
+        )  # scripts that ask for JSON get no progress bar
+    except ValueError as problem:
+        print(f"error: --{problem}", file=sys.stderr)
+        return EXIT_USAGE
+    for flag, path, is_dir in (
+        ("--json", args.json, False),
+        ("--csv", args.csv, False),
+        ("--annotate", args.annotate, True),
+    ):
+        problem = output_problem(path, is_dir)
+        if problem:  # checked before the model loads or any photo is read
+            print(f"error: {flag}: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.video_stride is not None:
+        from ferflow.faces.photo import require_opencv
+
+        try:
+            require_opencv("reading videos")
+        except RuntimeError as error:
+            print(f"error: --video-stride: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    if not args.no_detect:
+        try:  # built once here and shared (face_detector caches it), before the model loads
+            face_detector(args.detector)
+        except (RuntimeError, ValueError) as error:
+            print(f"error: --detector {args.detector}: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    classifier = load_or_report(model_path, args.threads)
+    if classifier is None:
+        return EXIT_USAGE
+    result = predict_paths(args.paths, classifier, options)
+    print_table(result.faces)
+    for problem in result.problems:
+        print(f"{problem.kind}: {problem.message}", file=sys.stderr)
+    write_records(
+        result.faces,
+        args.json,
+        args.csv,
+        classifier.class_names,
+        None if args.no_detect else args.detector,
+        model_description(classifier, args.quality, tta),
+    )
+    print(
+        f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
+        file=sys.stderr,
+    )
+    if not result.faces:
+        return EXIT_NOTHING
+    return EXIT_PARTIAL if result.problems else EXIT_OK
+
+
+def run_export(args) -> int:
+    from ferflow.model.export import ExportError, export_model, resolve_output
+
+    if args.model.suffix.lower() == ".onnx":
+        print(
+            f"error: --model '{args.model}' is an ONNX model already; fer export takes a .keras model", file=sys.stderr
+        )
+        return EXIT_USAGE
+
+    try:  # before the model loads: a target that cannot be used is one line, and nothing is touched
+        out = resolve_output(args.out, args.model, args.format)
+    except ExportError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    classifier = load_or_report(args.model)
+    if classifier is None:
+        return EXIT_USAGE
+    try:
+        out = export_model(classifier.model, args.format, out, args.model, sidecar=classifier.sidecar)
+    except (ExportError, OSError) as problem:
+        print(f"error: export to '{out}' failed: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    print(
+        f"wrote {out} ({args.format}); inputs: raw grey 48x48x1 pixels 0..255; "
+        f"outputs: probabilities of {list(classifier.class_names)}"
+    )
+    return EXIT_OK
+
+
+def run_serve(args) -> int:
+    try:
+        from ferflow.apps.serve import serve
+    except ImportError as missing:
+        print(f"error: fer serve needs {missing.name}: pip install 'ferflow[serve]'", file=sys.stderr)
+        return EXIT_USAGE
+    problem = threads_problem(args.threads)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 1 <= args.port <= 65535:
+        print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
+        return EXIT_USAGE
+    if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= MAX_UPLOAD_MB):
+        print(
+            f"error: --max-upload-mb must be above 0 and at most {MAX_UPLOAD_MB:g}, got {args.max_upload_mb:g}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    model_path, tta = chosen_model(args)
+    classifier = load_or_report(model_path, args.threads)
+    if classifier is None:
+        return EXIT_USAGE
+    try:
+        serve(classifier, args.host, args.port, args.max_upload_mb, model_description(classifier, args.quality, tta))
+    except OSError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fer", description="Facial-emotion recognition on FER-2013.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    try:
+        _predict_parser(sub)
+        _export_parser(sub)
+        _serve_parser(sub)
+    except ImportError as missing:  # installed without the photo tool's extra
+        print(f"error: fer needs {missing.name}: pip install 'ferflow[predict]'", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
+    return {"predict": run_predict, "export": run_export, "serve": run_serve}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: metrics and figures, the corruption suite and robustness."""

@@ -1,0 +1,109 @@
+"""Face detectors whose models ship inside their pip wheels (nothing is downloaded at run time).
+
+    haar      OpenCV's frontal-face Haar cascade (pip install 'ferflow[opencv]')
+    dlib_hog  dlib's HOG + linear SVM frontal-face detector (dlib-bin)
+    mtcnn     the three-stage MTCNN networks of the `mtcnn` package, exported to ONNX and run
+              on ONNX Runtime (`mtcnn_tensorflow` runs the package's own networks on TensorFlow)
+
+Each takes an RGB or grey image and returns boxes (x, y, width, height). `detect_faces`
+downscales large photos before detecting (detection cost grows with the pixel count, the
+faces in a phone photo are far larger than needed) and maps the boxes back.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+
+from ferflow.faces.mtcnn import MtcnnDetector, MtcnnTensorFlow
+from ferflow.faces.photo import SHRINK_RESAMPLING, Box, require_opencv, resized, to_grey
+
+DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
+DEFAULT_DETECTOR = "mtcnn"  # the best recall on the grids (README, Face detection)
+DETECT_MAX_SIDE = 640  # photos are detected at most this large, unless the detector says otherwise
+
+
+class HaarDetector:
+    name = "haar"
+    detect_size = DETECT_MAX_SIDE
+
+    def __init__(self) -> None:
+        cv2 = self.cv2 = require_opencv("the haar detector")
+        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise RuntimeError(
+                f"OpenCV's face cascade '{path}' could not be loaded; reinstall opencv-python-headless<5"
+            )
+
+    def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
+        boxes = self.cascade.detectMultiScale(
+            self.cv2.equalizeHist(to_grey(pixels)), scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)
+        )
+        return [tuple(int(v) for v in box) for box in boxes]
+
+
+class DlibHogDetector:
+    name = "dlib_hog"
+    detect_size = DETECT_MAX_SIDE
+
+    def __init__(self) -> None:
+        try:
+            import dlib
+        except ImportError:
+            raise RuntimeError("the dlib_hog detector needs dlib: pip install dlib-bin") from None
+        self.detector = dlib.get_frontal_face_detector()
+
+    def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
+        # The HOG window is 80 px; upsampling once finds faces down to about 40 px.
+        upsample = 1 if min_size < 80 else 0
+        rects = self.detector(np.ascontiguousarray(to_grey(pixels)), upsample)
+        height, width = pixels.shape[:2]
+        boxes = []
+        for r in rects:
+            left, top = max(0, r.left()), max(0, r.top())
+            right, bottom = min(width, r.right()), min(height, r.bottom())
+            if right - left >= min_size:
+                boxes.append((left, top, right - left, bottom - top))
+        return boxes
+
+
+@functools.cache
+def face_detector(name: str = DEFAULT_DETECTOR):
+    """A detector by name (see DETECTORS), built once per process and shared.
+
+    Building MTCNN (three networks and their weights) costs more than detecting one photo,
+    so repeated `predict_paths` calls must not pay it again. Detectors keep no state
+    between calls.
+    """
+    kinds = {
+        "haar": HaarDetector,
+        "dlib_hog": DlibHogDetector,
+        "mtcnn": MtcnnDetector,
+        "mtcnn_tensorflow": MtcnnTensorFlow,
+    }
+    if name not in kinds:
+        raise ValueError(f"unknown face detector {name!r}; choose one of {list(DETECTORS)}")
+    return kinds[name]()
+
+
+def detect_faces(pixels: np.ndarray, detector, min_size: int = 30, max_side: int | None = None) -> list[Box]:
+    """Boxes (x, y, w, h) of the faces found, in the original image's pixels, largest first.
+
+    Images larger than `max_side` (default: the detector's `detect_size`) are detected on a
+    downscaled copy.
+    """
+    max_side = max_side or detector.detect_size
+    height, width = pixels.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    # At least one pixel a side: a very thin photo would otherwise shrink to nothing.
+    small = (
+        pixels
+        if scale == 1.0
+        else resized(pixels, max(1, round(width * scale)), max(1, round(height * scale)), SHRINK_RESAMPLING)
+    )
+    boxes = detector.detect(small, max(12, round(min_size * scale)))
+    mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]
+    return sorted(mapped, key=lambda b: -b[2] * b[3])

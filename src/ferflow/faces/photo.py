@@ -1,0 +1,179 @@
+"""Photos for the photo tool, on NumPy and Pillow alone (OpenCV only for videos): decoding,
+grey conversion, resizing and the face crop.
+
+Photos are RGB 8-bit arrays (grey 2-D arrays for 16-bit images), as Pillow decodes them.
+Faces become grey and are resized the way `ferflow.data.folders.load_image` treats training images
+(Pillow's grey conversion, then a bilinear resize), so a face gives the model the same pixels
+in training and in `fer predict`.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from ferflow import IMAGE_SIZE
+
+FACE_RESAMPLING = PILImage.Resampling.BILINEAR  # ferflow.data.folders.load_image's
+SHRINK_RESAMPLING = PILImage.Resampling.BOX  # each output pixel averages the input pixels it covers
+OPENCV_EXTRA = "pip install 'ferflow[opencv]'"
+Box = tuple[int, int, int, int]  # a face's (x, y, width, height) in a photo's pixels
+
+
+def to_grey(pixels: np.ndarray) -> np.ndarray:
+    """8-bit grey: Pillow's conversion of an RGB photo (as in training); a grey one as it is."""
+    return pixels if pixels.ndim == 2 else np.asarray(PILImage.fromarray(pixels, mode="RGB").convert("L"))
+
+
+def to_rgb(pixels: np.ndarray) -> np.ndarray:
+    return pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)
+
+
+def resized(pixels: np.ndarray, width: int, height: int, resampling: PILImage.Resampling) -> np.ndarray:
+    """`pixels` (8-bit grey or RGB, or float32 with any number of channels) resized to width x height."""
+    if pixels.dtype == np.uint8:
+        return np.asarray(PILImage.fromarray(pixels).resize((width, height), resampling))
+    if pixels.ndim == 2:
+        return np.asarray(PILImage.fromarray(pixels.astype(np.float32), mode="F").resize((width, height), resampling))
+    return np.stack([resized(pixels[:, :, c], width, height, resampling) for c in range(pixels.shape[2])], axis=2)
+
+
+def resized_face(grey: np.ndarray, size: int) -> np.ndarray:
+    """A grey face region resized to size x size as training resizes its images."""
+    return grey if grey.shape == (size, size) else resized(grey, size, size, FACE_RESAMPLING)
+
+
+def require_opencv(purpose: str):
+    """The cv2 module, or RuntimeError saying which extra brings it."""
+    try:
+        import cv2
+    except ImportError:
+        raise RuntimeError(f"{purpose} needs OpenCV: {OPENCV_EXTRA}") from None
+    return cv2
+
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"}  # a GIF: its first frame
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+class ImageError(ValueError):
+    """One image cannot be decoded or searched for faces; the message names the file."""
+
+
+@dataclass
+class Image:
+    file: str
+    frame: int | None
+    pixels: np.ndarray  # RGB 8-bit, or grey for a 16-bit image (see ferflow.faces.photo)
+
+
+def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
+    """The image in `path`, or every `video_stride`-th frame of a video. Raises ValueError if unreadable."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        if not video_stride:
+            raise ValueError(f"'{path}' is a video; pass --video-stride N to classify every N-th frame")
+        try:
+            cv2 = require_opencv("reading videos")
+        except RuntimeError as missing:
+            raise ImageError(f"'{path}': {missing}") from None
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise ValueError(f"'{path}' cannot be opened as a video")
+        index, frames = 0, 0
+        try:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if index % video_stride == 0:
+                    frames += 1
+                    yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV's BGR
+                index += 1
+        finally:
+            capture.release()
+        if frames == 0:
+            raise ValueError(f"'{path}' has no readable video frames")
+        return
+    yield Image(str(path), None, decode_image(path.read_bytes(), str(path)))
+
+
+# Larger images are refused rather than decoded (a "decompression bomb" is a small file).
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def decode_image(data: bytes, name: str) -> np.ndarray:
+    """Decode image file bytes to RGB 8-bit pixels (grey for a 16-bit image).
+
+    Raises ValueError naming `name` for empty, non-image, truncated or oversized data. PIL
+    decodes (once): it refuses a truncated JPEG, and it is the decoder training uses. EXIF
+    orientation is applied; 16-bit images are scaled to 8 bits, not clipped, as in training.
+    """
+    from PIL import ImageOps, UnidentifiedImageError
+
+    from ferflow.images import SIXTEEN_BIT_MODES, to_8bit_grey
+
+    if not data:
+        raise ImageError(f"'{name}' is empty")
+    try:
+        with warnings.catch_warnings():
+            # PIL warns above its own limit and raises above twice that; ours is lower and checked
+            # from the header alone, before anything is decoded.
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            probe = PILImage.open(io.BytesIO(data))
+        with probe:
+            if probe.width * probe.height > MAX_IMAGE_PIXELS:
+                raise ImageError(
+                    f"'{name}' is {probe.width}x{probe.height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels"
+                )
+            probe.load()  # decodes everything: raises on truncated data
+            image = ImageOps.exif_transpose(probe)
+            if image.mode in SIXTEEN_BIT_MODES:
+                return np.asarray(to_8bit_grey(image))
+            return np.asarray(image.convert("RGB"))
+    except ImageError:
+        raise
+    except PILImage.DecompressionBombError:
+        raise ImageError(
+            f"'{name}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit (a decompression bomb?)"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"'{name}' is not a readable image") from None
+    except Exception as error:  # PIL's decoders raise many types on malformed data
+        raise ImageError(f"'{name}' is not a readable image: {first_line(error)}") from None
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def face_frame(box: tuple[int, int, int, int], margin: float, square: bool) -> tuple[int, int, int, int]:
+    """The region (x, y, w, h) cut out for a detected box: with `square`, the shorter side grown to
+    the longer around the box's centre (FER-2013 faces are square), then `margin` of the size
+    added on each side."""
+    x, y, w, h = box
+    if square:
+        side = max(w, h)
+        x, y, w, h = x - (side - w) / 2, y - (side - h) / 2, side, side
+    left, top = round(x - w * margin), round(y - h * margin)
+    return left, top, round(x + w + w * margin) - left, round(y + h + h * margin) - top
+
+
+def crop_face(grey: np.ndarray, box: tuple[int, int, int, int], margin: float, square: bool = False) -> np.ndarray:
+    """The face's frame (see `face_frame`) resized to 48x48.
+
+    Where the frame runs past the image, the edge pixels are repeated rather than the frame
+    clipped, so a face at the border keeps the framing (and proportions) of the others.
+    """
+    left, top, width, height = face_frame(box, margin, square)
+    pad = max(0, -left, -top, left + width - grey.shape[1], top + height - grey.shape[0])
+    if pad:
+        grey = np.pad(grey, pad, mode="edge")
+        left, top = left + pad, top + pad
+    return resized_face(grey[top : top + height, left : left + width], IMAGE_SIZE)

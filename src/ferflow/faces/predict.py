@@ -1,0 +1,378 @@
+"""Use a trained model on photos and videos: find faces, classify their emotion, report.
+
+    from ferflow.faces.predict import PredictOptions, load_classifier, predict_paths
+    classifier = load_classifier()  # the shipped model; or load_classifier("models/model.keras")
+    # Face crops (FER-2013 faces): classify them whole. Photos: leave out the options.
+    result = predict_paths(["data/sample/test/happy"], classifier, PredictOptions(detect=False))
+    for face in result.faces:
+        print(face.file, face.box, face.emotion, round(face.confidence, 2))
+    print(result.problems)
+
+Faces are found with MTCNN by default (its weights ship inside the `mtcnn` wheel; OpenCV's
+Haar cascade and dlib's HOG detector are the alternatives: nothing is downloaded), cropped with
+a margin, converted to grey and resized to 48x48 like FER-2013.
+Each problem (a missing path, an unreadable file, no face found) is reported per file and the
+run goes on; only a model that cannot be used stops everything, before any work.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ferflow import IMAGE_SIZE, paths
+from ferflow.faces.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector
+from ferflow.faces.photo import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Image,
+    ImageError,
+    crop_face,
+    first_line,
+    read_images,
+    resized_face,
+    to_grey,
+    to_rgb,
+)
+from ferflow.model.onnx_runtime import ASSETS, load_checked_onnx
+from ferflow.model.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
+from ferflow.model.tta import tta_views
+
+# The shipped models, exported to ONNX and installed with the package (see ferflow.model.onnx_runtime).
+# A quality is a model and whether to average over test-time views (ten-crop and flips).
+QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer2013_ensemble.onnx", True)}
+DEFAULT_QUALITY = "fast"
+DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
+PRETRAINED_KERAS = Path(paths.PRETRAINED) / "fer2013.keras"  # in a checkout: what ships, as Keras
+
+
+@dataclass
+class Classifier:
+    model: object  # an OnnxModel or a keras.Model: anything with predict_on_batch
+    class_names: tuple[str, ...]
+    crop_size: int
+    path: Path
+    runtime: str = "onnx"  # "onnx" (ONNX Runtime) or "keras"
+    sidecar: dict = field(default_factory=dict, repr=False)  # the model card, read once with the model
+
+
+@dataclass
+class FaceResult:
+    file: str
+    frame: int | None  # video frame index; None for images
+    box: tuple[int, int, int, int]  # x, y, width, height in the original image
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def record(self) -> dict:
+        x, y, w, h = self.box
+        return {
+            "file": self.file,
+            "frame": self.frame,
+            "x": x,
+            "y": y,
+            "width": w,
+            "height": h,
+            "emotion": self.emotion,
+            "confidence": self.confidence,
+            "probabilities": self.probabilities,
+        }
+
+
+@dataclass
+class Problem:
+    file: str
+    kind: str  # "missing", "unreadable", "no_face", "unwritable"
+    message: str
+
+
+def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None = None) -> Classifier:
+    """Load a model with its sidecar, checking that the two agree: an exported .onnx model on ONNX
+    Runtime (the default; no TensorFlow needed), or a .keras model in safe mode (needs Keras)."""
+    model_path = Path(model_path)
+    if model_path.is_dir():
+        raise ModelFileError(
+            f"'{model_path}' is a folder; pass the .onnx or .keras model file (with its .json sidecar beside it)"
+        )
+    if not model_path.is_file():
+        raise ModelFileError(
+            f"model file '{model_path}' does not exist; train one with `dvc repro` or pass --model PATH"
+        )
+    is_onnx = model_path.suffix.lower() == ".onnx"
+    if not is_onnx:
+        require_keras(model_path)
+    try:
+        model, info = load_checked_onnx(model_path, threads) if is_onnx else load_keras(model_path)
+    except ModelFileError as error:
+        raise ModelFileError(f"{error}; pass a model trained by this pipeline") from None
+    runtime = "onnx" if is_onnx else "keras"
+    return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime, info)
+
+
+def require_keras(model_path: Path) -> None:
+    """A .keras model needs Keras; say in one line what to do when it is not installed."""
+    try:  # whether Keras is here, without importing it (start_backend does, quietly)
+        keras_found = importlib.util.find_spec("keras") is not None
+    except ValueError:  # a module set to None in sys.modules
+        keras_found = False
+    if not keras_found:
+        raise ModelFileError(
+            f"'{model_path}' is a Keras model, and Keras is not installed: install it "
+            f"(pip install 'ferflow[pipeline]'), or pass an exported .onnx model "
+            f"(fer export --format onnx, where Keras is installed)"
+        ) from None
+
+
+def load_keras(model_path: Path):
+    from ferflow.runtime import start_backend
+
+    start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
+    return load_checked_model(model_path)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def expand_paths(paths: list[str | Path], include_videos: bool) -> tuple[list[Path], list[Problem]]:
+    """Files to process (directories searched recursively, sorted) and the paths that do not exist."""
+    suffixes = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if include_videos else set())
+    files, problems = [], []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    p
+                    for p in path.rglob("*")
+                    if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
+                )
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            problems.append(Problem(str(path), "missing", f"'{path}' does not exist"))
+    return files, problems
+
+
+MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times for throughput
+
+
+def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool, batch_size: int = MODEL_BATCH) -> np.ndarray:
+    """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop) views.
+
+    The views go through the model `batch_size` at a time with `predict_on_batch`, which skips
+    the per-call set-up of `predict`. Fixed-size chunks bound the memory of a large folder with
+    ten-crop (10 views a face) and keep the compiled step's input shapes few.
+    """
+    from ferflow.runtime import native_stderr_silenced
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if len(faces) == 0:
+        return np.zeros((0, len(classifier.class_names)), dtype="float32")
+    mode = ("tencrop" if classifier.crop_size else "flip") if tta else "none"
+    views = tta_views(faces, mode, classifier.crop_size)
+    stacked = np.concatenate(views)
+    with native_stderr_silenced():
+        chunks = [
+            np.asarray(classifier.model.predict_on_batch(stacked[start : start + batch_size]))
+            for start in range(0, len(stacked), batch_size)
+        ]
+    return np.concatenate(chunks).reshape(len(views), len(faces), -1).mean(axis=0)
+
+
+@dataclass
+class PredictOptions:
+    detect: bool = True
+    tta: bool = False
+    # Chosen on validation grids with the shipped model (benchmarks/crop_framing.py): a square
+    # a little inside MTCNN's box matches FER-2013's framing best (62.5% vs 53.5% for box + 0.1).
+    margin: float = -0.025  # share of the box added per side; negative tightens
+    square: bool = True  # grow the box to a square first
+    min_face: int = 30
+    detect_size: int | None = None  # larger photos are detected on a copy this large; None: the detector's
+    detector: str = DEFAULT_DETECTOR
+    batch_size: int = MODEL_BATCH  # faces gathered across images before they are classified
+    progress: bool = False  # a tqdm bar on stderr for more than a few files
+    video_stride: int | None = None
+    annotate_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        """Refuse values that cannot be used, naming the option (its `fer predict` flag)."""
+        low, high = MARGIN_RANGE
+        if not (math.isfinite(self.margin) and low <= self.margin <= high):
+            raise ValueError(f"margin must be a share from {low} to {high}, got {self.margin:g}")
+        if self.min_face < 1:
+            raise ValueError(f"min-face must be 1 or more, got {self.min_face}")
+        if self.detect_size is not None and self.detect_size < MIN_DETECT_SIZE:
+            raise ValueError(f"detect-size must be {MIN_DETECT_SIZE} or more, got {self.detect_size}")
+        if self.video_stride is not None and self.video_stride < 1:
+            raise ValueError(f"video-stride must be 1 or more, got {self.video_stride}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch-size must be 1 or more, got {self.batch_size}")
+
+
+MARGIN_RANGE = (-0.4, 2.0)  # -0.5 would leave no face at all; 2 already frames five face widths
+MIN_DETECT_SIZE = 48  # one FER-sized face; MTCNN finds nothing under 20 px
+
+
+@dataclass
+class Prediction:
+    faces: list[FaceResult] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    files_seen: int = 0
+
+
+def predict_paths(paths: list[str | Path], classifier: Classifier, options: PredictOptions | None = None) -> Prediction:
+    """Find and classify every face in the images (and videos) under `paths`.
+
+    Per-file problems are collected, not raised, so one bad file does not stop the run.
+    """
+    options = options or PredictOptions()
+    files, problems = expand_paths(paths, include_videos=options.video_stride is not None)
+    result = Prediction(problems=problems)
+    detector = face_detector(options.detector) if options.detect else None
+    pending: list[tuple[Image, list[Box], list[np.ndarray]]] = []
+
+    def classify_pending() -> None:
+        # One model call for the faces of many images: per-call overhead dominates small batches.
+        crops = np.stack([crop for _, _, image_crops in pending for crop in image_crops])
+        probabilities = classify_faces(classifier, crops, options.tta, options.batch_size)
+        row = 0
+        for image, boxes, _ in pending:
+            faces = [
+                face_result(image, box, probabilities[row + i], classifier.class_names) for i, box in enumerate(boxes)
+            ]
+            row += len(boxes)
+            result.faces.extend(faces)
+            if options.annotate_dir is not None:
+                try:  # a folder that cannot be written costs that copy, not the run's results
+                    annotate(image, faces, options.annotate_dir, paths)
+                except (OSError, ValueError) as error:
+                    result.problems.append(
+                        Problem(
+                            image.file,
+                            "unwritable",
+                            f"annotated copy of '{image.file}' not written: {first_line(error)}",
+                        )
+                    )
+        pending.clear()
+
+    show_progress = options.progress and len(files) > PROGRESS_MIN_ITEMS
+    with tqdm(total=len(files), unit="file", disable=not show_progress, file=sys.stderr) as bar:
+        for path in files:
+            result.files_seen += 1
+            try:
+                for image in read_images(path, options.video_stride):
+                    boxes, crops = locate_faces(image, options, detector)
+                    if not boxes:
+                        where = f" (frame {image.frame})" if image.frame is not None else ""
+                        result.problems.append(
+                            Problem(image.file, "no_face", f"no face found in '{image.file}'{where}")
+                        )
+                        continue
+                    # Annotation needs the pixels later; without it, keep only the crops.
+                    kept = image if options.annotate_dir is not None else Image(image.file, image.frame, EMPTY)
+                    pending.append((kept, boxes, crops))
+                    if sum(len(b) for _, b, _ in pending) >= options.batch_size:
+                        classify_pending()
+            except (ValueError, OSError) as error:  # ImageError, an unreadable file or video
+                result.problems.append(Problem(str(path), "unreadable", str(error)))
+            bar.update(1)
+    if pending:
+        classify_pending()
+    return result
+
+
+EMPTY = np.zeros((0, 0), dtype=np.uint8)
+PROGRESS_MIN_ITEMS = 5  # no progress bar for a handful of files
+
+
+def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
+    """The faces' boxes and 48x48 grey crops. Without a detector the image is a face crop already.
+
+    Raises ImageError, naming the file, when the image cannot be searched: OpenCV and the
+    detectors raise their own types on degenerate pixels, and one image must not stop a run.
+    """
+    try:
+        return _locate_faces(image, options, detector)
+    except Exception as error:
+        where = f" (frame {image.frame})" if image.frame is not None else ""
+        raise ImageError(f"'{image.file}'{where} could not be searched for faces: {first_line(error)}") from None
+
+
+def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
+    grey = to_grey(image.pixels)
+    if detector is None:
+        return [(0, 0, grey.shape[1], grey.shape[0])], [resized_face(grey, IMAGE_SIZE)]
+    boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
+    return boxes, [crop_face(grey, box, options.margin, options.square) for box in boxes]
+
+
+def face_result(image: Image, box: Box, probabilities: np.ndarray, class_names: tuple[str, ...]) -> FaceResult:
+    best = int(np.argmax(probabilities))
+    return FaceResult(
+        image.file,
+        image.frame,
+        box,
+        class_names[best],
+        float(probabilities[best]),
+        {name: float(p) for name, p in zip(class_names, probabilities)},
+    )
+
+
+def faces_in(image: Image, classifier: Classifier, options: PredictOptions, detector) -> list[FaceResult]:
+    """Find (unless `detector` is None) and classify the faces of one image."""
+    boxes, crops = locate_faces(image, options, detector)
+    if not boxes:
+        return []
+    probabilities = classify_faces(classifier, np.stack(crops), options.tta)
+    return [face_result(image, box, row, classifier.class_names) for box, row in zip(boxes, probabilities)]
+
+
+def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path]) -> Path:
+    """Write a PNG copy of the image with a box and 'emotion confidence' over each face."""
+    from PIL import Image as PILImage
+    from PIL import ImageDraw, ImageFont
+
+    from ferflow.io import atomic_path
+
+    canvas = PILImage.fromarray(to_rgb(image.pixels))
+    thickness = max(1, round(max(canvas.size) / 400))
+    font = ImageFont.load_default(size=12 * thickness)
+    draw = ImageDraw.Draw(canvas)
+    for face in faces:
+        x, y, w, h = face.box
+        draw.rectangle((x, y, x + w, y + h), outline=ANNOTATION_COLOUR, width=thickness)
+        draw.text(
+            (x, max(0, y - 2)), f"{face.emotion} {face.confidence:.2f}", fill=ANNOTATION_COLOUR, font=font, anchor="lb"
+        )
+    source = Path(image.file)
+    name = source.stem + (f"_frame{image.frame:06d}" if image.frame is not None else "") + ".png"
+    target = Path(directory) / _relative_parent(source, roots) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target, suffix=".png") as tmp:
+        canvas.save(tmp, format="PNG")
+    return target
+
+
+ANNOTATION_COLOUR = (0, 200, 0)
+
+
+def _relative_parent(source: Path, roots: list[str | Path]) -> Path:
+    """Keep the folder structure below the directory given on the command line."""
+    for root in roots:
+        root = Path(root)
+        if root.is_dir():
+            try:
+                return source.parent.relative_to(root)
+            except ValueError:
+                continue
+    return Path()

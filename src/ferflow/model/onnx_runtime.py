@@ -1,0 +1,96 @@
+"""Inference on ONNX Runtime: the shipped models and face detector without TensorFlow or Keras.
+
+`fer predict` and `fer serve` run on this by default. The shipped files live in the package's
+`assets/` folder with their sidecars and a `checksums.json` that `python -m ferflow.pipeline.onnx_export`
+writes when a model is shipped (it also checks that they match the Keras originals).
+Everything here needs only numpy and onnxruntime.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ferflow.model.sidecar import ModelFileError, check_agreement, read_sidecar
+
+ASSETS = Path(str(resources.files("ferflow").joinpath("assets")))
+CHECKSUMS = ASSETS / "checksums.json"
+THREADS_VARIABLE = "FERFLOW_THREADS"
+
+
+def default_threads() -> int:
+    """Threads for one model call: FERFLOW_THREADS, or the cores this process may use."""
+    configured = os.environ.get(THREADS_VARIABLE, "").strip()
+    if configured:
+        if not configured.isdigit() or int(configured) < 1:
+            raise ValueError(f"{THREADS_VARIABLE}={configured!r}: give a whole number of threads, 1 or more")
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_session(path: str | Path, threads: int | None = None):
+    """An InferenceSession on the CPU with `threads` intra-op threads and one inter-op thread."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or default_threads()
+    options.inter_op_num_threads = 1  # these graphs are chains: no parallel branches to run
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3  # errors only: nothing on the terminal in normal use
+    # No busy-waiting between calls: MTCNN's three networks run one after another, and a pool
+    # spinning after its network would take the cores from the next (measured: 40 -> 20 ms a photo).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own types for a bad file
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelFileError(f"'{path}' is not an ONNX model that ONNX Runtime can load: {first}") from None
+
+
+class OnnxModel:
+    """An ONNX graph with one input, called like a Keras model's `predict_on_batch`."""
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.session = make_session(self.path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.name = self.path.stem
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(self.session.get_inputs()[0].shape)
+
+    @property
+    def output_shape(self) -> tuple:
+        return tuple(self.session.get_outputs()[0].shape)
+
+    def outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        return self.outputs(batch)[0]
+
+
+def asset(name: str) -> Path:
+    """A file shipped in the package's assets folder."""
+    path = ASSETS / name
+    if not path.is_file():
+        raise ModelFileError(f"the package's '{name}' is missing from {ASSETS}; reinstall ferflow")
+    return path
+
+
+def load_checked_onnx(model_path: str | Path, threads: int | None = None) -> tuple[OnnxModel, dict]:
+    """(ONNX model on ONNX Runtime, its sidecar), checked to agree; else ModelFileError."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise ModelFileError(f"model file '{model_path}' does not exist")
+    info = read_sidecar(model_path)
+    model = OnnxModel(model_path, threads)
+    check_agreement(model_path, model, info)
+    return model, info

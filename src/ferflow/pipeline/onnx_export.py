@@ -1,0 +1,117 @@
+"""Export the shipped models and MTCNN's networks to ONNX, into the package's assets.
+
+    python -m ferflow.pipeline.onnx_export   # after shipping a model (ferflow.pipeline.ship or .ensemble)
+
+Part of shipping a model: it writes `src/ferflow/assets/` from `models/pretrained/`:
+- `fer2013.onnx` and `fer2013_ensemble.onnx`, each with its sidecar (the .keras sidecar plus the
+  ONNX file's checksum and where it came from);
+- `mtcnn_{pnet,rnet,onet}.onnx`, the `mtcnn` package's networks (MIT License; see NOTICE.md);
+- `checksums.json`, the SHA-256 of every ONNX file.
+Before anything is replaced, each export is checked against its original: classifier
+probabilities within 1e-4 on the embedded sample's faces, detector network outputs within
+1e-4 on an image. This needs TensorFlow, Keras, tf2onnx and the mtcnn package (the pipeline's
+requirements); the photo tool that uses the results needs none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ferflow.io import sha256_file, write_json
+from ferflow.model.onnx_runtime import ASSETS, CHECKSUMS, OnnxModel
+
+REPO = Path(__file__).resolve().parents[3]
+CLASSIFIERS = ("fer2013", "fer2013_ensemble")
+TOLERANCE = 1e-4
+# Network input shapes, batch first; None is any size (P-Net is fully convolutional).
+MTCNN_INPUTS = {"pnet": (None, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
+
+
+class ParityError(RuntimeError):
+    """An export does not reproduce its original within the tolerance."""
+
+
+def sample_faces(count: int = 64) -> np.ndarray:
+    """Real faces from the embedded sample, as (n, 48, 48, 1) float32 pixels 0..255."""
+    from PIL import Image
+
+    paths = sorted((REPO / "data" / "sample" / "test").glob("*/*.jpg"))[:count]
+    return np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in paths])[..., None]
+
+
+def check_parity(name: str, expected: list[np.ndarray], got: list[np.ndarray]) -> float:
+    worst = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in zip(expected, got, strict=True))
+    if not worst <= TOLERANCE:
+        raise ParityError(f"{name}: the ONNX export differs from the original by {worst:.2e} (> {TOLERANCE})")
+    return worst
+
+
+def export_classifier(keras_path: Path, folder: Path) -> dict:
+    """Export one shipped .keras model with its sidecar into `folder`; return what was checked."""
+    from ferflow.model.export import export_model, exported_sidecar, sidecar_of
+    from ferflow.model.sidecar import load_checked_model
+
+    model, info = load_checked_model(keras_path)
+    target = export_model(model, "onnx", folder / (keras_path.stem + ".onnx"))
+    faces = sample_faces()
+    worst = check_parity(target.name, [model.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
+    info = exported_sidecar(info, keras_path, target, f"models/pretrained/{keras_path.name}")
+    info["exported_from"]["max_abs_difference"] = worst
+    write_json(sidecar_of(target), info)
+    return {"file": target.name, "max_abs_difference": worst}
+
+
+def export_mtcnn(folder: Path) -> list[dict]:
+    """Export the mtcnn package's three networks into `folder`, each checked on a real image."""
+    import tensorflow as tf
+    import tf2onnx
+
+    from ferflow.faces.mtcnn import MTCNN_FILES, mtcnn_networks
+
+    rng = np.random.default_rng(0)
+    checked = []
+    for (key, network), shape in zip(zip(("pnet", "rnet", "onet"), mtcnn_networks()), MTCNN_INPUTS.values()):
+        spec = [tf.TensorSpec(shape, tf.float32, name="image")]
+        function = tf.function(lambda batch, net=network: net(batch, training=False), input_signature=spec)
+        target = folder / MTCNN_FILES[key]
+        tf2onnx.convert.from_function(function, input_signature=spec, opset=17, output_path=str(target))
+        sample = rng.uniform(-1, 1, (4, *(s or 61 for s in shape[1:3]), 3)).astype(np.float32)
+        expected = [np.asarray(output) for output in function(sample)]
+        worst = check_parity(target.name, expected, OnnxModel(target).outputs(sample))
+        checked.append({"file": target.name, "max_abs_difference": worst})
+    return checked
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Export the shipped models and MTCNN to ONNX package assets.")
+    parser.add_argument("--pretrained", type=Path, default=REPO / "models" / "pretrained")
+    parser.add_argument("--out", type=Path, default=ASSETS)
+    args = parser.parse_args(argv)
+    from ferflow.runtime import start_backend
+
+    start_backend()
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=".assets-") as scratch:
+        scratch = Path(scratch)
+        try:  # everything is exported and checked in scratch first: a failure replaces nothing
+            checked = [export_classifier(args.pretrained / f"{name}.keras", scratch) for name in CLASSIFIERS]
+            checked += export_mtcnn(scratch)
+        except ParityError as error:
+            print(f"error: {error}; nothing was replaced", file=sys.stderr)
+            return 1
+        for path in sorted(scratch.iterdir()):
+            shutil.move(str(path), args.out / path.name)
+    write_json(args.out / CHECKSUMS.name, {p.name: sha256_file(p) for p in sorted(args.out.glob("*.onnx"))})
+    for row in checked:
+        print(f"{row['file']}: max difference from the original {row['max_abs_difference']:.1e}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,3 @@
+"""Training: the recipe and resumable fitting, checkpoints, progress tracking, augmentation,
+distillation.
+"""
