@@ -21,7 +21,7 @@ from ferflow.evaluation.evaluate import (
     top_confusions,
 )
 from ferflow.model.registry import build_model
-from ferflow.model.tta import shift_faces, tta_views
+from ferflow.model.tta import shift_faces, tta_views, view_probabilities
 
 NAMES = ("a", "b", "c")
 
@@ -189,3 +189,29 @@ def test_the_model_and_data_load_together_only_when_their_classes_match(model_pa
     else:
         with pytest.raises(ValueError, match="the model's classes .* differ from the data's"):
             load_model_and_data(tmp_path / "dataset.npz", model_path)
+
+
+@pytest.mark.parametrize("mode", ["none", "flip", "tencrop"])
+def test_view_probabilities_average_every_view_with_bounded_calls(mode) -> None:
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(0, 255, (23, 48, 48)).astype(np.float32)
+    weights = rng.normal(size=(48 * 48, 7)).astype(np.float32) / 500
+
+    def softmax_of(batch: np.ndarray) -> np.ndarray:
+        logits = batch.reshape(len(batch), -1) @ weights
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    calls = []
+
+    def recorded(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return softmax_of(batch)
+
+    expected = np.mean([softmax_of(view) for view in tta_views(faces, mode, 40)], axis=0)
+    got = view_probabilities(recorded, faces, mode, 40, batch_size=30)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert max(calls) <= 30 and sum(calls) == len(faces) * len(tta_views(faces[:1], mode, 40))
+    calls.clear()
+    view_probabilities(recorded, faces[:1], mode, 40, batch_size=256)
+    assert len(calls) == 1  # one face: one call, whatever the number of views

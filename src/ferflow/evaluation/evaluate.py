@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
-from ferflow.model.tta import as_model_input, tta_views
+from ferflow.model.tta import as_model_input, view_probabilities
 from ferflow.runtime import native_stderr_silenced
 
 SMALL_SPLIT = 200  # faces; below this an accuracy is uncertain by more than about 7 points
@@ -28,8 +28,7 @@ def small_split_warning(n_faces: int, split: str = "test") -> str | None:
 
 def predict_proba(model: keras.Model, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Class probabilities for raw-pixel faces (native start-up logs silenced, as in training)."""
-    with native_stderr_silenced():
-        return np.asarray(model.predict(as_model_input(images), batch_size=batch_size, verbose=0))
+    return predict_tta(model, images, "none", 0, batch_size)
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, class_names: tuple[str, ...]) -> dict:
@@ -175,9 +174,9 @@ def misclassified(
 def predict_tta(
     model: keras.Model, images: np.ndarray, mode: str, crop_size: int = 0, batch_size: int = 256
 ) -> np.ndarray:
-    """Class probabilities averaged over the test-time views of each face."""
-    views = tta_views(images, mode, crop_size)
-    return np.mean([predict_proba(model, view, batch_size) for view in views], axis=0)
+    """Class probabilities averaged over the test-time views of each face (`view_probabilities`)."""
+    with native_stderr_silenced():
+        return view_probabilities(model.predict_on_batch, images, mode, crop_size, batch_size)
 
 
 # ----------------------------------------------------------------------------- occlusion

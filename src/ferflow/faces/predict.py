@@ -42,7 +42,7 @@ from ferflow.faces.photo import (
 )
 from ferflow.model.onnx_runtime import ASSETS, load_checked_onnx
 from ferflow.model.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
-from ferflow.model.tta import tta_views
+from ferflow.model.tta import view_probabilities
 
 # The shipped models, exported to ONNX and installed with the package (see ferflow.model.onnx_runtime).
 # A quality is a model and whether to average over test-time views (ten-crop and flips).
@@ -165,12 +165,8 @@ MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times fo
 
 
 def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool, batch_size: int = MODEL_BATCH) -> np.ndarray:
-    """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop) views.
-
-    The views go through the model `batch_size` at a time with `predict_on_batch`, which skips
-    the per-call set-up of `predict`. Fixed-size chunks bound the memory of a large folder with
-    ten-crop (10 views a face) and keep the compiled step's input shapes few.
-    """
+    """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop)
+    views, `batch_size` views a call (`view_probabilities`)."""
     from ferflow.runtime import native_stderr_silenced
 
     if batch_size < 1:
@@ -178,14 +174,8 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool, batch_s
     if len(faces) == 0:
         return np.zeros((0, len(classifier.class_names)), dtype="float32")
     mode = ("tencrop" if classifier.crop_size else "flip") if tta else "none"
-    views = tta_views(faces, mode, classifier.crop_size)
-    stacked = np.concatenate(views)
     with native_stderr_silenced():
-        chunks = [
-            np.asarray(classifier.model.predict_on_batch(stacked[start : start + batch_size]))
-            for start in range(0, len(stacked), batch_size)
-        ]
-    return np.concatenate(chunks).reshape(len(views), len(faces), -1).mean(axis=0)
+        return view_probabilities(classifier.model.predict_on_batch, faces, mode, classifier.crop_size, batch_size)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ferflow.model.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
-from ferflow.model.tta import tta_views
+from ferflow.model.tta import view_probabilities
 
 
 class TeacherError(ValueError):
@@ -51,11 +51,8 @@ def teacher_probabilities(model, crop_size: int, images: np.ndarray, batch_size:
     """The teacher's class probabilities for each face, averaged over its ten-crop views."""
     from ferflow.runtime import native_stderr_silenced
 
-    views = tta_views(images, "tencrop", crop_size)
     with native_stderr_silenced():
-        return np.mean(
-            [np.asarray(model.predict(view, batch_size=batch_size, verbose=0)) for view in views], axis=0
-        ).astype(np.float32)
+        return view_probabilities(model.predict_on_batch, images, "tencrop", crop_size, batch_size)
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
