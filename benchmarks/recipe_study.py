@@ -19,41 +19,50 @@ from __future__ import annotations
 import argparse
 import csv
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-
-@dataclass(frozen=True)
-class Recipe:
-    arch: str
-    optimizer: str = "sgd"
-    learning_rate: float = 0.05
-    weight_decay: float = 5e-4
-    batch_size: int = 128
-    label_smoothing: float = 0.1
-    warmup_epochs: int = 1
-    crop_size: int = 44
-    erasing: float = 0.3
-    noise: float = 0.0
-    noise_max_sigma: float = 0.15
-    mixup_alpha: float = 0.0
-    geometric: bool = False  # Keras rotation/shift/zoom layers inside the model
-    notes: str = field(default="", compare=False)
-
-
-CANDIDATES: dict[str, Recipe] = {
-    "vgg_half": Recipe("vgg_half", notes="the calibration recipe: SGD-Nesterov, crops, flip, erasing"),
-    "vgg_half_noise": Recipe("vgg_half", noise=0.5, notes="+ Gaussian noise on half the faces"),
-    "resnet_half_noise": Recipe("resnet_half", noise=0.5, notes="residual network, same recipe"),
-    "vgg_half_deep_noise": Recipe("vgg_half_deep", noise=0.5, notes="a third conv in stages 3-4"),
-    "vgg_half_adamw_noise": Recipe(
-        "vgg_half", optimizer="adamw", learning_rate=2e-3, weight_decay=0.05, noise=0.5, notes="AdamW instead of SGD"
-    ),
-    "vgg_half_geometric_noise": Recipe(
-        "vgg_half", noise=0.5, geometric=True, notes="+ rotation 15 deg and zoom 10% as Keras layers"
-    ),
-    "vgg_half_mixup_noise": Recipe("vgg_half", noise=0.5, mixup_alpha=0.2, notes="+ mixup 0.2"),
+# A candidate is the study's base recipe with a few train params changed, and a note; it is
+# built by the train stage's own `build_training` from the checked params.
+BASE_RECIPE = {
+    "optimizer": "sgd",
+    "learning_rate": 0.05,
+    "weight_decay": 5e-4,
+    "batch_size": 128,
+    "label_smoothing": 0.1,
+    "warmup_epochs": 1,
+    "schedule": "cosine",
+    "crop_size": 44,
+    "flip": True,
+    "random_erasing": 0.3,
+    "noise_augment": 0.0,
+    "noise_max_sigma": 0.15,
+    "mixup_alpha": 0.0,
+    "geometric_augment": False,  # Keras rotation/shift/zoom layers inside the model
+    "weights": "none",
 }
+CANDIDATES: dict[str, tuple[dict, str]] = {
+    "vgg_half": ({"arch": "vgg_half"}, "the calibration recipe: SGD-Nesterov, crops, flip, erasing"),
+    "vgg_half_noise": ({"arch": "vgg_half", "noise_augment": 0.5}, "+ Gaussian noise on half the faces"),
+    "resnet_half_noise": ({"arch": "resnet_half", "noise_augment": 0.5}, "residual network, same recipe"),
+    "vgg_half_deep_noise": ({"arch": "vgg_half_deep", "noise_augment": 0.5}, "a third conv in stages 3-4"),
+    "vgg_half_adamw_noise": (
+        {"arch": "vgg_half", "optimizer": "adamw", "learning_rate": 2e-3, "weight_decay": 0.05, "noise_augment": 0.5},
+        "AdamW instead of SGD",
+    ),
+    "vgg_half_geometric_noise": (
+        {"arch": "vgg_half", "noise_augment": 0.5, "geometric_augment": True},
+        "+ rotation 15 deg and zoom 10% as Keras layers",
+    ),
+    "vgg_half_mixup_noise": ({"arch": "vgg_half", "noise_augment": 0.5, "mixup_alpha": 0.2}, "+ mixup 0.2"),
+}
+
+
+def candidate_params(name: str, epochs: int, seed: int):
+    """The checked train params of a candidate: params.yaml's train section, the base recipe, its changes."""
+    from ferflow.params import check, read_section
+
+    changes, _ = CANDIDATES[name]
+    return check("train", {**read_section("train"), **BASE_RECIPE, **changes, "epochs": epochs, "seed": seed})
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -85,10 +94,8 @@ def main() -> None:
     from ferflow.data.preprocess import prepare
     from ferflow.evaluation.corruptions import gaussian_noise
     from ferflow.evaluation.evaluate import predict_proba, predict_tta
-    from ferflow.model.registry import build_model, make_augmentation
-    from ferflow.runtime import seed_everything
-    from ferflow.training.augment import Augmentation
-    from ferflow.training.train import TrainingBatches, compile_model, fit_resumable, make_learning_rate, make_optimizer
+    from ferflow.training.recipe import build_training
+    from ferflow.training.train import fit_resumable
 
     args.out.mkdir(parents=True, exist_ok=True)
     dataset = load_dataset(args.source)
@@ -108,21 +115,9 @@ def main() -> None:
         if name in done:
             print(f"{name}: already in {summary_path}", flush=True)
             continue
-        recipe = CANDIDATES[name]
-        seed_everything(args.seed)
-        geometric = make_augmentation(args.seed) if recipe.geometric else None
-        model = build_model(recipe.arch, num_classes, augmentation=geometric, crop_size=recipe.crop_size)
-        batches = TrainingBatches(
-            x_train,
-            y_train,
-            num_classes,
-            recipe.batch_size,
-            args.seed,
-            mixup_alpha=recipe.mixup_alpha,
-            augmentation=Augmentation(recipe.crop_size, True, recipe.erasing, recipe.noise, recipe.noise_max_sigma),
-        )
-        schedule = make_learning_rate(recipe.learning_rate, "cosine", args.epochs, len(batches), recipe.warmup_epochs)
-        compile_model(model, make_optimizer(recipe.optimizer, schedule, recipe.weight_decay), recipe.label_smoothing)
+        p = candidate_params(name, args.epochs, args.seed)
+        training = build_training(p, x_train, y_train, num_classes)
+        model, batches = training.model, training.batches
         curves = args.out / "curves.csv"
 
         class Rows(keras.callbacks.Callback):
@@ -168,16 +163,16 @@ def main() -> None:
         row = {
             "candidate": name,
             "epochs": args.epochs,
-            "arch": recipe.arch,
+            "arch": p.arch,
             "params": model.count_params(),
             "val_accuracy_last": round(history["val_accuracy"][last], 4),
             "val_accuracy_best": round(max(history["val_accuracy"]), 4),
             "val_accuracy_tencrop": round(
-                float(np.mean(predict_tta(model, x_val, "tencrop", recipe.crop_size).argmax(1) == y_val)), 4
+                float(np.mean(predict_tta(model, x_val, "tencrop", p.crop_size).argmax(1) == y_val)), 4
             ),
             "val_accuracy_noise_0.1": round(float(np.mean(predict_proba(model, noisy).argmax(1) == y_val)), 4),
             "wall_seconds": round(time.perf_counter() - start, 1),
-            "notes": recipe.notes,
+            "notes": CANDIDATES[name][1],
         }
         append_row(summary_path, row)
         print(row, flush=True)

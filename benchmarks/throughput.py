@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from ferflow.runtime import environment_info, seed_everything, start_backend
+from ferflow.runtime import environment_info, start_backend
 
 
 def main() -> None:
@@ -43,10 +43,10 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from ferflow.model.registry import build_model, make_augmentation
+    from ferflow.params import check, read_section
     from ferflow.runtime import use_mixed_precision
-    from ferflow.training.augment import Augmentation
-    from ferflow.training.train import TrainingBatches, compile_model, make_optimizer, one_hot
+    from ferflow.training.recipe import build_training
+    from ferflow.training.train import one_hot
 
     dtype_policy = use_mixed_precision(False, args.cpu_bfloat16)
 
@@ -54,7 +54,16 @@ def main() -> None:
     faces = args.batch_size * args.steps
     x = rng.integers(0, 256, size=(faces, 48, 48)).astype(np.uint8)
     y = np.arange(faces) % 7
-    augmentation = Augmentation(args.crop_size, True, 0.3, 0.5, 0.15)
+    # The cpu preset's augmentation and optimizer, built as the train stage builds them.
+    recipe = {"crop_size": args.crop_size, "batch_size": args.batch_size, "seed": 0, "weights": "none"}
+    recipe |= {"flip": True, "random_erasing": 0.3, "noise_augment": 0.5, "noise_max_sigma": 0.15, "mixup_alpha": 0.0}
+    recipe |= {"optimizer": "sgd", "learning_rate": 0.01, "weight_decay": 5e-4, "label_smoothing": 0.1}
+    base = {**read_section("train"), **recipe}
+
+    def training_for(arch: str, geometric: bool):
+        return build_training(check("train", {**base, "arch": arch, "geometric_augment": geometric}), x, y, 7)
+
+    augmentation = training_for(args.archs[0], False).augmentation
     batch = x[: args.batch_size, ..., None].astype("float32")
     start = time.perf_counter()
     for _ in range(args.steps):
@@ -78,14 +87,8 @@ def main() -> None:
         def on_train_batch_end(self, batch, logs=None) -> None:
             self.times.append(time.perf_counter())
 
-    def model_for(arch: str, geometric: bool):
-        seed_everything(0)
-        model = build_model(arch, 7, make_augmentation(0) if geometric else None, crop_size=args.crop_size)
-        compile_model(model, make_optimizer("sgd", 0.01, 5e-4), 0.1)
-        return model
-
     for arch in args.archs:
-        model = model_for(arch, False)
+        model = training_for(arch, False).model
         labels = one_hot(y[: args.batch_size], 7)
         for _ in range(3):
             model.train_on_batch(batch, labels)
@@ -95,8 +98,8 @@ def main() -> None:
         bare = args.steps * args.batch_size / (time.perf_counter() - start)
         row = {"bare": round(bare, 1)}
         for name, geometric in (("pipeline", False), ("geometric", True)):
-            model = model_for(arch, geometric)
-            batches = TrainingBatches(x, y, 7, args.batch_size, 0, augmentation=augmentation)
+            training = training_for(arch, geometric)
+            model, batches = training.model, training.batches
             model.fit(batches, epochs=1, steps_per_epoch=3, verbose=0)  # warm-up and compilation
             ends = BatchEnds()
             model.fit(batches, epochs=1, verbose=0, callbacks=[ends])

@@ -10,7 +10,8 @@ from ferflow.io import save_model
 from ferflow.model.registry import ARCHITECTURES, build_model, make_augmentation
 from ferflow.runtime import seed_everything
 from ferflow.training.augment import random_crops
-from ferflow.training.train import compile_model, one_hot
+from ferflow.training.recipe import compile_model
+from ferflow.training.train import one_hot
 
 
 def conv_params(c_in: int, c_out: int) -> int:

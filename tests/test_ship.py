@@ -17,7 +17,7 @@ def fake_run(root: Path) -> None:
     shutil.copy(REPO / "params.yaml", root / "params.yaml")
     from ferflow.io import save_model
     from ferflow.model.registry import build_model
-    from ferflow.training.train import compile_model
+    from ferflow.training.recipe import compile_model
 
     model = build_model("seed_cnn_compact", 2)
     compile_model(model, 1e-3)

@@ -19,15 +19,9 @@ from conftest import REPO
 from dvclive import Live
 
 from ferflow.training.checkpoint import CheckpointBusy, checkpoint_lock, load_resume_state
+from ferflow.training.recipe import loss_weights, make_learning_rate, make_optimizer
 from ferflow.training.tracking import EpochProgress, LiveLogger
-from ferflow.training.train import (
-    TrainingBatches,
-    best_epoch,
-    loss_weights,
-    make_learning_rate,
-    make_optimizer,
-    one_hot,
-)
+from ferflow.training.train import TrainingBatches, best_epoch, one_hot
 
 
 def test_best_epoch_follows_the_monitor_direction() -> None:
@@ -192,11 +186,9 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from ferflow.runtime import start_backend
     start_backend()
     import keras, numpy as np
-    from ferflow.training.augment import Augmentation
-    from ferflow.model.registry import build_model, make_augmentation
-    from ferflow.runtime import seed_everything
-    from ferflow.training.train import (TrainingBatches, compile_model, fit_resumable, make_learning_rate,
-                           make_optimizer, training_callbacks)
+    from ferflow.params import check, read_section
+    from ferflow.training.recipe import build_training
+    from ferflow.training.train import fit_resumable, training_callbacks
 
     class Pause(keras.callbacks.Callback):  # makes room for the kill between epochs
         def on_epoch_end(self, epoch, logs=None):
@@ -206,12 +198,13 @@ TRAIN_SCRIPT = textwrap.dedent("""
         rng = np.random.default_rng(0)
         x = rng.integers(0, 256, (40, 48, 48)).astype(np.uint8)
         y = np.arange(40) % 7
-        seed_everything(3)
-        model = build_model("seed_cnn_compact", 7, make_augmentation(3), crop_size=44)
-        batches = TrainingBatches(x, y, 7, 16, 3, {i: 1.0 + i / 10 for i in range(7)}, mixup_alpha=0.2,
-                                  augmentation=Augmentation(44, True, 0.5, 0.5))
-        rate = make_learning_rate(1e-3, "cosine", 4, len(batches), 1)
-        compile_model(model, make_optimizer("adamw", rate, 1e-4), 0.1)
+        recipe = {"arch": "seed_cnn_compact", "weights": "none", "epochs": 4, "batch_size": 16, "seed": 3,
+                  "optimizer": "adamw", "learning_rate": 1e-3, "weight_decay": 1e-4, "schedule": "cosine",
+                  "warmup_epochs": 1, "label_smoothing": 0.1, "crop_size": 44, "flip": True,
+                  "random_erasing": 0.5, "noise_augment": 0.5, "mixup_alpha": 0.2, "geometric_augment": True}
+        p = check("train", {**read_section("train", REPO_ROOT), **recipe})
+        training = build_training(p, x, y, 7, {i: 1.0 + i / 10 for i in range(7)})
+        model, batches = training.model, training.batches
         callbacks = training_callbacks("val_loss", 10, "cosine", 2, 0.5)
         model, history, first = fit_resumable(model, batches, x, y, 4, checkpoints, "fingerprint", "val_loss",
                                               callbacks, [Pause()] if pause else [])
@@ -219,7 +212,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
 
     if __name__ == "__main__":
         run(sys.argv[1], True)
-""")
+""").replace("REPO_ROOT", repr(str(REPO)))
 
 
 def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_path) -> None:
@@ -267,20 +260,22 @@ def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_
 
 def tiny_fit(checkpoints: Path, epochs: int, learning_rate: float = 1e-3):
     """One tiny resumable training (40 random faces), as the train stage runs it."""
-    from ferflow.model.registry import build_model
-    from ferflow.runtime import seed_everything
-    from ferflow.training.train import compile_model, fit_resumable, training_callbacks
+    from ferflow.params import check, read_section
+    from ferflow.training.recipe import build_training
+    from ferflow.training.train import fit_resumable, training_callbacks
 
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (40, 48, 48)).astype(np.uint8)
     y = np.arange(40) % 7
-    seed_everything(3)
-    model = build_model("seed_cnn_compact", 7, crop_size=44)
-    compile_model(model, make_optimizer("sgd", learning_rate, 0.0), 0.0)
-    batches = TrainingBatches(x, y, 7, 16, 3, None)
+    plain = {"random_erasing": 0.0, "noise_augment": 0.0, "mixup_alpha": 0.0, "geometric_augment": False}
+    recipe = {"arch": "seed_cnn_compact", "weights": "none", "epochs": epochs, "batch_size": 16, "seed": 3}
+    recipe |= {"optimizer": "sgd", "weight_decay": 0.0, "schedule": "plateau", "label_smoothing": 0.0, "crop_size": 44}
+    p = check("train", {**read_section("train", REPO), **recipe, **plain})
+    p = p.model_copy(update={"learning_rate": learning_rate})  # past the params' range, to make one diverge
+    training = build_training(p, x, y, 7)
     return fit_resumable(
-        model,
-        batches,
+        training.model,
+        training.batches,
         x,
         y,
         epochs,

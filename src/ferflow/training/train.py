@@ -1,7 +1,8 @@
-"""Training: the recipe (optimizer, schedule, label smoothing), the batch generator (with the
-augmentations of `ferflow.training.augment` and mixup) and resumable fitting.
+"""Training: the batch generator (with the augmentations of `ferflow.training.augment` and
+mixup) and resumable fitting.
 
-Checkpoint state lives in `ferflow.training.checkpoint`, progress and DVCLive logging in
+The recipe (model, optimizer, schedule, loss) is assembled by `ferflow.training.recipe`,
+checkpoint state lives in `ferflow.training.checkpoint`, progress and DVCLive logging in
 `ferflow.training.tracking`.
 
 Everything here is backend-agnostic Keras: plain NumPy batches through a PyDataset, and
@@ -27,69 +28,6 @@ from ferflow.training.checkpoint import (
     set_aside,
 )
 from ferflow.training.tracking import EpochProgress, LearningRateLogger, LiveLogger
-
-
-def make_learning_rate(
-    learning_rate: float, schedule: str, epochs: int, steps_per_epoch: int, warmup_epochs: int
-) -> float | keras.optimizers.schedules.LearningRateSchedule:
-    """A constant rate (cut on plateaus by a callback) or cosine decay after a linear warm-up."""
-    if schedule == "plateau":
-        return learning_rate
-    if schedule != "cosine":
-        raise ValueError(f"unknown schedule {schedule!r}: expected 'plateau' or 'cosine'")
-    warmup_steps = warmup_epochs * steps_per_epoch
-    decay_steps = max(1, (epochs - warmup_epochs) * steps_per_epoch)
-    if warmup_steps == 0:
-        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps, alpha=0.01)
-    return keras.optimizers.schedules.CosineDecay(
-        learning_rate / 100.0, decay_steps, alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup_steps
-    )
-
-
-def make_optimizer(
-    name: str, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, weight_decay: float
-) -> keras.optimizers.Optimizer:
-    """Adam, AdamW (decoupled weight decay) or SGD with Nesterov momentum 0.9."""
-    decay = weight_decay or None
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=decay)
-    if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
-    raise ValueError(f"unknown optimizer {name!r}: expected 'adam', 'adamw' or 'sgd'")
-
-
-def compile_model(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer | float, label_smoothing: float = 0.0
-) -> None:
-    """Cross-entropy on one-hot (possibly mixed) labels; a float optimizer means Adam at that rate."""
-    if not isinstance(optimizer, keras.optimizers.Optimizer):
-        optimizer = keras.optimizers.Adam(learning_rate=float(optimizer))
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
-    )
-
-
-def loss_weights(
-    balanced: dict[str, float], class_names: tuple[str, ...], mode: str, train_labels: np.ndarray
-) -> dict[int, float] | None:
-    """Per-class loss weights by class index: none, balanced (n / (k * n_c)), or their square root.
-
-    The square root is a milder balance: a rare class weighs more without the large loss
-    spikes that full balancing gives a class 1.5% the size. Weights are scaled so that their
-    mean over the training faces is 1, which keeps the learning rate's meaning.
-    """
-    if mode == "none":
-        return None
-    if mode not in ("sqrt", "balanced"):
-        raise ValueError(f"unknown class weighting {mode!r}: expected 'none', 'sqrt' or 'balanced'")
-    power = 0.5 if mode == "sqrt" else 1.0
-    weights = np.array([balanced[name] ** power for name in class_names])
-    weights /= weights[np.asarray(train_labels)].mean()
-    return {i: float(w) for i, w in enumerate(weights)}
 
 
 def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -273,31 +211,9 @@ def _fit_resumable(
     restore_best,
     live,
 ):
-    state = load_resume_state(checkpoint_dir, fingerprint, epochs)
-    first_epoch = 0
-    if state is not None:
-        try:
-            model = keras.saving.load_model(checkpoint_dir / state["checkpoint"], safe_mode=True)
-        except Exception as error:  # noqa: BLE001 - a damaged file that no checksum recorded
-            set_aside(checkpoint_dir, f"{checkpoint_dir / state['checkpoint']} does not load ({type(error).__name__})")
-            checkpoint_dir.mkdir(parents=True)
-            return _fit_resumable(
-                model,
-                batches,
-                x_val,
-                y_val,
-                epochs,
-                checkpoint_dir,
-                fingerprint,
-                monitor,
-                callbacks,
-                extra_callbacks,
-                restore_best,
-                live,
-            )
-        for variable, value in zip(seed_state_variables(model), state["seed_states"], strict=True):
-            variable.assign(np.asarray(value, dtype=variable.dtype))
-        first_epoch = state["epochs_done"]
+    model, state = _resumed(model, checkpoint_dir, fingerprint, epochs)
+    first_epoch = state["epochs_done"] if state else 0
+    if state:
         batches.start_at_epoch(first_epoch)
     keeper = ResumableCheckpoint(checkpoint_dir, fingerprint, monitor, state, callbacks)
     x_val = np.asarray(x_val, dtype=np.float32)
@@ -319,6 +235,28 @@ def _fit_resumable(
     if restore_best:
         model.load_weights(checkpoint_dir / "best.weights.h5")
     return model, keeper.state["history"], first_epoch
+
+
+def _resumed(
+    model: keras.Model, checkpoint_dir: Path, fingerprint: str, epochs: int
+) -> tuple[keras.Model, dict | None]:
+    """The model and resume state of an unfinished run in `checkpoint_dir`, or `model` and None.
+
+    A checkpoint that does not load is set aside (as a damaged one is by `load_resume_state`),
+    and training starts afresh.
+    """
+    state = load_resume_state(checkpoint_dir, fingerprint, epochs)
+    if state is None:
+        return model, None
+    try:
+        resumed = keras.saving.load_model(checkpoint_dir / state["checkpoint"], safe_mode=True)
+    except Exception as error:  # noqa: BLE001 - a damaged file that no checksum recorded
+        set_aside(checkpoint_dir, f"{checkpoint_dir / state['checkpoint']} does not load ({type(error).__name__})")
+        checkpoint_dir.mkdir(parents=True)
+        return model, None
+    for variable, value in zip(seed_state_variables(resumed), state["seed_states"], strict=True):
+        variable.assign(np.asarray(value, dtype=variable.dtype))
+    return resumed, state
 
 
 def best_epoch(history: dict[str, list[float]], monitor: str) -> int:
