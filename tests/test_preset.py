@@ -10,7 +10,9 @@ import yaml
 from conftest import REPO
 
 from ferflow import params
-from ferflow.pipeline.preset import PRESETS, main
+from ferflow.pipeline.preset import PRESETS_DIR, load_presets, main
+
+PRESETS = load_presets(REPO / PRESETS_DIR)
 
 
 @pytest.fixture
@@ -76,3 +78,10 @@ def test_every_preset_sets_the_whole_recipe(preset) -> None:
         "reduce_lr_factor",
     }
     assert recipe_keys <= set(PRESETS[preset]["train"]), recipe_keys - set(PRESETS[preset]["train"])
+
+
+def test_an_unknown_preset_names_the_known_ones(params_file, capsys) -> None:
+    before = params_file.read_text()
+    assert main(["fast", "--params", str(params_file)]) == 2
+    assert "unknown preset 'fast'; known: ['cpu', 'full', 'quick']" in capsys.readouterr().err
+    assert params_file.read_text() == before
