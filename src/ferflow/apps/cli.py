@@ -11,17 +11,13 @@ Exit codes of `fer predict`:
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import math
-import os
 import sys
 from pathlib import Path
 
+from ferflow.apps.output import model_description, output_problem, print_table, write_records
+
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
-
-
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 10.0
 
@@ -141,58 +137,6 @@ def _serve_parser(sub) -> None:
     )
 
 
-def model_description(classifier, quality: str, tta: bool) -> dict:
-    """Which model answered, and how: for the JSON of predict and the answers of serve."""
-    return {
-        "quality": quality if classifier.path == chosen_default(quality) else "custom",
-        "file": classifier.path.name,
-        "runtime": classifier.runtime,
-        "tta": tta,
-    }
-
-
-def chosen_default(quality: str) -> Path:
-    from ferflow.faces.predict import QUALITIES
-
-    return QUALITIES[quality][0]
-
-
-def write_records(
-    faces: list,
-    json_path: Path | None,
-    csv_path: Path | None,
-    class_names: tuple[str, ...],
-    detector: str | None = None,
-    model: dict | None = None,
-) -> None:
-    from ferflow.io import write_text
-
-    records = [face.record() for face in faces]
-    if json_path is not None:
-        document = {"class_names": list(class_names), "detector": detector, "model": model, "faces": records}
-        write_text(json_path, json.dumps(document, indent=1) + "\n")
-    if csv_path is not None:
-        buffer = io.StringIO()
-        columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        for record in records:
-            probabilities = record.pop("probabilities")
-            writer.writerow({**record, "frame": "" if record["frame"] is None else record["frame"], **probabilities})
-        write_text(csv_path, buffer.getvalue())
-
-
-def print_table(faces: list, out=None) -> None:
-    out = out or sys.stdout
-    if faces:
-        width = max(len("file"), *(len(f.file) for f in faces))
-        print(f"{'file':<{width}}  {'frame':>5}  {'box (x, y, w, h)':<22}  {'emotion':<9}  confidence", file=out)
-        for f in faces:
-            frame = "" if f.frame is None else str(f.frame)
-            print(f"{f.file:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
-    out.flush()  # before the problems and the summary on stderr
-
-
 def load_or_report(model_path: Path, threads: int | None = None):
     """The classifier, or None after printing why the model cannot be used."""
     from ferflow.faces.predict import load_classifier
@@ -226,26 +170,6 @@ def threads_problem(threads: int | None) -> str | None:
         default_threads()
     except ValueError as problem:
         return str(problem)
-    return None
-
-
-def output_problem(path: Path | None, is_dir: bool) -> str | None:
-    """Why `path` cannot be written (as a file, or a folder with `is_dir`), or None if it can."""
-    if path is None:
-        return None
-    if is_dir:
-        if path.exists() and not path.is_dir():
-            return f"'{path}' exists and is not a folder"
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not os.access(existing, os.W_OK):
-            return f"'{existing}' is not writable"
-        return None
-    if path.is_dir():
-        return f"'{path}' is a folder; give a file name"
-    if not path.parent.is_dir():
-        return f"the folder '{path.parent}' does not exist"
-    if not os.access(path if path.exists() else path.parent, os.W_OK):
-        return f"'{path}' is not writable"
     return None
 
 
