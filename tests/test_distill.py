@@ -63,9 +63,10 @@ def test_the_teacher_predicts_ten_crop_probabilities_for_the_training_faces(tmp_
     from ferflow.evaluation.evaluate import predict_tta
 
     path = save_member(tmp_path, "teacher", 3)
-    model, crop = load_teacher(path, CLASS_NAMES)
-    assert crop == 44
-    probabilities = teacher_probabilities(model, crop, faces[..., 0])
+    teacher = load_teacher(path, CLASS_NAMES)
+    assert teacher.crop_size == 44 and teacher.runtime == "keras"
+    model = teacher.model
+    probabilities = teacher_probabilities(teacher, faces[..., 0])
     assert probabilities.shape == (len(faces), len(CLASS_NAMES))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(probabilities, predict_tta(model, faces, "tencrop", 44), rtol=1e-5, atol=1e-6)

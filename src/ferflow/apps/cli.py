@@ -139,7 +139,7 @@ def _serve_parser(sub) -> None:
 
 def load_or_report(model_path: Path, threads: int | None = None):
     """The classifier, or None after printing why the model cannot be used."""
-    from ferflow.faces.predict import load_classifier
+    from ferflow.model.classifier import load_classifier
     from ferflow.model.sidecar import ModelFileError
     from ferflow.runtime import configure_determinism
 

@@ -17,7 +17,6 @@ run goes on; only a model that cannot be used stops everything, before any work.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import sys
 from dataclasses import dataclass, field
@@ -40,9 +39,10 @@ from ferflow.faces.photo import (
     to_grey,
     to_rgb,
 )
-from ferflow.model.onnx_runtime import ASSETS, load_checked_onnx
-from ferflow.model.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
-from ferflow.model.tta import view_probabilities
+from ferflow.model.classifier import Classifier as Classifier  # re-exported: the Python API
+from ferflow.model.classifier import load_classifier as load_classifier
+from ferflow.model.onnx_runtime import ASSETS
+from ferflow.model.sidecar import ModelFileError as ModelFileError
 
 # The shipped models, exported to ONNX and installed with the package (see ferflow.model.onnx_runtime).
 # A quality is a model and whether to average over test-time views (ten-crop and flips).
@@ -50,16 +50,6 @@ QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer201
 DEFAULT_QUALITY = "fast"
 DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
 PRETRAINED_KERAS = Path(paths.PRETRAINED) / "fer2013.keras"  # in a checkout: what ships, as Keras
-
-
-@dataclass
-class Classifier:
-    model: object  # an OnnxModel or a keras.Model: anything with predict_on_batch
-    class_names: tuple[str, ...]
-    crop_size: int
-    path: Path
-    runtime: str = "onnx"  # "onnx" (ONNX Runtime) or "keras"
-    sidecar: dict = field(default_factory=dict, repr=False)  # the model card, read once with the model
 
 
 @dataclass
@@ -93,50 +83,6 @@ class Problem:
     message: str
 
 
-def load_classifier(model_path: str | Path = DEFAULT_MODEL, threads: int | None = None) -> Classifier:
-    """Load a model with its sidecar, checking that the two agree: an exported .onnx model on ONNX
-    Runtime (the default; no TensorFlow needed), or a .keras model in safe mode (needs Keras)."""
-    model_path = Path(model_path)
-    if model_path.is_dir():
-        raise ModelFileError(
-            f"'{model_path}' is a folder; pass the .onnx or .keras model file (with its .json sidecar beside it)"
-        )
-    if not model_path.is_file():
-        raise ModelFileError(
-            f"model file '{model_path}' does not exist; train one with `dvc repro` or pass --model PATH"
-        )
-    is_onnx = model_path.suffix.lower() == ".onnx"
-    if not is_onnx:
-        require_keras(model_path)
-    try:
-        model, info = load_checked_onnx(model_path, threads) if is_onnx else load_keras(model_path)
-    except ModelFileError as error:
-        raise ModelFileError(f"{error}; pass a model trained by this pipeline") from None
-    runtime = "onnx" if is_onnx else "keras"
-    return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime, info)
-
-
-def require_keras(model_path: Path) -> None:
-    """A .keras model needs Keras; say in one line what to do when it is not installed."""
-    try:  # whether Keras is here, without importing it (start_backend does, quietly)
-        keras_found = importlib.util.find_spec("keras") is not None
-    except ValueError:  # a module set to None in sys.modules
-        keras_found = False
-    if not keras_found:
-        raise ModelFileError(
-            f"'{model_path}' is a Keras model, and Keras is not installed: install it "
-            f"(pip install 'ferflow[pipeline]'), or pass an exported .onnx model "
-            f"(fer export --format onnx, where Keras is installed)"
-        ) from None
-
-
-def load_keras(model_path: Path):
-    from ferflow.runtime import start_backend
-
-    start_backend()  # loads Keras with the backend's start-up logs kept off the terminal
-    return load_checked_model(model_path)
-
-
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -166,16 +112,13 @@ MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times fo
 
 def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool, batch_size: int = MODEL_BATCH) -> np.ndarray:
     """Probabilities for (n, 48, 48) grey faces; with `tta`, averaged over the flip (and ten-crop)
-    views, `batch_size` views a call (`view_probabilities`)."""
-    from ferflow.runtime import native_stderr_silenced
-
+    views, `batch_size` views a call (`Classifier.probabilities`)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if len(faces) == 0:
         return np.zeros((0, len(classifier.class_names)), dtype="float32")
     mode = ("tencrop" if classifier.crop_size else "flip") if tta else "none"
-    with native_stderr_silenced():
-        return view_probabilities(classifier.model.predict_on_batch, faces, mode, classifier.crop_size, batch_size)
+    return classifier.probabilities(faces, mode, batch_size)
 
 
 @dataclass

@@ -92,7 +92,7 @@ def ensemble_sidecar(paths: list[Path], infos: list[dict[str, Any]]) -> dict[str
 
 def load_members(paths: list[Path]) -> list:
     """Each member as a checked Classifier (model + sidecar), or EnsembleError/ModelFileError."""
-    from ferflow.faces.predict import load_classifier
+    from ferflow.model.classifier import load_classifier
 
     classifiers = [load_classifier(path) for path in paths]
     check_members(paths, [c.class_names for c in classifiers], [c.crop_size for c in classifiers])
@@ -139,7 +139,6 @@ def recorded_path(path: Path) -> str:
 def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256) -> dict[str, Any]:
     """Accuracy, macro-F1 and ten-crop accuracy of each member and of their average on one split."""
     from ferflow.data.processed import load_processed
-    from ferflow.evaluation.evaluate import predict_proba, predict_tta
 
     classifiers = load_members(paths)
     data = load_processed(dataset)
@@ -153,8 +152,8 @@ def evaluate(paths: list[Path], dataset: Path, split: str, batch_size: int = 256
     x, y, names = data.x[split], data.y[split], data.class_names
     plain, tencrop, members = [], [], []
     for path, classifier in zip(paths, classifiers):
-        plain.append(predict_proba(classifier.model, x, batch_size))
-        tencrop.append(predict_tta(classifier.model, x, "tencrop", classifier.crop_size, batch_size))
+        plain.append(classifier.probabilities(x, "none", batch_size))
+        tencrop.append(classifier.probabilities(x, "tencrop", batch_size))
         members.append({"model": recorded_path(path), **summarise(y, plain[-1], tencrop[-1], names)})
     average = summarise(y, np.mean(plain, axis=0), np.mean(tencrop, axis=0), names)
     return {

@@ -21,38 +21,35 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.model.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
-from ferflow.model.tta import view_probabilities
+from ferflow.model.classifier import Classifier, load_classifier
+from ferflow.model.sidecar import ModelFileError
 
 
 class TeacherError(ValueError):
     """The teacher model cannot teach this run: missing, unreadable, or other classes."""
 
 
-def load_teacher(path: str | Path, class_names: tuple[str, ...]):
-    """The teacher as (Keras model, crop size), checked against this run's class names."""
+def load_teacher(path: str | Path, class_names: tuple[str, ...]) -> Classifier:
+    """The teacher (a model of this pipeline with its sidecar), checked against this run's class names."""
     try:
-        model, info = load_checked_model(path)
+        teacher = load_classifier(path)
     except ModelFileError as error:
         raise TeacherError(
             f"train.teacher: {error}; pass a model trained by this pipeline, "
             "or set train.teacher to '' to train without one"
         ) from None
-    teacher_classes = class_names_of(info)
+    teacher_classes = teacher.class_names
     if tuple(teacher_classes) != tuple(class_names):
         raise TeacherError(
             f"train.teacher: '{path}' predicts {list(teacher_classes)}, but this run trains "
             f"{list(class_names)}; a teacher must name the same classes in the same order"
         )
-    return model, crop_size_of(info)
+    return teacher
 
 
-def teacher_probabilities(model, crop_size: int, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def teacher_probabilities(teacher: Classifier, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """The teacher's class probabilities for each face, averaged over its ten-crop views."""
-    from ferflow.runtime import native_stderr_silenced
-
-    with native_stderr_silenced():
-        return view_probabilities(model.predict_on_batch, images, "tencrop", crop_size, batch_size)
+    return teacher.probabilities(images, "tencrop", batch_size)
 
 
 def soften(probabilities: np.ndarray, temperature: float) -> np.ndarray:
