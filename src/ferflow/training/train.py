@@ -181,60 +181,37 @@ def fit_resumable(
     checkpoint_dir = Path(checkpoint_dir)
     ensure_writable(checkpoint_dir)
     with checkpoint_lock(checkpoint_dir):
-        return _fit_resumable(
-            model,
-            batches,
-            x_val,
-            y_val,
-            epochs,
-            checkpoint_dir,
-            fingerprint,
-            monitor,
-            callbacks,
-            list(extra_callbacks),
-            restore_best,
-            live,
-        )
-
-
-def _fit_resumable(
-    model,
-    batches,
-    x_val,
-    y_val,
-    epochs,
-    checkpoint_dir,
-    fingerprint,
-    monitor,
-    callbacks,
-    extra_callbacks,
-    restore_best,
-    live,
-):
-    model, state = _resumed(model, checkpoint_dir, fingerprint, epochs)
-    first_epoch = state["epochs_done"] if state else 0
-    if state:
-        batches.start_at_epoch(first_epoch)
-    keeper = ResumableCheckpoint(checkpoint_dir, fingerprint, monitor, state, callbacks)
-    x_val = np.asarray(x_val, dtype=np.float32)
-    x_val = x_val[..., None] if x_val.ndim == 3 else x_val
-    y_val_hot = one_hot(y_val, batches.num_classes)
-    followers = [EpochProgress(epochs)]
-    if live is not None:
-        followers.append(LiveLogger(live, state["history"] if state else None))
-    with native_stderr_silenced():
-        model.fit(
-            batches,
-            validation_data=(x_val, y_val_hot),
-            epochs=epochs,
-            initial_epoch=first_epoch,
-            callbacks=[StopOnNonFiniteLoss(), LearningRateLogger(), *callbacks, *extra_callbacks, keeper, *followers],
-            verbose=0,
-            shuffle=False,
-        )  # the batches shuffle themselves, by seed and epoch; Keras would use global state
-    if restore_best:
-        model.load_weights(checkpoint_dir / "best.weights.h5")
-    return model, keeper.state["history"], first_epoch
+        model, state = _resumed(model, checkpoint_dir, fingerprint, epochs)
+        first_epoch = state["epochs_done"] if state else 0
+        if state:
+            batches.start_at_epoch(first_epoch)
+        keeper = ResumableCheckpoint(checkpoint_dir, fingerprint, monitor, state, callbacks)
+        x_val = np.asarray(x_val, dtype=np.float32)
+        x_val = x_val[..., None] if x_val.ndim == 3 else x_val
+        y_val_hot = one_hot(y_val, batches.num_classes)
+        followers = [EpochProgress(epochs)]
+        if live is not None:
+            followers.append(LiveLogger(live, state["history"] if state else None))
+        with native_stderr_silenced():
+            model.fit(
+                batches,
+                validation_data=(x_val, y_val_hot),
+                epochs=epochs,
+                initial_epoch=first_epoch,
+                callbacks=[
+                    StopOnNonFiniteLoss(),
+                    LearningRateLogger(),
+                    *callbacks,
+                    *extra_callbacks,
+                    keeper,
+                    *followers,
+                ],
+                verbose=0,
+                shuffle=False,
+            )  # the batches shuffle themselves, by seed and epoch; Keras would use global state
+        if restore_best:
+            model.load_weights(checkpoint_dir / "best.weights.h5")
+        return model, keeper.state["history"], first_epoch
 
 
 def _resumed(
