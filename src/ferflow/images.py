@@ -11,7 +11,7 @@ SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL's modes for 
 
 def to_8bit_grey(image: Image.Image) -> Image.Image:
     """Grey 8-bit, whatever the bit depth. PIL's convert("L") clips 16-bit values at 255 (an
-    almost white face); they are scaled by 1/256 instead, as OpenCV (`fer predict`) does."""
+    almost white face); they are scaled by 1/256 instead, as OpenCV reads them."""
     if image.mode in SIXTEEN_BIT_MODES:
         wide = np.asarray(image, dtype=np.uint32)
         return Image.fromarray((np.clip(wide, 0, 65535) >> 8).astype(np.uint8), mode="L")

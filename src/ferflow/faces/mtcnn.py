@@ -106,7 +106,7 @@ class PackedPNet:
     The package resizes the photo to each pyramid level with eager TensorFlow ops, runs P-Net
     once per level (8 levels at 320 px) and turns each output into boxes with more eager ops:
     on a CPU that is mostly per-call overhead. P-Net is fully convolutional with a stride of 2
-    and 12 px windows, so here the levels are resized with OpenCV, packed side by side into one
+    and 12 px windows, so here the levels are resized with Pillow, packed side by side into one
     canvas (`pack_levels`), scored in one compiled call, and each level's windows are read back
     from its part of the output in NumPy, with the package's arithmetic and suppression. A
     level with an odd side gets its last row or column repeated: the package's padded pooling

@@ -231,7 +231,7 @@ PROGRESS_MIN_ITEMS = 5  # no progress bar for a handful of files
 def locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list[Box], list[np.ndarray]]:
     """The faces' boxes and 48x48 grey crops. Without a detector the image is a face crop already.
 
-    Raises ImageError, naming the file, when the image cannot be searched: OpenCV and the
+    Raises ImageError, naming the file, when the image cannot be searched: Pillow and the
     detectors raise their own types on degenerate pixels, and one image must not stop a run.
     """
     try:
