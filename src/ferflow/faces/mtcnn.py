@@ -273,8 +273,9 @@ def crop_and_resize(image: np.ndarray, boxes: np.ndarray, size: int) -> np.ndarr
     def gather(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         return image[np.clip(rows, 0, height - 1)[:, :, None], np.clip(cols, 0, width - 1)[:, None, :]]
 
-    upper = gather(top_i, left_i) + (gather(top_i, right_i) - gather(top_i, left_i)) * x_lerp
-    lower = gather(bottom_i, left_i) + (gather(bottom_i, right_i) - gather(bottom_i, left_i)) * x_lerp
+    top_left, bottom_left = gather(top_i, left_i), gather(bottom_i, left_i)
+    upper = top_left + (gather(top_i, right_i) - top_left) * x_lerp
+    lower = bottom_left + (gather(bottom_i, right_i) - bottom_left) * x_lerp
     patches = upper + (lower - upper) * y_lerp
     outside = ((ys < 0) | (ys > height - 1))[:, :, None] | ((xs < 0) | (xs > width - 1))[:, None, :]
     patches[outside] = 0.0
