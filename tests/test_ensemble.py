@@ -118,10 +118,11 @@ def test_the_shipped_ensemble_holds_the_shipped_model_and_averages_its_members(f
     assert sidecar["model_sha256"] == sha256_file(shipped_ensemble)
     assert sidecar["members"][0]["sha256"] == sha256_file(shipped_single)
     members = [ensemble.model.get_layer(f"member_{i}") for i in range(len(sidecar["members"]))]
-    assert len(members) == 2
+    assert len(members) == 3
     member_outputs = [member.predict_on_batch(faces) for member in members]
     np.testing.assert_allclose(member_outputs[0], single.model.predict_on_batch(faces), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(member_outputs[0], member_outputs[1], atol=1e-3)
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # three different models
+        assert not np.allclose(member_outputs[i], member_outputs[j], atol=1e-3)
     np.testing.assert_allclose(
         ensemble.model.predict_on_batch(faces), np.mean(member_outputs, axis=0), rtol=1e-5, atol=1e-6
     )
