@@ -30,7 +30,7 @@ def _model_arguments(p) -> None:
         "--quality",
         choices=list(QUALITIES),
         default=DEFAULT_QUALITY,
-        help="fast: the shipped single model; best: the shipped two-model ensemble with ten-crop "
+        help="fast: the shipped single model; best: the shipped three-model ensemble with ten-crop "
         f"(slower, more accurate; see the docs for both) (default: {DEFAULT_QUALITY})",
     )
     p.add_argument(
