@@ -183,9 +183,10 @@ def test_the_model_and_data_load_together_only_when_their_classes_match(model_pa
     files = {split: np.asarray(["a.png", "b.png"]) for split in empty}
     save_processed(tmp_path / "dataset.npz", ProcessedData(empty, labels, files, names))
     if order == "same":
-        data, model, sidecar, class_names, crop_size = load_model_and_data(tmp_path / "dataset.npz", model_path)
-        assert class_names == CLASS_NAMES and crop_size == 44 and model.output_shape == (None, 7)
-        assert data.x["test"].shape == (2, 48, 48) and sidecar["class_names"] == list(CLASS_NAMES)
+        data, classifier = load_model_and_data(tmp_path / "dataset.npz", model_path)
+        assert classifier.class_names == CLASS_NAMES and classifier.crop_size == 44
+        assert classifier.runtime == "keras" and classifier.model.output_shape == (None, 7)
+        assert data.x["test"].shape == (2, 48, 48) and classifier.sidecar["class_names"] == list(CLASS_NAMES)
     else:
         with pytest.raises(ValueError, match="the model's classes .* differ from the data's"):
             load_model_and_data(tmp_path / "dataset.npz", model_path)

@@ -226,17 +226,16 @@ def occlusion_map(
 
 
 def load_model_and_data(dataset_path: str, model_path: str) -> tuple:
-    """The processed splits and the trained model, checked against each other.
-
-    Returns (data, model, sidecar, class_names, crop_size). The model is loaded in safe mode
-    and checked against its sidecar; its classes must be the data's, in the same order.
-    """
+    """The processed splits and the trained model's handle (`ferflow.model.classifier`), checked
+    against each other: the model against its sidecar, and its classes against the data's,
+    in the same order. Returns (data, classifier)."""
     from ferflow.data.processed import load_processed
-    from ferflow.model.sidecar import class_names_of, crop_size_of, load_checked_model
+    from ferflow.model.classifier import load_classifier
 
     data = load_processed(dataset_path)
-    model, sidecar = load_checked_model(model_path)
-    class_names = class_names_of(sidecar)
-    if class_names != data.class_names:
-        raise ValueError(f"the model's classes {list(class_names)} differ from the data's {list(data.class_names)}")
-    return data, model, sidecar, class_names, crop_size_of(sidecar)
+    classifier = load_classifier(model_path)
+    if classifier.class_names != data.class_names:
+        raise ValueError(
+            f"the model's classes {list(classifier.class_names)} differ from the data's {list(data.class_names)}"
+        )
+    return data, classifier
