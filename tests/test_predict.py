@@ -711,3 +711,19 @@ def test_without_opencv_videos_and_the_haar_detector_say_what_to_install(photos,
         assert main(args) == EXIT_OK  # photos need no OpenCV
     finally:
         face_detector.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "shape, size",
+    [((480, 640, 3), (320, 240)), ((240, 320, 3), (61, 46)), ((401, 599, 3), (213, 142)), ((37, 53), (11, 7))],
+)
+def test_photos_shrink_by_area_exactly_as_opencv_does(shape, size) -> None:
+    """Detection copies and MTCNN's pyramid: OpenCV's INTER_AREA, which the settings were chosen with."""
+    from ferflow.faces.photo import area_shrunk
+
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, shape).astype(np.uint8)
+    np.testing.assert_array_equal(area_shrunk(photo, *size), cv2.resize(photo, size, interpolation=cv2.INTER_AREA))
+    normalized = (photo.astype(np.float32) - 127.5) / 128
+    expected = cv2.resize(normalized, size, interpolation=cv2.INTER_AREA)
+    np.testing.assert_allclose(area_shrunk(normalized, *size), expected, atol=1e-6)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ferflow.faces.photo import SHRINK_RESAMPLING, Box, resized, to_rgb
+from ferflow.faces.photo import Box, area_shrunk, to_rgb
 
 
 def pack_levels(shapes: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], tuple[int, int]]:
@@ -106,7 +106,7 @@ class PackedPNet:
     The package resizes the photo to each pyramid level with eager TensorFlow ops, runs P-Net
     once per level (8 levels at 320 px) and turns each output into boxes with more eager ops:
     on a CPU that is mostly per-call overhead. P-Net is fully convolutional with a stride of 2
-    and 12 px windows, so here the levels are resized with Pillow, packed side by side into one
+    and 12 px windows, so here the levels are shrunk by area averaging, packed side by side into one
     canvas (`pack_levels`), scored in one compiled call, and each level's windows are read back
     from its part of the output in NumPy, with the package's arithmetic and suppression. A
     level with an odd side gets its last row or column repeated: the package's padded pooling
@@ -143,7 +143,7 @@ class PackedPNet:
         corners, canvas_shape = pack_levels([(h, w) for _, h, w in levels])
         canvas = np.zeros((1, *canvas_shape, 3), dtype=np.float32)
         for (_, h, w), (even_h, even_w), (top, left) in zip(levels, even, corners):
-            level = resized(image, w, h, SHRINK_RESAMPLING)
+            level = area_shrunk(image, w, h)
             canvas[0, top : top + even_h, left : left + even_w] = np.pad(
                 level, ((0, even_h - h), (0, even_w - w), (0, 0)), mode="edge"
             )
