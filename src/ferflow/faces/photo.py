@@ -50,11 +50,11 @@ def area_shrunk(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """`pixels` (8-bit or float32, grey or with channels) shrunk to width x height by area averaging,
     as OpenCV's INTER_AREA shrinks, which the detectors' settings were chosen with (Pillow's box
     filter samples the pixels at the edges instead of weighing them, and finds fewer faces)."""
-    x = pixels.astype(np.float32)
+    x = np.asarray(pixels, dtype=np.float32)
     rows, row_weights = _area_weights(x.shape[0], height)
-    x = np.einsum("htw...,ht->hw...", x[rows], row_weights)
+    x = np.ascontiguousarray(np.einsum("htw...,ht->hw...", x[rows], row_weights))
     cols, col_weights = _area_weights(x.shape[1], width)
-    x = np.einsum("hwt...,wt->hw...", x[:, cols], col_weights)
+    x = np.ascontiguousarray(np.einsum("hwt...,wt->hw...", x[:, cols], col_weights))  # later gathers need rows
     return np.floor(x + 0.5).clip(0, 255).astype(np.uint8) if pixels.dtype == np.uint8 else x
 
 
