@@ -713,6 +713,12 @@ def test_without_opencv_videos_and_the_haar_detector_say_what_to_install(photos,
         face_detector.cache_clear()
 
 
+def assert_same_pixels(ours: np.ndarray, opencv: np.ndarray) -> None:
+    """Equal but for the rounding of a grey level on a few pixels (OpenCV sums in another order)."""
+    difference = np.abs(ours.astype(int) - opencv)
+    assert ours.shape == opencv.shape and difference.max() <= 1 and (difference > 0).mean() < 0.05
+
+
 @pytest.mark.parametrize(
     "shape, size",
     [((480, 640, 3), (320, 240)), ((240, 320, 3), (61, 46)), ((401, 599, 3), (213, 142)), ((37, 53), (11, 7))],
@@ -723,7 +729,25 @@ def test_photos_shrink_by_area_exactly_as_opencv_does(shape, size) -> None:
 
     rng = np.random.default_rng(0)
     photo = rng.integers(0, 256, shape).astype(np.uint8)
-    np.testing.assert_array_equal(area_shrunk(photo, *size), cv2.resize(photo, size, interpolation=cv2.INTER_AREA))
+    assert_same_pixels(area_shrunk(photo, *size), cv2.resize(photo, size, interpolation=cv2.INTER_AREA))
     normalized = (photo.astype(np.float32) - 127.5) / 128
     expected = cv2.resize(normalized, size, interpolation=cv2.INTER_AREA)
     np.testing.assert_allclose(area_shrunk(normalized, *size), expected, atol=1e-6)
+
+
+def test_a_large_photo_is_reduced_first_and_still_shrinks_like_opencv() -> None:
+    """Up to four times the detection size the copy is exact; beyond, a whole-factor reduction
+    comes first (little memory), and a real photo still shrinks to almost the same pixels."""
+    from ferflow.faces.photo import area_shrunk, detection_copy
+
+    astronaut = skimage_data.astronaut()  # 512x512 RGB
+    assert_same_pixels(
+        detection_copy(astronaut, 160, 160), cv2.resize(astronaut, (160, 160), interpolation=cv2.INTER_AREA)
+    )
+    assert_same_pixels(
+        area_shrunk(astronaut, 128, 128), cv2.resize(astronaut, (128, 128), interpolation=cv2.INTER_AREA)
+    )
+    large = cv2.resize(astronaut, (4096, 3072), interpolation=cv2.INTER_CUBIC)
+    copy = detection_copy(large, 320, 240)
+    expected = cv2.resize(large, (320, 240), interpolation=cv2.INTER_AREA)
+    assert copy.shape == expected.shape and np.abs(copy.astype(int) - expected).mean() < 1.0

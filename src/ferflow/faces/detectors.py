@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ferflow.faces.mtcnn import MtcnnDetector, MtcnnTensorFlow
-from ferflow.faces.photo import Box, area_shrunk, require_opencv, to_grey
+from ferflow.faces.photo import Box, detection_copy, require_opencv, to_grey
 
 DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
 DEFAULT_DETECTOR = "mtcnn"  # the best recall on the grids (README, Face detection)
@@ -99,7 +99,9 @@ def detect_faces(pixels: np.ndarray, detector, min_size: int = 30, max_side: int
     height, width = pixels.shape[:2]
     scale = min(1.0, max_side / max(height, width))
     # At least one pixel a side: a very thin photo would otherwise shrink to nothing.
-    small = pixels if scale == 1.0 else area_shrunk(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
+    small = (
+        pixels if scale == 1.0 else detection_copy(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
+    )
     boxes = detector.detect(small, max(12, round(min_size * scale)))
     mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]
     return sorted(mapped, key=lambda b: -b[2] * b[3])

@@ -48,14 +48,25 @@ def _area_weights(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
 
 def area_shrunk(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
     """`pixels` (8-bit or float32, grey or with channels) shrunk to width x height by area averaging,
-    as OpenCV's INTER_AREA shrinks, which the detectors' settings were chosen with (Pillow's box
-    filter samples the pixels at the edges instead of weighing them, and finds fewer faces)."""
+    as OpenCV's INTER_AREA shrinks (up to the rounding of a grey level), which the detectors'
+    settings were chosen with (Pillow's box filter samples the pixels at the edges instead of
+    weighing them, and finds fewer faces)."""
     x = np.asarray(pixels, dtype=np.float32)
     rows, row_weights = _area_weights(x.shape[0], height)
     x = np.ascontiguousarray(np.einsum("htw...,ht->hw...", x[rows], row_weights))
     cols, col_weights = _area_weights(x.shape[1], width)
     x = np.ascontiguousarray(np.einsum("hwt...,wt->hw...", x[:, cols], col_weights))  # later gathers need rows
     return np.floor(x + 0.5).clip(0, 255).astype(np.uint8) if pixels.dtype == np.uint8 else x
+
+
+def detection_copy(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+    """An 8-bit photo shrunk to width x height for detection, by area averaging. A photo more than
+    four times larger is first reduced by a whole factor with Pillow (block means), so that a
+    large photo needs little memory."""
+    factor = min(pixels.shape[0] // height, pixels.shape[1] // width) // 2
+    if factor >= 2:
+        pixels = np.asarray(PILImage.fromarray(pixels).reduce(factor))
+    return area_shrunk(pixels, width, height)
 
 
 def resized_face(grey: np.ndarray, size: int) -> np.ndarray:
