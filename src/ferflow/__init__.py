@@ -20,6 +20,7 @@ ARCHITECTURE_NAMES: tuple[str, ...] = (
     "resnet_small",
     "resnet_half",
     "efficientnet_b0",
+    "face_resnet",
 )
 # Names in ferflow.evaluation.robustness.CORRUPTIONS, for the same reason.
 CORRUPTION_NAMES: tuple[str, ...] = (

@@ -91,7 +91,7 @@ class SplitParams(Section):
 
 class TrainParams(Section):
     arch: Literal[ARCHITECTURE_NAMES]  # type: ignore[valid-type]
-    weights: Literal["none", "imagenet"]
+    weights: Literal["none", "imagenet", "dlib"]
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
     optimizer: Literal["adam", "adamw", "sgd"]
@@ -151,8 +151,9 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def _weights_only_for_pretrained_backbones(self) -> TrainParams:
-        if self.weights != "none" and self.arch != "efficientnet_b0":
-            raise ValueError(f"weights {self.weights!r} apply only to efficientnet_b0, not {self.arch!r}")
+        owner = {"imagenet": "efficientnet_b0", "dlib": "face_resnet"}.get(self.weights, self.arch)
+        if owner != self.arch:
+            raise ValueError(f"weights {self.weights!r} apply only to {owner}, not {self.arch!r}")
         return self
 
 

@@ -14,6 +14,7 @@ import keras
 from keras import layers
 
 from ferflow import IMAGE_SIZE
+from ferflow.model.face_resnet import face_resnet_body
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
 
@@ -206,9 +207,10 @@ ARCHITECTURES: dict[str, Callable] = {
     "resnet_small": resnet_small_body,
     "resnet_half": resnet_half_body,
     "efficientnet_b0": efficientnet_b0_body,
+    "face_resnet": face_resnet_body,
 }
-# Architectures that take the `weights` argument (pretrained backbones).
-TAKES_WEIGHTS = {"efficientnet_b0"}
+# Architectures that take the `weights` argument, and the pretrained weights each can start from.
+TAKES_WEIGHTS = {"efficientnet_b0": ("imagenet",), "face_resnet": ("dlib",)}
 
 
 def build_model(
