@@ -54,6 +54,7 @@ def test_the_shipped_params_file_is_valid_and_typed() -> None:
         ),
         ("train", "crop_size", 50, r"train.crop_size = 50 is invalid: Input should be less than or equal to 48"),
         ("train", "weights", "imagenet", r"weights 'imagenet' apply only to efficientnet_b0"),
+        ("train", "weights", "dlib", r"weights 'dlib' apply only to face_resnet"),
         (
             "train",
             "teacher",
