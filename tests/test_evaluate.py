@@ -149,7 +149,9 @@ def test_occlusion_map_lights_up_only_where_the_model_looks() -> None:
     heat = occlusion_map(region_model(), face, class_index=1, patch=8)
     assert heat.shape == (48, 48)
     assert heat[:8, :8].min() > 0.01  # covering the corner lowers the class-1 probability
-    assert np.abs(heat[20:, 20:]).max() == 0.0  # elsewhere nothing changes
+    # elsewhere nothing changes, up to float32 rounding (batches of different sizes take different
+    # vectorised paths on some CPUs: 6e-8 seen on an AVX2 EPYC)
+    assert np.abs(heat[20:, 20:]).max() < 1e-6
 
 
 def test_tta_probabilities_are_a_mean_of_distributions(rng) -> None:
