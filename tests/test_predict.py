@@ -146,9 +146,9 @@ def test_cli_writes_json_csv_and_annotations_for_every_face(photos, model_path, 
     rows = list(csv.DictReader(out_csv.open()))
     assert list(rows[0]) == ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *CLASS_NAMES]
     assert [r["file"] for r in rows] == [r["file"] for r in records["faces"]]
-    assert sorted(p.relative_to(annotated).as_posix() for p in annotated.rglob("*.png")) == [
+    assert sorted(p.relative_to(annotated).as_posix() for p in annotated.rglob("*") if p.is_file()) == [
         "astronaut.png",
-        "nested/two_faces.png",
+        "nested/two_faces.jpg",  # each copy keeps its photo's name and format
     ]
     assert "astronaut.png" in capsys.readouterr().out  # the table on stdout
 

@@ -4,20 +4,24 @@ for a local web page and HTTP API.
 Exit codes of `fer predict`:
   0  every input gave at least one face
   1  some inputs had a problem (missing, unreadable, no face); the others were classified
-  2  bad usage, or the model cannot be used (missing, not Keras, classes not matching its sidecar)
+  2  bad usage, the model cannot be used (missing, not matching its sidecar), or an output
+     cannot be written
   3  no face was classified at all
+  130  stopped with Ctrl-C; the faces found until then are written
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
 from pathlib import Path
 
-from ferflow.apps.output import model_description, output_problem, print_table, write_records
+from ferflow.apps.output import check_outputs, displayable, model_description, print_table, write_records
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
 DEFAULT_PORT = 8000
 DEFAULT_MAX_UPLOAD_MB = 10.0
 
@@ -63,8 +67,8 @@ def _predict_parser(sub) -> None:
     p.add_argument(
         "--tta", action="store_true", help="average over flipped (and ten-crop) views (on with --quality best)"
     )
-    p.add_argument("--json", type=Path, help="write one record per face to this JSON file")
-    p.add_argument("--csv", type=Path, help="write one row per face to this CSV file")
+    p.add_argument("--json", help="write one record per face to this JSON file ('-': standard output)")
+    p.add_argument("--csv", help="write one row per face to this CSV file ('-': standard output)")
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
     p.add_argument("--video-stride", type=int, metavar="N", help="also read videos, classifying every N-th frame")
     p.add_argument(
@@ -178,7 +182,8 @@ MAX_UPLOAD_MB = 1000.0  # uploads are held in memory
 
 def run_predict(args) -> int:
     from ferflow.faces.detectors import face_detector
-    from ferflow.faces.predict import PredictOptions, predict_paths
+    from ferflow.faces.predict import PredictOptions, expand_paths
+    from ferflow.io import OutputError, exclusive_output
 
     problem = threads_problem(args.threads)
     if problem:
@@ -201,15 +206,12 @@ def run_predict(args) -> int:
     except ValueError as problem:
         print(f"error: --{problem}", file=sys.stderr)
         return EXIT_USAGE
-    for flag, path, is_dir in (
-        ("--json", args.json, False),
-        ("--csv", args.csv, False),
-        ("--annotate", args.annotate, True),
-    ):
-        problem = output_problem(path, is_dir)
-        if problem:  # checked before the model loads or any photo is read
-            print(f"error: {flag}: {problem}", file=sys.stderr)
-            return EXIT_USAGE
+    inputs, _ = expand_paths(args.paths, include_videos=True)
+    try:  # checked before the model loads or any photo is read
+        json_target, csv_target, _ = check_outputs(args.json, args.csv, args.annotate, [*inputs, *args.paths])
+    except OutputError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.video_stride is not None:
         from ferflow.faces.photo import require_opencv
 
@@ -224,25 +226,49 @@ def run_predict(args) -> int:
         except (RuntimeError, ValueError) as error:
             print(f"error: --detector {args.detector}: {error}", file=sys.stderr)
             return EXIT_USAGE
-    classifier = load_or_report(model_path, args.threads)
-    if classifier is None:
-        return EXIT_USAGE
+    with contextlib.ExitStack() as held:
+        try:  # a second run writing the same file is refused now, not silently overwritten later
+            for target in (json_target, csv_target):
+                if target is not None:
+                    held.enter_context(exclusive_output(*target))
+        except OutputError as problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        classifier = load_or_report(model_path, args.threads)
+        if classifier is None:
+            return EXIT_USAGE
+        return classify_and_write(args, classifier, options, json_target, csv_target, tta)
+
+
+def classify_and_write(args, classifier, options, json_target, csv_target, tta: bool) -> int:
+    """The run itself: classify, show, write. Ctrl-C stops it with what was found so far written."""
+    from ferflow.faces.predict import predict_paths
+    from ferflow.io import STDOUT, OutputError
+
     result = predict_paths(args.paths, classifier, options)
-    print_table(result.faces)
+    if STDOUT not in (args.json, args.csv):  # standard output carries the records instead
+        print_table(result.faces)
     for problem in result.problems:
-        print(f"{problem.kind}: {problem.message}", file=sys.stderr)
-    write_records(
-        result.faces,
-        args.json,
-        args.csv,
-        classifier.class_names,
-        None if args.no_detect else args.detector,
-        model_description(classifier, args.quality, tta),
-    )
+        print(f"{problem.kind}: {displayable(problem.message)}", file=sys.stderr)
+    try:
+        write_records(
+            result.faces,
+            json_target,
+            csv_target,
+            classifier.class_names,
+            None if args.no_detect else args.detector,
+            model_description(classifier, args.quality, tta),
+        )
+    except OutputError as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     print(
         f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
         file=sys.stderr,
     )
+    if result.interrupted:
+        print(f"interrupted after {result.files_seen} file(s): the faces found so far are written", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not result.faces:
         return EXIT_NOTHING
     return EXIT_PARTIAL if result.problems else EXIT_OK

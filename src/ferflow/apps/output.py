@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -29,55 +28,85 @@ def chosen_default(quality: str) -> Path:
 
 def write_records(
     faces: list,
-    json_path: Path | None,
-    csv_path: Path | None,
+    json_target: tuple[Path | None, str] | None,
+    csv_target: tuple[Path | None, str] | None,
     class_names: tuple[str, ...],
     detector: str | None = None,
     model: dict | None = None,
 ) -> None:
-    from ferflow.io import write_text
+    """Write the JSON and CSV records to targets checked by `ferflow.io.file_target`, each given
+    as (target, the name the user gave); None target: standard output. Raises OutputError."""
+    from ferflow.io import write_output
 
     records = [face.record() for face in faces]
-    if json_path is not None:
+    if json_target is not None:
         document = {"class_names": list(class_names), "detector": detector, "model": model, "faces": records}
-        write_text(json_path, json.dumps(document, indent=1) + "\n")
-    if csv_path is not None:
-        buffer = io.StringIO()
-        columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
-        writer = csv.DictWriter(buffer, fieldnames=columns)
-        writer.writeheader()
-        for record in records:
-            probabilities = record.pop("probabilities")
-            writer.writerow({**record, "frame": "" if record["frame"] is None else record["frame"], **probabilities})
-        write_text(csv_path, buffer.getvalue())
+        write_output(json_target[0], json.dumps(document, indent=1) + "\n", json_target[1])
+    if csv_target is not None:
+        write_output(csv_target[0], csv_text(records, class_names), csv_target[1])
+
+
+def csv_text(records: list[dict], class_names: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for record in records:
+        probabilities = record.pop("probabilities")
+        row = {**record, "frame": "" if record["frame"] is None else record["frame"], **probabilities}
+        writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
+    return buffer.getvalue()
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value):
+    """A text cell that a spreadsheet would run as a formula gets a leading quote (OWASP's advice
+    against CSV injection); numbers and other text are written as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def displayable(name: str) -> str:
+    """A file name for the terminal: bytes that are not UTF-8 shown as \\xNN escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def print_table(faces: list, out=None) -> None:
     out = out or sys.stdout
     if faces:
-        width = max(len("file"), *(len(f.file) for f in faces))
+        names = [displayable(f.file) for f in faces]
+        width = max(len("file"), *(len(name) for name in names))
         print(f"{'file':<{width}}  {'frame':>5}  {'box (x, y, w, h)':<22}  {'emotion':<9}  confidence", file=out)
-        for f in faces:
+        for f, name in zip(faces, names):
             frame = "" if f.frame is None else str(f.frame)
-            print(f"{f.file:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
+            print(f"{name:<{width}}  {frame:>5}  {str(f.box):<22}  {f.emotion:<9}  {f.confidence:.3f}", file=out)
     out.flush()  # before the problems and the summary on stderr
 
 
-def output_problem(path: Path | None, is_dir: bool) -> str | None:
-    """Why `path` cannot be written (as a file, or a folder with `is_dir`), or None if it can."""
-    if path is None:
-        return None
-    if is_dir:
-        if path.exists() and not path.is_dir():
-            return f"'{path}' exists and is not a folder"
-        existing = next(p for p in (path, *path.parents) if p.exists())
-        if not os.access(existing, os.W_OK):
-            return f"'{existing}' is not writable"
-        return None
-    if path.is_dir():
-        return f"'{path}' is a folder; give a file name"
-    if not path.parent.is_dir():
-        return f"the folder '{path.parent}' does not exist"
-    if not os.access(path if path.exists() else path.parent, os.W_OK):
-        return f"'{path}' is not writable"
-    return None
+def check_outputs(
+    json_path: str | None, csv_path: str | None, annotate: Path | None, inputs: list[Path]
+) -> tuple[tuple[Path | None, str] | None, tuple[Path | None, str] | None, Path | None]:
+    """The targets of --json, --csv and --annotate, checked before any work (`ferflow.io`);
+    raises OutputError with the flag in front of the reason."""
+    from ferflow.io import STDOUT, OutputError, file_target, folder_target
+
+    targets = []
+    for flag, path in (("--json", json_path), ("--csv", csv_path)):
+        try:
+            targets.append(None if path is None else (file_target(path, inputs), str(path)))
+        except OutputError as problem:
+            raise OutputError(f"{flag}: {problem}") from None
+    json_target, csv_target = targets
+    if json_target and csv_target:
+        if json_path == STDOUT and csv_path == STDOUT:
+            raise OutputError("--json and --csv cannot both go to standard output ('-')")
+        if json_target[0] is not None and json_target[0] == csv_target[0]:
+            raise OutputError(f"--json and --csv name the same file '{json_path}'; give two names")
+    try:
+        folder = None if annotate is None else folder_target(annotate, inputs)
+    except OutputError as problem:
+        raise OutputError(f"--annotate: {problem}") from None
+    return json_target, csv_target, folder

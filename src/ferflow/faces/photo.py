@@ -105,39 +105,62 @@ def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
     if path.suffix.lower() in VIDEO_SUFFIXES:
         if not video_stride:
             raise ValueError(f"'{path}' is a video; pass --video-stride N to classify every N-th frame")
-        try:
-            cv2 = require_opencv("reading videos")
-        except RuntimeError as missing:
-            raise ImageError(f"'{path}': {missing}") from None
+        yield from read_video(path, video_stride)
+        return
+    yield Image(str(path), None, decode_image(path, str(path)))
+
+
+def read_video(path: Path, stride: int) -> Iterator[Image]:
+    """Every `stride`-th frame of a video. Raises ValueError naming the file for a video that cannot
+    be opened, whose frames are over the pixel limit, or that ends before the frames its header
+    promises (a truncated file), after yielding the frames it could read."""
+    from ferflow.runtime import native_stderr_silenced
+
+    try:
+        cv2 = require_opencv("reading videos")
+    except RuntimeError as missing:
+        raise ImageError(f"'{path}': {missing}") from None
+    with native_stderr_silenced():  # FFmpeg's own complaints ("moov atom not found") stay off the terminal
         capture = cv2.VideoCapture(str(path))
+    try:
         if not capture.isOpened():
             raise ValueError(f"'{path}' cannot be opened as a video")
-        index, frames = 0, 0
-        try:
-            while True:
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width * height > MAX_IMAGE_PIXELS:
+            raise ImageError(
+                f"'{path}' has frames of {width}x{height} pixels; the limit is {MAX_IMAGE_PIXELS:,} pixels a frame"
+            )
+        promised = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        index = frames = 0
+        while True:
+            with native_stderr_silenced():
                 ok, frame = capture.read()
-                if not ok:
-                    break
-                if index % video_stride == 0:
-                    frames += 1
-                    yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV's BGR
-                index += 1
-        finally:
-            capture.release()
-        if frames == 0:
-            raise ValueError(f"'{path}' has no readable video frames")
-        return
-    yield Image(str(path), None, decode_image(path.read_bytes(), str(path)))
+            if not ok:
+                break
+            if frame.shape[0] * frame.shape[1] > MAX_IMAGE_PIXELS:  # a frame larger than the header said
+                raise ImageError(f"'{path}' frame {index} is over the limit of {MAX_IMAGE_PIXELS:,} pixels")
+            if index % stride == 0:
+                frames += 1
+                yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV's BGR
+            index += 1
+    finally:
+        capture.release()
+    if frames == 0:
+        raise ValueError(f"'{path}' has no readable video frames")
+    if 0 < index < promised:
+        raise ValueError(f"'{path}' ended after {index} of the {promised} frames its header promises (truncated?)")
 
 
 # Larger images are refused rather than decoded (a "decompression bomb" is a small file).
 MAX_IMAGE_PIXELS = 50_000_000
 
 
-def decode_image(data: bytes, name: str) -> np.ndarray:
-    """Decode image file bytes to RGB 8-bit pixels (grey for a 16-bit image).
+def decode_image(data: bytes | Path, name: str) -> np.ndarray:
+    """Decode an image (file bytes, or a file read as it is decoded) to RGB 8-bit pixels (grey for
+    a 16-bit image).
 
-    Raises ValueError naming `name` for empty, non-image, truncated or oversized data. PIL
+    Raises ValueError naming `name` for empty, non-image, truncated or oversized data, from the
+    header before anything else is read (a large file that is no image is not read whole). PIL
     decodes (once): it refuses a truncated JPEG, and it is the decoder training uses. EXIF
     orientation is applied; 16-bit images are scaled to 8 bits, not clipped, as in training.
     """
@@ -145,14 +168,14 @@ def decode_image(data: bytes, name: str) -> np.ndarray:
 
     from ferflow.images import SIXTEEN_BIT_MODES, to_8bit_grey
 
-    if not data:
+    if (data.stat().st_size == 0) if isinstance(data, Path) else not data:
         raise ImageError(f"'{name}' is empty")
     try:
         with warnings.catch_warnings():
             # PIL warns above its own limit and raises above twice that; ours is lower and checked
             # from the header alone, before anything is decoded.
             warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
-            probe = PILImage.open(io.BytesIO(data))
+            probe = PILImage.open(data if isinstance(data, Path) else io.BytesIO(data))
         with probe:
             if probe.width * probe.height > MAX_IMAGE_PIXELS:
                 raise ImageError(

@@ -18,7 +18,9 @@ run goes on; only a model that cannot be used stops everything, before any work.
 from __future__ import annotations
 
 import math
+import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,25 +88,41 @@ class Problem:
 # ----------------------------------------------------------------------------- inputs
 
 
-def expand_paths(paths: list[str | Path], include_videos: bool) -> tuple[list[Path], list[Problem]]:
-    """Files to process (directories searched recursively, sorted) and the paths that do not exist."""
+def expand_paths(
+    paths: list[str | Path], include_videos: bool, skip: Path | None = None
+) -> tuple[list[Path], list[Problem]]:
+    """Files to process (folders searched recursively, sorted) and the paths that cannot be read:
+    missing, or not a regular file (a FIFO, a socket, a link to nothing). A folder `skip` (the
+    annotated copies of an earlier run) is left out of the search."""
     suffixes = IMAGE_SUFFIXES | (VIDEO_SUFFIXES if include_videos else set())
+    skipped = skip.resolve() if skip is not None else None
     files, problems = [], []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            files.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith(".")
-                )
-            )
+            for found in sorted(path.rglob("*")):
+                if found.suffix.lower() not in suffixes or found.name.startswith("."):
+                    continue
+                if skipped is not None and skipped in found.resolve().parents:
+                    continue
+                if found.is_file():
+                    files.append(found)
+                elif not found.is_dir():
+                    problems.append(not_a_file(found))
         elif path.is_file():
             files.append(path)
+        elif path.exists() or path.is_symlink():
+            problems.append(not_a_file(path))
         else:
             problems.append(Problem(str(path), "missing", f"'{path}' does not exist"))
     return files, problems
+
+
+def not_a_file(path: Path) -> Problem:
+    """The problem of a path that is there but holds no image: a FIFO, socket, device or dangling link."""
+    if path.is_symlink() and not path.exists():
+        return Problem(str(path), "missing", f"'{path}' is a link to '{os.readlink(path)}', which does not exist")
+    return Problem(str(path), "unreadable", f"'{path}' is not a regular file (a FIFO, socket or device); skipped")
 
 
 MODEL_BATCH = 256  # views per model call: the batch the evaluate stage times for throughput
@@ -161,17 +179,20 @@ class Prediction:
     faces: list[FaceResult] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     files_seen: int = 0
+    interrupted: bool = False  # Ctrl-C stopped the run; the faces are those found until then
 
 
 def predict_paths(paths: list[str | Path], classifier: Classifier, options: PredictOptions | None = None) -> Prediction:
     """Find and classify every face in the images (and videos) under `paths`.
 
-    Per-file problems are collected, not raised, so one bad file does not stop the run.
+    Per-file problems are collected, not raised, so one bad file does not stop the run. Ctrl-C
+    (KeyboardInterrupt) ends the run early with the faces found so far (`Prediction.interrupted`).
     """
     options = options or PredictOptions()
-    files, problems = expand_paths(paths, include_videos=options.video_stride is not None)
+    files, problems = expand_paths(paths, options.video_stride is not None, skip=options.annotate_dir)
     result = Prediction(problems=problems)
     detector = face_detector(options.detector) if options.detect else None
+    inputs = {path.resolve() for path in files}  # an annotated copy never replaces one of them
     pending: list[tuple[Image, list[Box], list[np.ndarray]]] = []
 
     def classify_pending() -> None:
@@ -187,7 +208,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
             result.faces.extend(faces)
             if options.annotate_dir is not None:
                 try:  # a folder that cannot be written costs that copy, not the run's results
-                    annotate(image, faces, options.annotate_dir, paths)
+                    annotate(image, faces, options.annotate_dir, paths, inputs)
                 except (OSError, ValueError) as error:
                     result.problems.append(
                         Problem(
@@ -198,32 +219,44 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
                     )
         pending.clear()
 
+    def pending_is_full() -> bool:
+        # Bounded by faces (the model's batch) and by the bytes of photos kept for annotation.
+        faces = sum(len(boxes) for _, boxes, _ in pending)
+        kept_bytes = sum(image.pixels.nbytes for image, _, _ in pending)
+        return faces >= options.batch_size or kept_bytes >= PENDING_PHOTO_BYTES
+
     show_progress = options.progress and len(files) > PROGRESS_MIN_ITEMS
-    with tqdm(total=len(files), unit="file", disable=not show_progress, file=sys.stderr) as bar:
-        for path in files:
-            result.files_seen += 1
-            try:
-                for image in read_images(path, options.video_stride):
-                    boxes, crops = locate_faces(image, options, detector)
-                    if not boxes:
-                        where = f" (frame {image.frame})" if image.frame is not None else ""
-                        result.problems.append(
-                            Problem(image.file, "no_face", f"no face found in '{image.file}'{where}")
-                        )
-                        continue
-                    # Annotation needs the pixels later; without it, keep only the crops.
-                    kept = image if options.annotate_dir is not None else Image(image.file, image.frame, EMPTY)
-                    pending.append((kept, boxes, crops))
-                    if sum(len(b) for _, b, _ in pending) >= options.batch_size:
-                        classify_pending()
-            except (ValueError, OSError) as error:  # ImageError, an unreadable file or video
-                result.problems.append(Problem(str(path), "unreadable", str(error)))
-            bar.update(1)
+    try:
+        with tqdm(total=len(files), unit="file", disable=not show_progress, file=sys.stderr) as bar:
+            for path in files:
+                result.files_seen += 1
+                try:
+                    for image in read_images(path, options.video_stride):
+                        boxes, crops = locate_faces(image, options, detector)
+                        if not boxes:
+                            where = f" (frame {image.frame})" if image.frame is not None else ""
+                            result.problems.append(
+                                Problem(image.file, "no_face", f"no face found in '{image.file}'{where}")
+                            )
+                            continue
+                        # Annotation needs the pixels later; without it, keep only the crops.
+                        kept = image if options.annotate_dir is not None else Image(image.file, image.frame, EMPTY)
+                        pending.append((kept, boxes, crops))
+                        if pending_is_full():
+                            classify_pending()
+                except (ValueError, OSError) as error:  # ImageError, an unreadable file or video
+                    result.problems.append(Problem(str(path), "unreadable", str(error)))
+                bar.update(1)
+    except KeyboardInterrupt:
+        result.interrupted = True
     if pending:
         classify_pending()
     return result
 
 
+# Decoded photos kept for their annotated copies until their faces are classified: a few phone
+# photos' worth (a 12 MP photo is 36 MB), whatever the count of faces.
+PENDING_PHOTO_BYTES = 64 * 2**20
 EMPTY = np.zeros((0, 0), dtype=np.uint8)
 PROGRESS_MIN_ITEMS = 5  # no progress bar for a handful of files
 
@@ -270,8 +303,11 @@ def faces_in(image: Image, classifier: Classifier, options: PredictOptions, dete
     return [face_result(image, box, row, classifier.class_names) for box, row in zip(boxes, probabilities)]
 
 
-def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path]) -> Path:
-    """Write a PNG copy of the image with a box and 'emotion confidence' over each face."""
+def annotate(
+    image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path], inputs: Collection[Path] = ()
+) -> Path:
+    """Write a copy of the image with a box and 'emotion confidence' over each face, under the same
+    name and in the same format (a video frame: PNG), never onto one of `inputs`."""
     from PIL import Image as PILImage
     from PIL import ImageDraw, ImageFont
 
@@ -288,15 +324,19 @@ def annotate(image: Image, faces: list[FaceResult], directory: Path, roots: list
             (x, max(0, y - 2)), f"{face.emotion} {face.confidence:.2f}", fill=ANNOTATION_COLOUR, font=font, anchor="lb"
         )
     source = Path(image.file)
-    name = source.stem + (f"_frame{image.frame:06d}" if image.frame is not None else "") + ".png"
+    name = source.name if image.frame is None else f"{source.stem}_frame{image.frame:06d}.png"
     target = Path(directory) / _relative_parent(source, roots) / name
+    if target.resolve() in inputs:
+        raise ValueError(f"'{target}' is one of the inputs; choose another --annotate folder")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target, suffix=".png") as tmp:
-        canvas.save(tmp, format="PNG")
+    image_format = PILImage.registered_extensions().get(target.suffix.lower(), "PNG")
+    with atomic_path(target, suffix=target.suffix) as tmp:
+        canvas.save(tmp, format=image_format, **ANNOTATION_SAVE.get(image_format, {}))
     return target
 
 
 ANNOTATION_COLOUR = (0, 200, 0)
+ANNOTATION_SAVE = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
 
 
 def _relative_parent(source: Path, roots: list[str | Path]) -> Path:

@@ -63,8 +63,8 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
     path = sidecar_path(model_path)
     if not path.is_file():
         raise ModelFileError(
-            f"'{path}' is missing: the model's sidecar names its classes; "
-            "keep the .json written by the train stage next to the .keras file"
+            f"'{path}' is missing: the model's sidecar names its classes; keep the .json written with "
+            f"the model (by the train stage, or by fer export beside each export) next to '{Path(model_path).name}'"
         )
     try:
         info = read_json(path)
@@ -73,7 +73,39 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
             raise TypeError("'class_names' must be a list of at least two names")
     except (ValueError, KeyError, TypeError) as error:
         raise ModelFileError(f"'{path}' is not a model sidecar with 'class_names': {error}") from None
+    check_crop_size(path, info)
+    check_model_checksum(Path(model_path), path, info)
     return info
+
+
+MIN_CROP = 16  # ten-crop shifts faces by (48 - crop) / 2 pixels: more would leave little face
+
+
+def check_crop_size(path: Path, info: dict[str, Any]) -> None:
+    """Refuse a sidecar whose crop is not 0 (the whole face) or MIN_CROP..48 pixels: the test-time
+    views are cut with it, and a wrong one gives wrong answers without any error."""
+    params = info.get("params", {})
+    crop = params.get("crop_size", 0) if isinstance(params, dict) else None
+    if isinstance(crop, bool) or not isinstance(crop, int) or not (crop == 0 or MIN_CROP <= crop <= IMAGE_SIZE):
+        raise ModelFileError(
+            f"'{path}': params.crop_size must be 0 (whole faces) or a whole number of pixels from {MIN_CROP} "
+            f"to {IMAGE_SIZE}, got {crop!r}; restore the sidecar written with the model"
+        )
+
+
+def check_model_checksum(model_path: Path, path: Path, info: dict[str, Any]) -> None:
+    """Refuse a model file that is not the one its sidecar describes (its `model_sha256`), so that
+    one model is never served with another's card and metrics."""
+    from ferflow.io import sha256_file
+
+    recorded = info.get("model_sha256")
+    if recorded is None or not model_path.is_file():
+        return
+    if sha256_file(model_path) != recorded:
+        raise ModelFileError(
+            f"'{model_path}' is not the model that '{path.name}' describes (its SHA-256 differs from the "
+            "sidecar's model_sha256); keep each model with the sidecar written for it"
+        )
 
 
 def class_names_of(info: dict[str, Any]) -> tuple[str, ...]:
@@ -81,8 +113,8 @@ def class_names_of(info: dict[str, Any]) -> tuple[str, ...]:
 
 
 def crop_size_of(info: dict[str, Any]) -> int:
-    """The crop the model takes of each face (0: the whole face)."""
-    return int(info.get("params", {}).get("crop_size", 0))
+    """The crop the model takes of each face (0: the whole face), as `read_sidecar` checked it."""
+    return info.get("params", {}).get("crop_size", 0)
 
 
 def load_checked_model(model_path: str | Path) -> tuple[Any, dict[str, Any]]:
