@@ -312,3 +312,41 @@ def test_video_frames_over_the_pixel_limit_are_refused_before_they_are_read(tmp_
     monkeypatch.setattr(photo, "MAX_IMAGE_PIXELS", 64 * 48 - 1)
     assert predict(str(clip), "--video-stride", "1") == 3
     assert f"'{clip}' has frames of 64x48 pixels; the limit is 3,071 pixels a frame" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- sidecars
+
+
+@pytest.mark.parametrize("crop", [100, -5, "abc", 44.5, True])
+def test_a_sidecar_with_an_unusable_crop_is_refused_in_one_line(crop, tmp_path, capsys) -> None:
+    from ferflow.faces.predict import DEFAULT_MODEL
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    sidecar = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    sidecar["params"]["crop_size"] = crop
+    model.with_suffix(".json").write_text(json.dumps(sidecar))
+    assert predict(str(FACES[0]), "--model", str(model), "--tta") == EXIT_USAGE
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: '{model.with_suffix('.json')}': params.crop_size must be 0 (whole faces) or")
+    assert repr(crop) in err and len(err.splitlines()) == 1
+
+
+def test_a_model_swapped_under_its_sidecar_is_refused(tmp_path, capsys) -> None:
+    from ferflow.faces.predict import DEFAULT_MODEL, QUALITIES
+
+    model = tmp_path / "fer2013.onnx"
+    shutil.copy(QUALITIES["best"][0], model)  # another model's file...
+    shutil.copy(DEFAULT_MODEL.with_suffix(".json"), model.with_suffix(".json"))  # ...under this one's card
+    assert predict(str(FACES[0]), "--model", str(model)) == EXIT_USAGE
+    assert "is not the model that 'fer2013.json' describes" in capsys.readouterr().err
+
+
+def test_an_onnx_model_without_its_sidecar_is_told_where_the_sidecar_comes_from(tmp_path, capsys) -> None:
+    from ferflow.faces.predict import DEFAULT_MODEL
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(DEFAULT_MODEL, model)
+    assert predict(str(FACES[0]), "--model", str(model)) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert f"'{tmp_path / 'm.json'}' is missing" in err and "next to 'm.onnx'" in err and ".keras file" not in err

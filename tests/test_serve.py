@@ -16,6 +16,8 @@ from ferflow.apps.cli import main
 from ferflow.apps.serve import create_app
 from ferflow.faces.predict import DEFAULT_MODEL, load_classifier
 
+LOCAL = "http://127.0.0.1:8000"  # the Host header a browser on this machine sends
+
 
 @pytest.fixture(scope="module")
 def classifier():
@@ -28,7 +30,7 @@ def client(classifier, tmp_path_factory):
     before = os.getcwd()
     os.chdir(workdir)  # anything written relative to the working folder would land here
     try:
-        yield TestClient(create_app(classifier, max_upload_bytes=2_000_000))
+        yield TestClient(create_app(classifier, max_upload_bytes=2_000_000), base_url=LOCAL)
     finally:
         os.chdir(before)
         assert list(workdir.iterdir()) == [], "the server wrote files"
@@ -218,7 +220,7 @@ def test_an_upload_is_never_written_to_disk(classifier, monkeypatch) -> None:
 
     for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile", "mkstemp"):
         monkeypatch.setattr(tempfile, name, refuse)
-    client = TestClient(create_app(classifier, max_upload_bytes=8_000_000))
+    client = TestClient(create_app(classifier, max_upload_bytes=8_000_000), base_url=LOCAL)
     padded = portrait_png() + b"\0" * 3_000_000  # over the 1 MB at which Starlette would spool to disk
     response = client.post("/predict", files={"file": ("astronaut.png", padded, "image/png")})
     assert response.status_code == 200 and len(response.json()["faces"]) == 1
@@ -231,6 +233,116 @@ def test_the_model_card_is_read_once_with_the_model(tmp_path) -> None:
         shutil.copy(DEFAULT_MODEL.with_suffix(suffix), tmp_path / f"m{suffix}")
     served = load_classifier(tmp_path / "m.onnx")
     (tmp_path / "m.json").unlink()  # /model must answer from what was loaded, not read the file again
-    model = TestClient(create_app(served)).get("/model").json()
+    model = TestClient(create_app(served), base_url=LOCAL).get("/model").json()
     assert model["test_metrics"]["accuracy"] == served.sidecar["test_metrics"]["accuracy"]
     assert model["arch"] == served.sidecar["arch"] and model["path"] == "m.onnx"
+
+
+# ----------------------------------------------------------------------------- bounds and hosts
+
+
+def test_only_this_machines_host_names_are_answered(classifier) -> None:
+    app = create_app(classifier, allowed_hosts=("fer.lab.example",))
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000", "FER.lab.example:8000"):
+        assert TestClient(app, base_url=f"http://{host}").get("/health").status_code == 200, host
+    rebound = TestClient(app, base_url="http://attacker.example").get("/model")
+    assert rebound.status_code == 421 and "not 'attacker.example'" in rebound.json()["error"]
+
+
+def test_the_page_runs_only_its_own_script_and_sets_class_names_as_text(client) -> None:
+    import base64
+    import hashlib
+
+    response = client.get("/")
+    policy = response.headers["content-security-policy"]
+    script = re.search(r"<script>(.*?)</script>", response.text, flags=re.S).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"script-src 'sha256-{digest}';" in policy and "default-src 'none'" in policy
+    assert "unsafe-inline" not in policy and "innerHTML" not in response.text
+    assert client.get("/health").headers["x-content-type-options"] == "nosniff"
+
+
+def test_decoding_waits_for_memory_instead_of_running_all_at_once(classifier, monkeypatch) -> None:
+    import threading
+
+    import ferflow.apps.serve as serve
+
+    running, peak, lock = [0], [0], threading.Lock()
+    real = serve.decode_image
+
+    def counted(data, name):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            threading.Event().wait(0.2)  # long enough for the others to arrive
+            return real(data, name)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(serve, "decode_image", counted)
+    monkeypatch.setattr(serve, "DECODE_BUDGET_BYTES", 512 * 512 * serve.DECODE_BYTES_PER_PIXEL)  # one portrait
+    client = TestClient(create_app(classifier), base_url=LOCAL)
+    photo = portrait_png()
+    answers = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(client.post("/predict", files={"file": ("a.png", photo)})))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert [a.status_code for a in answers] == [200] * 4
+    assert peak[0] == 1
+
+
+def test_the_memory_budget_lets_a_large_photo_run_alone() -> None:
+    import threading
+
+    from ferflow.apps.serve import MemoryBudget
+
+    budget = MemoryBudget(10)
+    budget.take(6)
+    waiter = threading.Thread(target=budget.take, args=(6,))
+    waiter.start()
+    waiter.join(timeout=0.2)
+    assert waiter.is_alive()  # 6 + 6 does not fit in 10
+    budget.give_back(6)
+    waiter.join(timeout=5)
+    assert not waiter.is_alive() and budget.held == 6
+    budget.give_back(6)
+    budget.take(25)  # more than the whole budget: runs when nothing else is held
+    assert budget.held == 25
+
+
+def test_a_stalled_upload_is_cut_off_and_a_crowd_is_told_to_wait(classifier, monkeypatch) -> None:
+    import asyncio
+
+    import httpx
+
+    import ferflow.apps.serve as serve
+
+    monkeypatch.setattr(serve, "STALL_SECONDS", 0.3)
+    monkeypatch.setattr(serve, "MAX_UPLOADS", 1)
+    app = create_app(classifier)
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=LOCAL) as http:
+
+            async def trickle():
+                yield b"--abc\r\nContent-Disposition: form-data; name=file; filename=a.png\r\n\r\n"
+                await asyncio.sleep(5)  # then nothing more arrives in time
+                yield b"never"
+
+            headers = {"content-type": "multipart/form-data; boundary=abc"}
+            stalled = asyncio.create_task(http.post("/predict", content=trickle(), headers=headers))
+            await asyncio.sleep(0.1)
+            crowd = await http.post("/predict", files={"file": ("b.png", b"x")})
+            return await stalled, crowd
+
+    stalled, crowd = asyncio.run(scenario())
+    assert stalled.status_code == 408 and "stalled" in stalled.json()["error"]
+    assert crowd.status_code == 503 and "busy" in crowd.json()["error"]

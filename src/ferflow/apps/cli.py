@@ -134,6 +134,14 @@ def _serve_parser(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default: {DEFAULT_PORT})")
     p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests for this host name (the Host header); by default only 127.0.0.1, "
+        "localhost, ::1 and the --host address are answered, against DNS rebinding",
+    )
+    p.add_argument(
         "--max-upload-mb",
         type=float,
         default=DEFAULT_MAX_UPLOAD_MB,
@@ -327,7 +335,14 @@ def run_serve(args) -> int:
     if classifier is None:
         return EXIT_USAGE
     try:
-        serve(classifier, args.host, args.port, args.max_upload_mb, model_description(classifier, args.quality, tta))
+        serve(
+            classifier,
+            args.host,
+            args.port,
+            args.max_upload_mb,
+            model_description(classifier, args.quality, tta),
+            tuple(args.allow_host),
+        )
     except OSError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE

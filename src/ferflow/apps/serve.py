@@ -12,13 +12,22 @@ Endpoints:
     GET  /openapi.json, /api   the API description (served locally, no CDN)
 
 Every error is JSON `{"error": "..."}`: an empty body, a non-image, truncated or degenerate
-image (400), an upload over the size limit (413, said as soon as the size passes it), a photo
-with no face (422). Uploads are read and decoded in memory; nothing is written to disk.
+image (400), an upload over the size limit (413, said as soon as the size passes it), one that
+stalls (408), a photo with no face (422), a Host header that is not this server's (421), too
+many uploads at once (503). Uploads are read and decoded in memory; nothing is written to disk.
+
+Memory is bounded whatever the concurrency: at most MAX_UPLOADS uploads are read at once, and
+photos are decoded only while their decoded size (from the header) fits DECODE_BUDGET_BYTES,
+the others waiting their turn.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import errno
+import hashlib
+import re
 import socket
 import threading
 from importlib import resources
@@ -33,7 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ferflow.apps.cli import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 from ferflow.faces.detectors import face_detector
-from ferflow.faces.photo import Image, decode_image
+from ferflow.faces.photo import Image, decode_image, pixel_count
 from ferflow.faces.predict import Classifier, PredictOptions, faces_in
 from ferflow.model.sidecar import INPUT_SPEC
 
@@ -55,13 +64,21 @@ NO_FILE = (
 )
 MULTIPART_OVERHEAD = 64_000  # bytes of form headers and boundaries allowed beyond the photo
 MAX_PARTS = 8  # form fields in one upload
+MAX_UPLOADS = 16  # uploads read or waiting at once; more are answered 503 at once
+STALL_SECONDS = 10.0  # the longest wait for the next piece of an upload's body
+UPLOAD_SECONDS = 60.0  # the longest an upload may take to arrive
+# Decoding takes about 9 bytes a pixel at its peak (Pillow's 4-byte pixels, the RGB copy, grey):
+# photos are decoded while their sum fits this budget; a larger one waits until it runs alone.
+DECODE_BYTES_PER_PIXEL = 9
+DECODE_BUDGET_BYTES = 1_000_000_000
 
 
 async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
     """The file name and bytes of the form field `file`, read into memory and never to disk.
 
     Refused with 413 as soon as the declared or received size passes the limit (the rest of
-    the body is not read), with 400 for a body that is not a form with a `file` field.
+    the body is not read), with 408 when the body stalls for STALL_SECONDS or takes longer than
+    UPLOAD_SECONDS, with 400 for a body that is not a form with a `file` field.
     """
     kind, options = parse_options_header(request.headers.get("content-type", ""))
     if kind != b"multipart/form-data" or not options.get(b"boundary"):
@@ -71,7 +88,20 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
     if declared.isdigit() and int(declared) > limit:
         raise UploadError(413, f"upload of {int(declared):,} bytes is over the limit of {max_bytes:,} bytes")
     body = bytearray()
-    async for chunk in request.stream():
+    chunks = request.stream().__aiter__()
+    deadline = asyncio.get_running_loop().time() + UPLOAD_SECONDS
+    while True:
+        left = deadline - asyncio.get_running_loop().time()
+        try:
+            chunk = await asyncio.wait_for(chunks.__anext__(), timeout=min(STALL_SECONDS, max(left, 0.0)))
+        except StopAsyncIteration:
+            break
+        except asyncio.TimeoutError:
+            raise UploadError(
+                408,
+                f"the upload stalled or took too long (at most {STALL_SECONDS:g} s without data, "
+                f"{UPLOAD_SECONDS:g} s in all)",
+            ) from None
         body += chunk
         if len(body) > limit:
             raise UploadError(413, f"upload is over the limit of {max_bytes:,} bytes")
@@ -127,6 +157,90 @@ def parse_form(body: bytes, boundary: bytes) -> dict[str, tuple[str | None, byte
     return parts
 
 
+class MemoryBudget:
+    """Bytes that decoding may take at once, shared by the worker threads: `take(n)` waits until
+    n bytes fit (or, for more than the whole budget, until nothing else is held)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+        self.changed = threading.Condition()
+
+    def take(self, amount: int) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.held == 0 or self.held + amount <= self.limit)
+            self.held += amount
+
+    def give_back(self, amount: int) -> None:
+        with self.changed:
+            self.held -= amount
+            self.changed.notify_all()
+
+
+def script_hashes(page: str) -> dict[str, str]:
+    """The CSP sources that allow exactly the page's own inline scripts and styles."""
+    found = re.findall(r"<(script|style)>(.*?)</\1>", page, flags=re.S)
+    return {
+        kind: " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+            for tag, body in found
+            if tag == kind
+        )
+        for kind in ("script", "style")
+    }
+
+
+def security_headers(page: str) -> dict[str, str]:
+    """Headers for every answer: the page runs only its own script and loads nothing from
+    elsewhere (the preview is a blob: URL), and no answer is sniffed as another type."""
+    hashes = script_hashes(page)
+    policy = (
+        f"default-src 'none'; script-src {hashes['script']}; style-src {hashes['style']}; img-src blob:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    )
+    return {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff"}
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+class HostCheck:
+    """ASGI middleware: answer only requests whose Host header names this server (421 otherwise),
+    so that a web page on another name pointed at this address (DNS rebinding) reads nothing."""
+
+    def __init__(self, app, allowed_hosts: set[str], headers: dict[str, str]) -> None:
+        self.app, self.allowed, self.headers = app, {h.lower().strip("[]") for h in allowed_hosts}, headers
+
+    async def __call__(self, scope, receive, send) -> None:
+        from starlette.datastructures import Headers
+
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = host_name(Headers(scope=scope).get("host", ""))
+        if host not in self.allowed:
+            response = error(421, f"this server answers to {', '.join(sorted(self.allowed))} only, not {host!r}")
+            response.headers.update(self.headers)
+            await response(scope, receive, send)
+            return
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k.lower().encode(), v.encode()) for k, v in self.headers.items()
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without the port: 'localhost:8000' -> 'localhost', '[::1]:80' -> '::1'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
 def add_json_errors(app: FastAPI) -> None:
     """Every error answer is `{"error": "..."}`, also those FastAPI and Starlette make."""
 
@@ -159,14 +273,18 @@ def create_app(
     max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
     options: PredictOptions | None = None,
     model: dict | None = None,
-) -> FastAPI:
-    """The FastAPI app serving `classifier`. Keras models are not safe to call from several
-    threads at once, so predictions take a lock; requests are still accepted concurrently."""
+    allowed_hosts: tuple[str, ...] = (),
+):
+    """The app serving `classifier` (FastAPI, behind the Host check: 127.0.0.1, localhost, ::1
+    and `allowed_hosts`). Keras models are not safe to call from several threads at once, so
+    predictions take a lock; requests are still accepted concurrently, within the memory bounds."""
     served = model or {"quality": "custom", "file": classifier.path.name, "runtime": classifier.runtime, "tta": False}
     options = options or PredictOptions(tta=served["tta"])
     detector = face_detector(options.detector) if options.detect else None
     summary = {**model_summary(classifier), "model": served}
     predicting = threading.Lock()
+    decoding = MemoryBudget(DECODE_BUDGET_BYTES)
+    uploads = asyncio.Semaphore(MAX_UPLOADS)
     app = FastAPI(
         title="ferflow",
         version="1",
@@ -217,12 +335,18 @@ def create_app(
     async def predict(request: Request) -> JSONResponse:
         # The body is read here, counted as it streams and kept in memory; the work on the
         # photo runs in the thread pool, so /health answers while a photo is being classified.
+        if uploads.locked():
+            return error(503, f"the server is busy with {MAX_UPLOADS} uploads; try again in a moment")
+        async with uploads:
+            return await answer(request)
+
+    async def answer(request: Request) -> JSONResponse:
         try:
             name, data = await read_upload(request, max_upload_bytes)
         except UploadError as problem:
             return error(problem.status, str(problem))
         try:
-            pixels, faces = await run_in_threadpool(find_and_classify, name, data)
+            (height, width), faces = await run_in_threadpool(find_and_classify, name, data)
         except ValueError as problem:  # ImageError: the photo cannot be decoded or searched
             return error(400, str(problem))
         if not faces:
@@ -233,17 +357,23 @@ def create_app(
                 "detector": options.detector,
                 "model": served,
                 "faces": [f.record() for f in faces],
-                "image": {"width": int(pixels.shape[1]), "height": int(pixels.shape[0])},
+                "image": {"width": int(width), "height": int(height)},
             }
         )
 
     def find_and_classify(name: str, data: bytes):
-        pixels = decode_image(data, name)
-        with predicting:
-            return pixels, faces_in(Image(name, None, pixels), classifier, options, detector)
+        cost = pixel_count(data, name) * DECODE_BYTES_PER_PIXEL  # from the header: raises for a non-image
+        decoding.take(cost)
+        try:
+            pixels = decode_image(data, name)
+            with predicting:
+                faces = faces_in(Image(name, None, pixels), classifier, options, detector)
+            return pixels.shape[:2], faces
+        finally:
+            decoding.give_back(cost)
 
     add_json_errors(app)
-    return app
+    return HostCheck(app, {*LOCAL_HOSTS, *allowed_hosts}, security_headers(page))
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -267,15 +397,18 @@ def serve(
     port: int = DEFAULT_PORT,
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     model: dict | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> None:
-    """Serve until Ctrl-C. Raises OSError, before printing anything, if the port cannot be had."""
+    """Serve until Ctrl-C. Raises OSError, before printing anything, if the port cannot be had.
+    The Host header may name this machine, the address listened on, or `allowed_hosts`."""
     import uvicorn
 
     sock = listening_socket(host, port)  # taken before the banner, so a port in use is said first
-    app = create_app(classifier, int(max_upload_mb * 1e6), model=model)
+    app = create_app(classifier, int(max_upload_mb * 1e6), model=model, allowed_hosts=(host, *allowed_hosts))
     how = f"quality {model['quality']}, " if model else ""
     print(
         f"serving {classifier.path.name} ({how}{classifier.runtime}) on http://{host}:{port} (Ctrl-C stops)", flush=True
     )
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    # Connections beyond the uploads' cap and the quick requests get uvicorn's own 503.
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", limit_concurrency=4 * MAX_UPLOADS))
     server.run(sockets=[sock])

@@ -198,6 +198,29 @@ def decode_image(data: bytes | Path, name: str) -> np.ndarray:
         raise ImageError(f"'{name}' is not a readable image: {first_line(error)}") from None
 
 
+def pixel_count(data: bytes, name: str) -> int:
+    """The pixels an image will decode to, read from its header alone. Raises ImageError for
+    data that is empty, not an image, or over MAX_IMAGE_PIXELS."""
+    from PIL import UnidentifiedImageError
+
+    if not data:
+        raise ImageError(f"'{name}' is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data)) as probe:
+                pixels = probe.width * probe.height
+    except PILImage.DecompressionBombError:
+        pixels = MAX_IMAGE_PIXELS + 1
+    except UnidentifiedImageError:
+        raise ImageError(f"'{name}' is not a readable image") from None
+    except Exception as error:  # PIL's header parsers raise many types on malformed data
+        raise ImageError(f"'{name}' is not a readable image: {first_line(error)}") from None
+    if pixels > MAX_IMAGE_PIXELS:
+        raise ImageError(f"'{name}' has more than {MAX_IMAGE_PIXELS:,} pixels, the limit")
+    return pixels
+
+
 def first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
     return f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
