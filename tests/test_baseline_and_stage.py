@@ -94,6 +94,39 @@ def test_check_writes_one_json_per_section(tmp_path) -> None:
         assert json.loads((tmp_path / "params" / "checked" / f"{section}.json").read_text()) == values
 
 
+def test_check_names_an_empty_dvc_lock_and_how_to_restore_it(tmp_path) -> None:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["source"] = str(REPO / "data" / "sample")
+    (tmp_path / "dvc.lock").write_text("")  # what a dvc repro killed while writing it left
+    result = run_check(tmp_path, params)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: dvc.lock is empty or damaged (a killed `dvc repro` can leave it so): restore it with "
+        "`git checkout dvc.lock`, or delete it to rerun every stage"
+    )
+    (tmp_path / "dvc.lock").write_text((REPO / "dvc.lock").read_text())
+    assert run_check(tmp_path, params).returncode == 0
+
+
+def test_a_stage_removes_what_a_killed_writer_left_half_written(tmp_path, monkeypatch) -> None:
+    from ferflow.io import atomic_path
+    from ferflow.pipeline import stage
+
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "plots" / "confusion_matrix_normalised.png"
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target, suffix=".png") as tmp:
+            left = tmp.with_name(tmp.name + ".copy")  # atomic_path removes its own on an exception;
+            tmp.write_bytes(b"half")  # a SIGKILL does not: keep one as a kill would
+            left.write_bytes(b"half")
+            raise KeyboardInterrupt
+    (tmp_path / "plots" / ".gitignore").write_text("keep me")  # not ours: untouched
+    monkeypatch.setattr(stage, "stage_parameters", lambda name: (_ for _ in ()).throw(SystemExit(0)))
+    with pytest.raises(SystemExit):
+        stage.run("evaluate")  # stops before the notebook, after the clean-up
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [".gitignore"]
+
+
 def test_check_refuses_a_bad_file_in_one_short_line_and_writes_nothing(tmp_path) -> None:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["train"]["optimizer"] = "adam w"

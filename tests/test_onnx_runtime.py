@@ -141,10 +141,19 @@ def test_a_keras_model_without_keras_is_one_line_saying_what_to_do(tmp_path) -> 
     ]
 
 
-def test_threads_follow_the_setting(monkeypatch) -> None:
-    monkeypatch.setenv("FERFLOW_THREADS", "3")
-    assert default_threads() == 3
+def test_threads_follow_the_setting_up_to_the_cores(monkeypatch, capsys) -> None:
+    from ferflow.apps.cli import main
+    from ferflow.model.onnx_runtime import available_cores
+
+    monkeypatch.setenv("FERFLOW_THREADS", "1")
+    assert default_threads() == 1
     assert load_classifier(threads=1).model.session.get_session_options().intra_op_num_threads == 1
-    monkeypatch.setenv("FERFLOW_THREADS", "lots")
-    with pytest.raises(ValueError, match="FERFLOW_THREADS='lots': give a whole number of threads"):
-        default_threads()
+    for setting in ("lots", str(available_cores() + 1)):
+        monkeypatch.setenv("FERFLOW_THREADS", setting)
+        with pytest.raises(ValueError, match=f"FERFLOW_THREADS='{setting}': give a whole number of threads"):
+            default_threads()
+    monkeypatch.delenv("FERFLOW_THREADS")
+    assert main(["predict", ".", "--threads", "1000000"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --threads must be 1 to {available_cores()} (the cores this process may use), got 1000000"
+    )

@@ -185,5 +185,35 @@ def test_a_missing_or_broken_data_source_is_refused_before_any_stage(tmp_path) -
     (source / "ok.jpg").write_bytes(b"x")
     params.check_data_source(str(tmp_path / "fer"))  # fine as it is
     (source / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
-    with pytest.raises(ParamsError, match=r"holds 1 broken link\(s\), such as '.*gone.jpg'.*remove them"):
+    with pytest.raises(ParamsError, match=r"holds 1 broken link\(s\), such as '.*gone.jpg'.*remove") as refused:
         params.check_data_source(str(tmp_path / "fer"))
+    assert "delete" not in str(refused.value) and "find " not in str(refused.value)  # advise no deleting command
+
+
+def test_a_source_that_holds_the_project_is_refused(tmp_path, monkeypatch) -> None:
+    project = tmp_path / "work" / "project"
+    project.mkdir(parents=True)
+    monkeypatch.chdir(project)
+    for source in (str(tmp_path), "..", "."):
+        with pytest.raises(ParamsError, match=r"contains this project .* give the data set's own folder"):
+            params.check_data_source(source)
+
+
+def test_a_huge_value_is_refused_and_named_not_echoed() -> None:
+    values = shipped()["train"]
+    values["teacher"] = "m" * 50_000_000 + ".keras"
+    with pytest.raises(ParamsError) as refused:
+        params.check("train", values)
+    message = str(refused.value)
+    assert "train.teacher = 'mmmm" in message and "(50,000,008 characters)" in message
+    assert "at most 4096 characters" in message and len(message) < 300
+
+
+def test_yaml_aliases_and_oversized_files_are_refused_before_they_expand() -> None:
+    laughs = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(9)
+    ]
+    with pytest.raises(ParamsError, match=r"params \(params.yaml\): line 1 uses the YAML anchor or alias 'a'"):
+        params.check_text("\n".join(laughs))  # 9**10 strings once expanded: never built
+    with pytest.raises(ParamsError, match=r"the file has 200,001 characters; a params file has at most 100,000"):
+        params.check_text("#" * 200_001)

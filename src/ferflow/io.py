@@ -25,6 +25,18 @@ def _umask() -> int:
     return mask
 
 
+PARTIAL = ".partial-"  # in the name of every temporary file, so that a killed run's can be found
+
+
+def remove_partial_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that a killed writer left under `folder` (only ours: hidden
+    names holding PARTIAL); return them."""
+    left = [p for p in Path(folder).rglob(f".*{PARTIAL}*") if p.is_file()] if Path(folder).is_dir() else []
+    for path in left:
+        path.unlink(missing_ok=True)
+    return left
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` if the block succeeds.
@@ -33,7 +45,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix or ".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}{PARTIAL}", suffix=suffix or ".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
     try:

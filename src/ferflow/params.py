@@ -25,6 +25,8 @@ from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
 PARAMS_FILE = "params.yaml"
 MIN_CROP = 32  # the smallest input every registered architecture takes (a test builds each one)
 MAX_BLANK_THRESHOLD = 32.0
+MAX_PARAMS_CHARS = 100_000  # the shipped file is 4 KB
+MAX_TEXT = 4096  # the longest path a param may hold (Linux's PATH_MAX)
 SEED = Annotated[int, Field(ge=0, le=2**32 - 1)]
 PROBABILITY = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -41,7 +43,7 @@ class Section(BaseModel):
 
 
 class DataParams(Section):
-    source: str = Field(min_length=1)
+    source: str = Field(min_length=1, max_length=MAX_TEXT)
     classes: list[str] = Field(min_length=2)
     on_conflict: Literal["drop", "keep_first"]
     on_bad: Literal["error", "skip"]
@@ -101,7 +103,7 @@ class TrainParams(Section):
     warmup_epochs: int = Field(ge=0, le=1_000)
     label_smoothing: float = Field(ge=0.0, le=0.5)
     mixup_alpha: float = Field(ge=0.0, le=10.0)
-    teacher: str  # a trained .keras model whose probabilities are soft targets; "" = none
+    teacher: str = Field(max_length=MAX_TEXT)  # a trained .keras model giving soft targets; "" = none
     distill_weight: PROBABILITY
     distill_temperature: float = Field(ge=1.0, le=20.0)
     crop_size: int = Field(ge=0, le=48)  # 0 or MIN_CROP..48: smaller crops leave no room for pooling
@@ -205,7 +207,10 @@ def _describe(error: dict[str, Any], prefix: str) -> str:
         return f"{key} is not a known key; known keys{f' of {section}' if section else ''}: {known}"
     if error["loc"] == () or kind.startswith("model_"):
         return f"{prefix or 'params'}: {message}"
-    return f"{key} = {error['input']!r} is invalid: {message}"
+    shown = repr(error["input"])
+    if len(shown) > 80:  # a value pasted by mistake is named, not echoed whole
+        shown = f"{shown[:60]}... ({len(shown):,} characters)"
+    return f"{key} = {shown} is invalid: {message}"
 
 
 def _fail(error: ValidationError, prefix: str, where: str) -> ParamsError:
@@ -235,6 +240,8 @@ def check_text(text: str, path: str = PARAMS_FILE) -> Params:
     """Validate the text of a whole params file (named `path` in messages)."""
     try:
         raw = parse_yaml(text)
+    except ParamsError as error:
+        raise ParamsError(str(error).replace("params:", f"params ({path}):", 1)) from None
     except YAMLError as error:
         raise ParamsError(f"params ({path}): not valid YAML: {error}") from None
     if not isinstance(raw, dict):
@@ -269,7 +276,20 @@ def read_section(section: str, start: str | Path = ".") -> dict[str, Any]:
 
 def parse_yaml(text: str) -> Any:
     """YAML as DVC reads params.yaml (ruamel.yaml's safe loader, YAML 1.2): `1e-3` is a number,
-    `yes` and `on` are strings, so that `check`, the notebooks and `dvc exp run -S` agree."""
+    `yes` and `on` are strings, so that `check`, the notebooks and `dvc exp run -S` agree.
+
+    Refuses (ParamsError) a file over MAX_PARAMS_CHARS and any anchor or alias, before building
+    anything: a few lines of nested aliases ("billion laughs") expand to gigabytes."""
+    if len(text) > MAX_PARAMS_CHARS:
+        raise ParamsError(
+            f"params: the file has {len(text):,} characters; a params file has at most {MAX_PARAMS_CHARS:,}"
+        )
+    for event in YAML(typ="safe").parse(text):
+        if getattr(event, "anchor", None) is not None:
+            line = event.start_mark.line + 1
+            raise ParamsError(
+                f"params: line {line} uses the YAML anchor or alias '{event.anchor}'; write each value out in full"
+            )
     return YAML(typ="safe").load(text)
 
 
@@ -282,6 +302,9 @@ def check_data_source(source: str) -> None:
             f"data.source = {source!r} does not exist (paths are relative to the project root); "
             "give a Kaggle-layout folder or the contest's fer2013.csv"
         )
+    project = Path.cwd().resolve()
+    if path.is_dir() and (path.resolve() == project or path.resolve() in project.parents):
+        raise ParamsError(f"data.source = {source!r} contains this project ({project}); give the data set's own folder")
     if path.is_dir():
         broken = [
             Path(folder) / name
@@ -292,6 +315,6 @@ def check_data_source(source: str) -> None:
         if broken:
             raise ParamsError(
                 f"data.source = {source!r} holds {len(broken)} broken link(s), such as "
-                f"'{broken[0]}'; DVC cannot read the folder with them: remove them "
-                f"(find {str(path)!r} -xtype l -delete) or fix their targets"
+                f"'{broken[0]}'; DVC cannot read the folder with them: fix their targets or remove "
+                "those links, or point data.source at a copy of the data set without them"
             )

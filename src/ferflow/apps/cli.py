@@ -173,18 +173,6 @@ def chosen_model(args) -> tuple[Path, bool]:
     return (args.model or model), tta or getattr(args, "tta", False)
 
 
-def threads_problem(threads: int | None) -> str | None:
-    from ferflow.model.onnx_runtime import default_threads
-
-    if threads is not None and threads < 1:
-        return f"--threads must be 1 or more, got {threads}"
-    try:
-        default_threads()
-    except ValueError as problem:
-        return str(problem)
-    return None
-
-
 MAX_UPLOAD_MB = 1000.0  # uploads are held in memory
 
 
@@ -192,6 +180,7 @@ def run_predict(args) -> int:
     from ferflow.faces.detectors import face_detector
     from ferflow.faces.predict import PredictOptions, expand_paths
     from ferflow.io import OutputError, exclusive_output
+    from ferflow.model.onnx_runtime import threads_problem
 
     problem = threads_problem(args.threads)
     if problem:
@@ -317,6 +306,8 @@ def run_serve(args) -> int:
     except ImportError as missing:
         print(f"error: fer serve needs {missing.name}: pip install 'ferflow[serve]'", file=sys.stderr)
         return EXIT_USAGE
+    from ferflow.model.onnx_runtime import threads_problem
+
     problem = threads_problem(args.threads)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

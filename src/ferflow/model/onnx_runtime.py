@@ -21,17 +21,33 @@ CHECKSUMS = ASSETS / "checksums.json"
 THREADS_VARIABLE = "FERFLOW_THREADS"
 
 
-def default_threads() -> int:
-    """Threads for one model call: FERFLOW_THREADS, or the cores this process may use."""
-    configured = os.environ.get(THREADS_VARIABLE, "").strip()
-    if configured:
-        if not configured.isdigit() or int(configured) < 1:
-            raise ValueError(f"{THREADS_VARIABLE}={configured!r}: give a whole number of threads, 1 or more")
-        return int(configured)
+def available_cores() -> int:
+    """The cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+def threads_problem(threads: int | None) -> str | None:
+    """Why `threads` (None: the default) cannot be used for a model call, or None. More threads
+    than cores only slow a call down, and a huge count takes memory for each thread's stack."""
+    cores = available_cores()
+    if threads is not None and not 1 <= threads <= cores:
+        return f"--threads must be 1 to {cores} (the cores this process may use), got {threads}"
+    configured = os.environ.get(THREADS_VARIABLE, "").strip()
+    if configured and not (configured.isdigit() and 1 <= int(configured) <= cores):
+        return f"{THREADS_VARIABLE}={configured!r}: give a whole number of threads from 1 to {cores} (the cores)"
+    return None
+
+
+def default_threads() -> int:
+    """Threads for one model call: FERFLOW_THREADS, or the cores this process may use."""
+    problem = threads_problem(None)
+    if problem:
+        raise ValueError(problem)
+    configured = os.environ.get(THREADS_VARIABLE, "").strip()
+    return int(configured) if configured else available_cores()
 
 
 def make_session(path: str | Path, threads: int | None = None):

@@ -2,6 +2,7 @@
 
     python -m ferflow.pipeline.stage check          # validate params.yaml, write params/checked/<section>.json
     python -m ferflow.pipeline.stage run train      # execute notebooks/03_train.ipynb with its sections, render HTML
+    python -m ferflow.pipeline.stage check-lock     # say whether dvc.lock can be read (a killed dvc empties it)
 
 `check` is the pipeline's first stage and every other stage depends on its output, so a bad
 value stops `dvc repro` before DVC removes any other stage's outputs. It writes one file per
@@ -29,7 +30,7 @@ import time
 from pathlib import Path
 
 from ferflow import paths
-from ferflow.io import read_json, write_json, write_text
+from ferflow.io import read_json, remove_partial_files, write_json, write_text
 from ferflow.params import SECTIONS, ParamsError, check_data_source, load
 
 CHECKED_DIR = Path(paths.CHECKED_PARAMS)
@@ -50,11 +51,35 @@ def checked_path(section: str) -> Path:
 
 
 def check(params_path: str | Path = "params.yaml") -> None:
-    """Validate the whole params file, then write each section's checked values."""
+    """Validate the whole params file (and that dvc.lock is readable), then write each section's
+    checked values."""
+    check_lock()
     params = load(params_path)
     check_data_source(params.data.source)
     for section in SECTIONS:
         write_json(checked_path(section), getattr(params, section).model_dump(mode="json"))
+
+
+LOCK_FILE = Path("dvc.lock")
+
+
+def check_lock(path: Path = LOCK_FILE) -> None:
+    """Refuse a dvc.lock that DVC cannot read: a `dvc repro` killed while DVC wrote it leaves it
+    empty, and DVC then says only "validation failed". Raises ParamsError saying what to do."""
+    from ferflow.params import parse_yaml
+
+    if not path.exists():
+        return
+    try:
+        lock = parse_yaml(path.read_text(encoding="utf-8"))
+        readable = isinstance(lock, dict) and isinstance(lock.get("stages"), dict)
+    except Exception:  # noqa: BLE001 - any parse failure means the same to the user
+        readable = False
+    if not readable:
+        raise ParamsError(
+            f"{path} is empty or damaged (a killed `dvc repro` can leave it so): restore it with "
+            f"`git checkout {path}`, or delete it to rerun every stage"
+        )
 
 
 def stage_parameters(stage: str) -> dict[str, dict]:
@@ -93,6 +118,8 @@ def run(stage: str, log_output: bool = True) -> None:
     import papermill
 
     notebook, _ = STAGES[stage]
+    for folder in OUTPUT_FOLDERS:  # what a killed earlier run left half-written
+        remove_partial_files(folder)
     parameters = stage_parameters(stage)
     source = Path("notebooks") / f"{notebook}.ipynb"
     executed = Path("reports") / f"{notebook}.ipynb"
@@ -118,6 +145,13 @@ def run(stage: str, log_output: bool = True) -> None:
         if executed.exists():
             write_text(executed.with_suffix(".html"), report_html(nbformat.read(executed, as_version=4), executed.name))
 
+
+# Where the stages write: the folders of their outputs (ferflow.paths).
+OUTPUT_FOLDERS = (
+    *(str(Path(p).parent) for p in (paths.PROCESSED_DATASET, paths.MODEL, paths.metrics("-"), paths.results("-"))),
+    str(Path(paths.figure("-")).parent),
+    paths.REPORTS,
+)
 
 # The lab template without the scripts it loads from a CDN (require.js, MathJax, Mermaid): the
 # reports use none of them, and offline the browser only logs errors trying to fetch them.
@@ -278,6 +312,7 @@ def _main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     check_parser = commands.add_parser("check", help="validate params.yaml and write the checked sections")
     check_parser.add_argument("--params", default="params.yaml")
+    commands.add_parser("check-lock", help="say whether dvc.lock can be read, and what to do if not")
     run_parser = commands.add_parser("run", help="execute one stage's notebook")
     run_parser.add_argument("stage", choices=list(STAGES))
     run_parser.add_argument("--quiet", action="store_true", help="do not stream cell output")
@@ -285,6 +320,8 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "check":
             check(args.params)
+        elif args.command == "check-lock":
+            check_lock()
         else:
             run(args.stage, log_output=not args.quiet)
     except ParamsError as error:
