@@ -86,3 +86,23 @@ def test_every_docs_page_is_in_the_site_navigation_and_the_site_builds_strictly(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "site/reports/index.html").exists()
+
+
+def test_the_version_is_written_once_and_the_changelog_starts_at_it() -> None:
+    import importlib.metadata
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and project["dynamic"] == ["version"]
+    assert importlib.metadata.version("ferflow") == ferflow.__version__
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert re.search(r"^## (\S+)", changelog, re.M).group(1) == ferflow.__version__
+
+
+def test_the_python_floor_is_the_one_ci_tests() -> None:
+    import tomllib
+
+    floor = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["requires-python"]
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
+    tested = workflow["jobs"]["ci"]["strategy"]["matrix"]["python-version"]
+    assert floor == f">={tested[0]}" and f"Python {tested[0]} to {tested[-1]}" in (REPO / "README.md").read_text()

@@ -97,7 +97,7 @@ async def read_upload(request: Request, max_bytes: int) -> tuple[str, bytes]:
             chunk = await asyncio.wait_for(chunks.__anext__(), timeout=min(STALL_SECONDS, max(left, 0.0)))
         except StopAsyncIteration:
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UploadError(
                 408,
                 f"the upload stalled or took too long (at most {STALL_SECONDS:g} s without data, "
