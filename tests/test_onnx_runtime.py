@@ -35,21 +35,33 @@ def photos() -> list[np.ndarray]:
     ]
 
 
+SHIPPED = {"fer2013": "fer2013.onnx", "fer2013_ensemble": "fer2013_ensemble.json"}  # a model, an ensemble's card
+
+
 def test_the_shipped_onnx_files_match_their_checksums_and_their_keras_originals() -> None:
     recorded = json.loads(CHECKSUMS.read_text())
-    assert set(recorded) == {p.name for p in ASSETS.glob("*.onnx")} and len(recorded) == 5
+    assert set(recorded) == {p.name for p in ASSETS.glob("*.onnx")} and len(recorded) == 6
     assert all(sha256_file(ASSETS / name) == digest for name, digest in recorded.items())
-    for name in ("fer2013", "fer2013_ensemble"):
+    for name, shipped in SHIPPED.items():
         sidecar = json.loads((ASSETS / f"{name}.json").read_text())
         assert sidecar["exported_from"]["sha256"] == sha256_file(PRETRAINED / f"{name}.keras"), (
-            f"{name}.onnx is stale: run python -m ferflow.pipeline.onnx_export"
+            f"{shipped} is stale: run python -m ferflow.pipeline.onnx_export"
         )
-        assert sidecar["model_sha256"] == recorded[f"{name}.onnx"]
+    assert json.loads((ASSETS / "fer2013.json").read_text())["model_sha256"] == recorded["fer2013.onnx"]
+    members = json.loads((ASSETS / "fer2013_ensemble.json").read_text())["onnx_members"]
+    assert [m["file"] for m in members] == ["fer2013.onnx", "fer2013_member1.onnx", "fer2013_member2.onnx"]
+    assert all(recorded[m["file"]] == m["sha256"] for m in members)
 
 
-@pytest.mark.parametrize("name", ["fer2013", "fer2013_ensemble"])
+def test_no_shipped_file_is_over_12_mib_and_none_holds_the_whole_ensemble() -> None:
+    sizes = {p.name: p.stat().st_size for p in ASSETS.iterdir()}
+    assert max(sizes.values()) <= 12 * 2**20, sizes
+    assert "fer2013_ensemble.onnx" not in sizes
+
+
+@pytest.mark.parametrize("name", list(SHIPPED))
 def test_onnx_probabilities_match_keras_within_1e_4_on_real_faces_and_photos(name) -> None:
-    onnx, keras = load_classifier(ASSETS / f"{name}.onnx"), load_classifier(PRETRAINED / f"{name}.keras")
+    onnx, keras = load_classifier(ASSETS / SHIPPED[name]), load_classifier(PRETRAINED / f"{name}.keras")
     assert (onnx.runtime, keras.runtime) == ("onnx", "keras") and onnx.class_names == keras.class_names
     faces = np.stack(
         [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((REPO / "data/sample/test").glob("*/*.jpg"))[::7]]
@@ -124,7 +136,31 @@ def test_predicting_imports_neither_tensorflow_nor_keras(tmp_path) -> None:
     assert report == {"code": 0, "loaded": []}, result.stderr
     assert result.stderr.strip().splitlines() == ["1 face(s) in 1 file(s); 0 problem(s)"]  # nothing else
     written = json.loads((tmp_path / "out.json").read_text())
-    assert written["model"] == {"quality": "best", "file": "fer2013_ensemble.onnx", "runtime": "onnx", "tta": True}
+    assert written["model"] == {"quality": "best", "file": "fer2013_ensemble.json", "runtime": "onnx", "tta": True}
+
+
+def test_an_ensemble_card_is_refused_when_a_member_is_missing_swapped_or_elsewhere(tmp_path) -> None:
+    import shutil
+
+    from ferflow.model.sidecar import ModelFileError
+
+    card = json.loads((ASSETS / "fer2013_ensemble.json").read_text())
+    for member in card["onnx_members"]:
+        shutil.copy(ASSETS / member["file"], tmp_path / member["file"])
+    (tmp_path / "e.json").write_text(json.dumps(card))
+    assert load_classifier(tmp_path / "e.json").model.predict_on_batch(np.zeros((1, 48, 48, 1), np.float32)).shape == (
+        1,
+        7,
+    )
+    shutil.copy(ASSETS / "fer2013.onnx", tmp_path / "fer2013_member1.onnx")  # a member replaced by another model
+    with pytest.raises(ModelFileError, match="'.*fer2013_member1.onnx' is not the member that 'e.json' describes"):
+        load_classifier(tmp_path / "e.json")
+    card["onnx_members"][1]["file"] = "../elsewhere.onnx"
+    (tmp_path / "e.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFileError, match="names the member '../elsewhere.onnx', which is not a file beside it"):
+        load_classifier(tmp_path / "e.json")
+    with pytest.raises(ModelFileError, match="is not an ensemble card"):
+        load_classifier(ASSETS / "fer2013.json")
 
 
 def test_a_keras_model_without_keras_is_one_line_saying_what_to_do(tmp_path) -> None:

@@ -46,9 +46,10 @@ from ferflow.model.classifier import load_classifier as load_classifier
 from ferflow.model.onnx_runtime import ASSETS
 from ferflow.model.sidecar import ModelFileError as ModelFileError
 
-# The shipped models, exported to ONNX and installed with the package (see ferflow.model.onnx_runtime).
-# A quality is a model and whether to average over test-time views (ten-crop and flips).
-QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer2013_ensemble.onnx", True)}
+# The shipped models, exported to ONNX and installed with the package (see ferflow.model.onnx_runtime):
+# the single model, and the ensemble's card that lists its members' ONNX files (the first is the
+# single model's). A quality is a model and whether to average over test-time views (ten-crop, flips).
+QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer2013_ensemble.json", True)}
 DEFAULT_QUALITY = "fast"
 DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
 PRETRAINED_KERAS = Path(paths.PRETRAINED) / "fer2013.keras"  # in a checkout: what ships, as Keras

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.model.onnx_runtime import ASSETS, load_checked_onnx
+from ferflow.model.onnx_runtime import ASSETS, load_checked_ensemble, load_checked_onnx
 from ferflow.model.sidecar import ModelFileError, class_names_of, crop_size_of, load_checked_model
 from ferflow.model.tta import view_probabilities
 from ferflow.runtime import native_stderr_silenced
@@ -23,7 +23,7 @@ class Classifier:
     """A model with its sidecar (the model card), read and checked once: what every caller that
     classifies faces holds, on ONNX Runtime or Keras."""
 
-    model: object  # an OnnxModel or a keras.Model: anything with predict_on_batch
+    model: object  # an OnnxModel, an OnnxEnsemble or a keras.Model: anything with predict_on_batch
     class_names: tuple[str, ...]
     crop_size: int
     path: Path
@@ -39,7 +39,8 @@ class Classifier:
 
 def load_classifier(model_path: str | Path = SHIPPED_MODEL, threads: int | None = None) -> Classifier:
     """Load a model with its sidecar, checking that the two agree: an exported .onnx model on ONNX
-    Runtime (the default; no TensorFlow needed), or a .keras model in safe mode (needs Keras)."""
+    Runtime (the default; no TensorFlow needed), the .json card of an ensemble of .onnx members
+    (averaged), or a .keras model in safe mode (needs Keras)."""
     model_path = Path(model_path)
     if model_path.is_dir():
         raise ModelFileError(
@@ -49,14 +50,15 @@ def load_classifier(model_path: str | Path = SHIPPED_MODEL, threads: int | None 
         raise ModelFileError(
             f"model file '{model_path}' does not exist; train one with `dvc repro` or pass --model PATH"
         )
-    is_onnx = model_path.suffix.lower() == ".onnx"
-    if not is_onnx:
+    suffix = model_path.suffix.lower()
+    if suffix not in (".onnx", ".json"):
         require_keras(model_path)
+    loaders = {".onnx": load_checked_onnx, ".json": load_checked_ensemble}
     try:
-        model, info = load_checked_onnx(model_path, threads) if is_onnx else load_keras(model_path)
+        model, info = loaders[suffix](model_path, threads) if suffix in loaders else load_keras(model_path)
     except ModelFileError as error:
         raise ModelFileError(f"{error}; pass a model trained by this pipeline") from None
-    runtime = "onnx" if is_onnx else "keras"
+    runtime = "onnx" if suffix in loaders else "keras"
     return Classifier(model, class_names_of(info), crop_size_of(info), model_path, runtime, info)
 
 

@@ -101,6 +101,54 @@ def asset(name: str) -> Path:
     return path
 
 
+class OnnxEnsemble:
+    """Member ONNX models averaged: called like one model (the mean of their probabilities)."""
+
+    def __init__(self, members: list[OnnxModel]) -> None:
+        self.members = members
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.members[0].input_shape
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.members[0].output_shape
+
+    def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
+        return np.mean([member.predict_on_batch(batch) for member in self.members], axis=0)
+
+
+def load_checked_ensemble(card_path: str | Path, threads: int | None = None) -> tuple[OnnxEnsemble, dict]:
+    """(the members averaged, the ensemble's card): a JSON model card whose `onnx_members` name
+    ONNX files beside it, each checked by its SHA-256; else ModelFileError."""
+    from ferflow.io import sha256_file
+
+    card_path = Path(card_path)
+    info = read_sidecar(card_path)
+    members = info.get("onnx_members")
+    if not isinstance(members, list) or len(members) < 2:
+        raise ModelFileError(
+            f"'{card_path}' is not an ensemble card (no list of 'onnx_members'); pass a model file "
+            "(.onnx or .keras), or the .json card of an ensemble"
+        )
+    models = []
+    for member in members:
+        name = member.get("file", "") if isinstance(member, dict) else ""
+        path = card_path.parent / name
+        if not name or Path(name).name != name or not path.is_file():
+            raise ModelFileError(f"'{card_path}' names the member '{name}', which is not a file beside it")
+        if sha256_file(path) != member.get("sha256"):
+            raise ModelFileError(
+                f"'{path}' is not the member that '{card_path.name}' describes (its SHA-256 differs); "
+                "keep the ensemble's files together as they were shipped"
+            )
+        models.append(OnnxModel(path, threads))
+    ensemble = OnnxEnsemble(models)
+    check_agreement(card_path, ensemble, info)
+    return ensemble, info
+
+
 def load_checked_onnx(model_path: str | Path, threads: int | None = None) -> tuple[OnnxModel, dict]:
     """(ONNX model on ONNX Runtime, its sidecar), checked to agree; else ModelFileError."""
     model_path = Path(model_path)

@@ -99,7 +99,7 @@ def check_model_checksum(model_path: Path, path: Path, info: dict[str, Any]) -> 
     from ferflow.io import sha256_file
 
     recorded = info.get("model_sha256")
-    if recorded is None or not model_path.is_file():
+    if recorded is None or not model_path.is_file() or model_path == path:  # a card is no model file
         return
     if sha256_file(model_path) != recorded:
         raise ModelFileError(

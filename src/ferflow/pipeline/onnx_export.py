@@ -3,8 +3,11 @@
     python -m ferflow.pipeline.onnx_export   # after shipping a model (ferflow.pipeline.ship or .ensemble)
 
 Part of shipping a model: it writes `src/ferflow/assets/` from `models/pretrained/`:
-- `fer2013.onnx` and `fer2013_ensemble.onnx`, each with its sidecar (the .keras sidecar plus the
-  ONNX file's checksum and where it came from);
+- `fer2013.onnx` with its sidecar (the .keras sidecar plus the ONNX file's checksum and where it
+  came from);
+- the ensemble as separate members, averaged at run time: `fer2013_ensemble.json`, its card,
+  lists `fer2013.onnx` (member 0 is the single model) and `fer2013_member<N>.onnx` for the
+  others, each with its checksum, so that no file holds the whole ensemble;
 - `mtcnn_{pnet,rnet,onet}.onnx`, the `mtcnn` package's networks (MIT License; see NOTICE.md);
 - `checksums.json`, the SHA-256 of every ONNX file.
 Before anything is replaced, each export is checked against its original: classifier
@@ -27,7 +30,7 @@ from ferflow.io import sha256_file, write_json
 from ferflow.model.onnx_runtime import ASSETS, CHECKSUMS, OnnxModel
 
 REPO = Path(__file__).resolve().parents[3]
-CLASSIFIERS = ("fer2013", "fer2013_ensemble")
+SINGLE, ENSEMBLE = "fer2013", "fer2013_ensemble"
 TOLERANCE = 1e-4
 # Network input shapes, batch first; None is any size (P-Net is fully convolutional).
 MTCNN_INPUTS = {"pnet": (None, None, None, 3), "rnet": (None, 24, 24, 3), "onet": (None, 48, 48, 3)}
@@ -67,6 +70,36 @@ def export_classifier(keras_path: Path, folder: Path) -> dict:
     return {"file": target.name, "max_abs_difference": worst}
 
 
+def export_ensemble(keras_path: Path, single: Path, folder: Path) -> list[dict]:
+    """Export the members of a shipped .keras ensemble (built by ferflow.pipeline.ensemble) into
+    `folder` as separate ONNX files, and its card listing them; member 0 must be the single model
+    already exported to `single`. Each member and the average are checked against Keras."""
+    from ferflow.model.export import export_model, exported_sidecar
+    from ferflow.model.onnx_runtime import OnnxEnsemble
+    from ferflow.model.sidecar import load_checked_model
+
+    model, info = load_checked_model(keras_path)
+    members = [layer for layer in model.layers if layer.name.startswith("member_")]
+    faces = sample_faces()
+    files, checked = [single], []
+    check_parity(
+        f"{single.name} as member 0", [members[0].predict_on_batch(faces)], [OnnxModel(single).predict_on_batch(faces)]
+    )
+    for index, member in enumerate(members[1:], start=1):
+        target = export_model(member, "onnx", folder / f"{SINGLE}_member{index}.onnx")
+        worst = check_parity(target.name, [member.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
+        files.append(target)
+        checked.append({"file": target.name, "max_abs_difference": worst})
+    average = OnnxEnsemble([OnnxModel(path) for path in files])
+    worst = check_parity(f"{ENSEMBLE}.json", [model.predict_on_batch(faces)], [average.predict_on_batch(faces)])
+    card = exported_sidecar(info, keras_path, folder / "none", f"models/pretrained/{keras_path.name}")
+    card["exported_from"]["max_abs_difference"] = worst
+    card["onnx_members"] = [{"file": path.name, "sha256": sha256_file(path)} for path in files]
+    card.pop("model_sha256", None)  # the members' checksums describe it
+    write_json(folder / f"{ENSEMBLE}.json", card)
+    return [*checked, {"file": f"{ENSEMBLE}.json", "max_abs_difference": worst}]
+
+
 def export_mtcnn(folder: Path) -> list[dict]:
     """Export the mtcnn package's three networks into `folder`, each checked on a real image."""
     import tensorflow as tf
@@ -100,11 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(dir=args.out.parent, prefix=".assets-") as scratch:
         scratch = Path(scratch)
         try:  # everything is exported and checked in scratch first: a failure replaces nothing
-            checked = [export_classifier(args.pretrained / f"{name}.keras", scratch) for name in CLASSIFIERS]
+            checked = [export_classifier(args.pretrained / f"{SINGLE}.keras", scratch)]
+            checked += export_ensemble(args.pretrained / f"{ENSEMBLE}.keras", scratch / f"{SINGLE}.onnx", scratch)
             checked += export_mtcnn(scratch)
         except ParityError as error:
             print(f"error: {error}; nothing was replaced", file=sys.stderr)
             return 1
+        for stale in args.out.glob("*.onnx"):  # what an earlier layout shipped (the ensemble in one file)
+            if not (scratch / stale.name).exists():
+                stale.unlink()
         for path in sorted(scratch.iterdir()):
             shutil.move(str(path), args.out / path.name)
     write_json(args.out / CHECKSUMS.name, {p.name: sha256_file(p) for p in sorted(args.out.glob("*.onnx"))})
