@@ -3,8 +3,9 @@
     core (io, params, paths, runtime, images)  <  data  <  model  <  training, evaluation, faces
     <  apps, pipeline
 
-A layer imports only layers below it or itself, with two more rules: `data` never imports Keras,
-and `apps` (the photo tool) imports neither data, training nor pipeline code.
+A layer imports only layers below it or itself, with three more rules: `data` never imports Keras,
+`apps` (the photo tool) imports neither data, training nor pipeline code, and no module imports
+itself through others (an import circle), even inside a function.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 
 import pytest
 from conftest import REPO
-from imports import closure
+from imports import closure, direct_imports
 
 PACKAGE_DIR = REPO / "src" / "ferflow"
 SUBPACKAGES = ("data", "model", "training", "evaluation", "faces", "apps", "pipeline")
@@ -77,3 +78,40 @@ def test_data_code_never_imports_keras() -> None:
     code = code.replace(".__init__", "") + "; print(sorted({'keras', 'tensorflow'} & set(sys.modules)))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def import_circles(package_dir) -> list[list[str]]:
+    """Every circle of direct imports between the package's modules (a subpackage's __init__ aside)."""
+    modules = {p.relative_to(package_dir).with_suffix("").as_posix() for p in package_dir.rglob("*.py")}
+    graph = {
+        m: {d for d in direct_imports((package_dir / f"{m}.py").read_text(encoding="utf-8"), package_dir)}
+        - {m}
+        - {d for d in modules if d.endswith("__init__")}
+        for m in modules
+    }
+    circles = []
+
+    def walk(start: str, node: str, path: list[str]) -> None:
+        for following in sorted(graph[node]):
+            if following == start:
+                circles.append(path)
+            elif following > start and following not in path:  # each circle once, from its least module
+                walk(start, following, [*path, following])
+
+    for module in sorted(modules):
+        walk(module, module, [module])
+    return circles
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    assert import_circles(PACKAGE_DIR) == []
+
+
+def test_the_circle_check_sees_a_circle(tmp_path) -> None:
+    import shutil
+
+    copy = tmp_path / "ferflow"
+    shutil.copytree(PACKAGE_DIR, copy, ignore=shutil.ignore_patterns("assets", "__pycache__"))
+    defaults = copy / "apps" / "defaults.py"
+    defaults.write_text(defaults.read_text() + "\n\ndef late():\n    from ferflow.apps.serve import serve  # noqa\n")
+    assert ["apps/defaults", "apps/serve"] in import_circles(copy)

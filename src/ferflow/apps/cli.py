@@ -18,12 +18,11 @@ import math
 import sys
 from pathlib import Path
 
+from ferflow.apps.defaults import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, MAX_UPLOAD_MB
 from ferflow.apps.output import check_outputs, displayable, model_description, print_table, write_records
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
 EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
-DEFAULT_PORT = 8000
-DEFAULT_MAX_UPLOAD_MB = 10.0
 
 
 def _model_arguments(p) -> None:
@@ -171,9 +170,6 @@ def chosen_model(args) -> tuple[Path, bool]:
 
     model, tta = QUALITIES[args.quality]
     return (args.model or model), tta or getattr(args, "tta", False)
-
-
-MAX_UPLOAD_MB = 1000.0  # uploads are held in memory
 
 
 def run_predict(args) -> int:

@@ -40,7 +40,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ferflow.apps.cli import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+from ferflow.apps.defaults import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 from ferflow.faces.detectors import face_detector
 from ferflow.faces.photo import Image, decode_image, pixel_count
 from ferflow.faces.predict import Classifier, PredictOptions, faces_in
