@@ -103,6 +103,9 @@ def test_vgg_follows_the_published_layout() -> None:
 def test_pretrained_weights_only_for_backbones_that_take_them() -> None:
     with pytest.raises(ValueError, match="weights 'imagenet' apply only to"):
         build_model("seed_cnn", 7, weights="imagenet")
+    # an architecture that takes weights, but not these: refused before anything is built
+    with pytest.raises(ValueError, match="weights 'dlib' apply only to face_resnet, not 'efficientnet_b0'"):
+        build_model("efficientnet_b0", 7, weights="dlib")
 
 
 def test_unknown_architecture_is_refused() -> None:

@@ -22,6 +22,9 @@ ARCHITECTURE_NAMES: tuple[str, ...] = (
     "efficientnet_b0",
     "face_resnet",
 )
+# The pretrained weights each architecture can start from (train.weights; "none" for any): read by
+# the registry's build_model and by the params check.
+PRETRAINED_WEIGHTS: dict[str, tuple[str, ...]] = {"efficientnet_b0": ("imagenet",), "face_resnet": ("dlib",)}
 # Names in ferflow.evaluation.robustness.CORRUPTIONS, for the same reason.
 CORRUPTION_NAMES: tuple[str, ...] = (
     "gaussian_noise",

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML, YAMLError
 
-from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES
+from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES, PRETRAINED_WEIGHTS
 
 PARAMS_FILE = "params.yaml"
 MIN_CROP = 32  # the smallest input every registered architecture takes (a test builds each one)
@@ -93,7 +93,7 @@ class SplitParams(Section):
 
 class TrainParams(Section):
     arch: Literal[ARCHITECTURE_NAMES]  # type: ignore[valid-type]
-    weights: Literal["none", "imagenet", "dlib"]
+    weights: Literal[("none", *sorted({w for names in PRETRAINED_WEIGHTS.values() for w in names}))]  # type: ignore[valid-type]
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
     optimizer: Literal["adam", "adamw", "sgd"]
@@ -153,9 +153,9 @@ class TrainParams(Section):
 
     @model_validator(mode="after")
     def _weights_only_for_pretrained_backbones(self) -> TrainParams:
-        owner = {"imagenet": "efficientnet_b0", "dlib": "face_resnet"}.get(self.weights, self.arch)
-        if owner != self.arch:
-            raise ValueError(f"weights {self.weights!r} apply only to {owner}, not {self.arch!r}")
+        if self.weights != "none" and self.weights not in PRETRAINED_WEIGHTS.get(self.arch, ()):
+            owners = sorted(a for a, names in PRETRAINED_WEIGHTS.items() if self.weights in names)
+            raise ValueError(f"weights {self.weights!r} apply only to {', '.join(owners)}, not {self.arch!r}")
         return self
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from ferflow import IMAGE_SIZE
+from ferflow import IMAGE_SIZE, PRETRAINED_WEIGHTS
 from ferflow.model.face_resnet import face_resnet_body
 
 INPUT_SHAPE = (IMAGE_SIZE, IMAGE_SIZE, 1)
@@ -209,8 +209,7 @@ ARCHITECTURES: dict[str, Callable] = {
     "efficientnet_b0": efficientnet_b0_body,
     "face_resnet": face_resnet_body,
 }
-# Architectures that take the `weights` argument, and the pretrained weights each can start from.
-TAKES_WEIGHTS = {"efficientnet_b0": ("imagenet",), "face_resnet": ("dlib",)}
+TAKES_WEIGHTS = PRETRAINED_WEIGHTS  # architectures that take the `weights` argument, and which weights
 
 
 def build_model(
@@ -229,8 +228,9 @@ def build_model(
     """
     if arch not in ARCHITECTURES:
         raise ValueError(f"architecture {arch!r} is not registered; choose one of {sorted(ARCHITECTURES)}")
-    if weights is not None and arch not in TAKES_WEIGHTS:
-        raise ValueError(f"weights {weights!r} apply only to {sorted(TAKES_WEIGHTS)}, not {arch!r}")
+    if weights is not None and weights not in TAKES_WEIGHTS.get(arch, ()):
+        owners = sorted(a for a, names in TAKES_WEIGHTS.items() if weights in names) or sorted(TAKES_WEIGHTS)
+        raise ValueError(f"weights {weights!r} apply only to {', '.join(owners)}, not {arch!r}")
     inputs = keras.Input(shape=input_shape, name="pixels")
     x = augmentation(inputs) if augmentation is not None else inputs
     if crop_size:
