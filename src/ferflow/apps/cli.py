@@ -94,7 +94,7 @@ def _predict_parser(sub) -> None:
         "--detector",
         choices=list(DETECTORS),
         default=DEFAULT_DETECTOR,
-        help=f"face detector (default: {DEFAULT_DETECTOR}; see README, Face detection)",
+        help=f"face detector (default: {DEFAULT_DETECTOR}; see docs/face-detection.md)",
     )
 
 

@@ -21,7 +21,7 @@ from ferflow.faces.mtcnn import MtcnnDetector, MtcnnTensorFlow
 from ferflow.faces.photo import Box, detection_copy, require_opencv, to_grey
 
 DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
-DEFAULT_DETECTOR = "mtcnn"  # the best recall on the grids (README, Face detection)
+DEFAULT_DETECTOR = "mtcnn"  # the best recall on the grids (docs/face-detection.md)
 DETECT_MAX_SIDE = 640  # photos are detected at most this large, unless the detector says otherwise
 
 

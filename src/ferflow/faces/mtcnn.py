@@ -193,8 +193,8 @@ class Mtcnn:
     networks: ONNX Runtime (`MtcnnDetector`, the default) or TensorFlow (`MtcnnTensorFlow`)."""
 
     name = "mtcnn"
-    # On the validation grids 320 px found as many faces as 640 (95.0% vs 93.1%) in half the
-    # time. MTCNN finds faces down to 20 px at this size: raise it for small faces in big photos.
+    # Chosen on the validation grids (docs/face-detection.md). MTCNN finds faces down to 20 px at
+    # this size: raise it for small faces in big photos.
     detect_size = 320
     # Thresholds of the three stages, lower than the package's (0.6, 0.7, 0.8), and a denser
     # image pyramid (0.8 between levels instead of 0.709), chosen on grids of validation faces

@@ -144,8 +144,8 @@ def classify_faces(classifier: Classifier, faces: np.ndarray, tta: bool, batch_s
 class PredictOptions:
     detect: bool = True
     tta: bool = False
-    # Chosen on validation grids with the shipped model (benchmarks/crop_framing.py): a square
-    # a little inside MTCNN's box matches FER-2013's framing best (62.5% vs 53.5% for box + 0.1).
+    # A square a little inside MTCNN's box matches FER-2013's framing best (chosen on validation
+    # grids: docs/face-detection.md).
     margin: float = -0.025  # share of the box added per side; negative tightens
     square: bool = True  # grow the box to a square first
     min_face: int = 30

@@ -60,7 +60,7 @@ def make_session(path: str | Path, threads: int | None = None):
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
     options.log_severity_level = 3  # errors only: nothing on the terminal in normal use
     # No busy-waiting between calls: MTCNN's three networks run one after another, and a pool
-    # spinning after its network would take the cores from the next (measured: 40 -> 20 ms a photo).
+    # spinning after its network would take the cores from the next.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
