@@ -62,6 +62,38 @@ def save_small_model(
     return path
 
 
+def save_member(folder: Path, name: str, seed: int, class_names=CLASS_NAMES, crop_size: int = 44) -> Path:
+    """An ensemble member (or a teacher): seeds differ per member, and so do their recorded training times."""
+    return save_small_model(folder / f"{name}.keras", seed, class_names, crop_size, training_seconds=10.0 + seed)
+
+
+@pytest.fixture(scope="module")
+def faces() -> np.ndarray:
+    """Twelve real faces from the sample's test folder, as (12, 48, 48, 1) float32 pixels."""
+    import cv2
+
+    files = sorted((SAMPLE / "test").glob("*/*.jpg"))[:12]
+    return np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]).astype("float32")[..., None]
+
+
+# Two real FER-2013 faces from the embedded sample, placed on a canvas at known boxes (x, y, size).
+PLACED = {
+    SAMPLE / "test" / "angry" / "PublicTest_1419488.jpg": (40, 60, 144),
+    SAMPLE / "test" / "fear" / "PublicTest_10150476.jpg": (280, 80, 144),
+}
+
+
+def two_face_canvas() -> np.ndarray:
+    """A grey 480x300 photo holding the two PLACED faces."""
+    import cv2
+
+    canvas = np.full((300, 480), 200, dtype=np.uint8)
+    for path, (x, y, size) in PLACED.items():
+        face = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        canvas[y : y + size, x : x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+    return canvas
+
+
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory) -> Path:
     """A small untrained model (with the rotation and zoom layers) and its sidecar."""

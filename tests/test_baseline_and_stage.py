@@ -201,12 +201,11 @@ def test_a_stage_and_its_kernel_stop_when_the_process_that_started_them_is_kille
             time.sleep(0.1)
         stage_pid, kernel_pid = map(int, pids.read_text().split())
         assert all(psutil.Process(pid).status() in ALIVE for pid in (stage_pid, kernel_pid))
+        watched = [psutil.Process(stage_pid), psutil.Process(kernel_pid)]
         parent.kill()  # kill -9 the "dvc"
         parent.wait()
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(running(pid) for pid in (stage_pid, kernel_pid)):
-            time.sleep(0.1)
-        assert not running(stage_pid) and not running(kernel_pid), "the stage or its kernel outlived dvc"
+        _, alive = psutil.wait_procs(watched, timeout=60)  # returns as soon as both are gone
+        assert not alive and not running(stage_pid) and not running(kernel_pid), "the stage or its kernel outlived dvc"
     finally:
         parent.kill()
 

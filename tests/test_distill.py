@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_ensemble import faces, save_member  # noqa: F401 - the fixture is used by name
+from conftest import save_member
 
 from ferflow import CLASS_NAMES
 from ferflow.training.distill import (
@@ -59,9 +59,7 @@ def test_batches_serve_the_soft_targets_of_their_faces() -> None:
         TrainingBatches(x, y, 3, 4, seed=0, targets=soft[:5])
 
 
-def test_the_teacher_predicts_ten_crop_probabilities_for_the_training_faces(tmp_path, faces) -> None:  # noqa: F811
-    from ferflow.evaluation.evaluate import predict_tta
-
+def test_the_teacher_predicts_ten_crop_probabilities_for_the_training_faces(tmp_path, faces) -> None:
     path = save_member(tmp_path, "teacher", 3)
     teacher = load_teacher(path, CLASS_NAMES)
     assert teacher.crop_size == 44 and teacher.runtime == "keras"
@@ -69,7 +67,13 @@ def test_the_teacher_predicts_ten_crop_probabilities_for_the_training_faces(tmp_
     probabilities = teacher_probabilities(teacher, faces[..., 0])
     assert probabilities.shape == (len(faces), len(CLASS_NAMES))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
-    np.testing.assert_allclose(probabilities, predict_tta(model, faces, "tencrop", 44), rtol=1e-5, atol=1e-6)
+    # ten-crop written out: the faces and their mirror images, each moved by 2 px (the 44 px crop's
+    # margin) towards the four corners, the edge repeated
+    padded = [np.pad(view, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge") for view in (faces, faces[:, :, ::-1])]
+    shifts = ((0, 0), (2, 2), (2, -2), (-2, 2), (-2, -2))
+    views = [p[:, 2 - dy : 50 - dy, 2 - dx : 50 - dx] for p in padded for dy, dx in shifts]
+    expected = np.mean([np.asarray(model.predict_on_batch(view.astype(np.float32))) for view in views], axis=0)
+    np.testing.assert_allclose(probabilities, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_a_teacher_of_other_classes_or_not_a_model_is_refused(tmp_path) -> None:

@@ -7,29 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, SAMPLE, save_small_model
+from conftest import REPO, SAMPLE, save_member
 
 from ferflow import CLASS_NAMES
 from ferflow.pipeline.ensemble import EnsembleError, check_members, main
-
-
-def save_member(folder: Path, name: str, seed: int, class_names=CLASS_NAMES, crop_size: int = 44) -> Path:
-    """A member model; seeds differ per member, and so do their recorded training times."""
-    return save_small_model(folder / f"{name}.keras", seed, class_names, crop_size, training_seconds=10.0 + seed)
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory) -> list[Path]:
     folder = tmp_path_factory.mktemp("members")
     return [save_member(folder, "a", 1), save_member(folder, "b", 2)]
-
-
-@pytest.fixture(scope="module")
-def faces() -> np.ndarray:
-    import cv2
-
-    files = sorted((SAMPLE / "test").glob("*/*.jpg"))[:12]
-    return np.stack([cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in files]).astype("float32")[..., None]
 
 
 def test_the_ensemble_outputs_the_mean_of_its_members(members, faces, tmp_path) -> None:

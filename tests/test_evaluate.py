@@ -20,7 +20,6 @@ from ferflow.evaluation.evaluate import (
     reliability_bins,
     top_confusions,
 )
-from ferflow.model.registry import build_model
 from ferflow.model.tta import shift_faces, tta_views, view_probabilities
 
 NAMES = ("a", "b", "c")
@@ -59,13 +58,26 @@ def test_confusion_rows_match_the_counts() -> None:
             assert ((rows.actual == actual) & (rows.predicted == predicted)).sum() == counts[i, j]
 
 
-def test_latency_reports_positive_timings(rng) -> None:
-    model = build_model("seed_cnn", 7)
+def test_latency_times_single_faces_and_one_batch_of_a_known_slow_model(rng) -> None:
+    import time
+
+    class SlowModel:
+        """Takes 5 ms a call whatever the batch, and records the batch sizes it was called with."""
+
+        calls: list[int] = []
+
+        def predict_on_batch(self, x):
+            self.calls.append(len(x))
+            time.sleep(0.005)
+            return np.zeros((len(x), 7), np.float32)
+
+    model = SlowModel()
     images = rng.integers(0, 256, size=(6, 48, 48)).astype(np.uint8)
-    latency = measure_latency(model, images, batch_size=4, repeats=3)
+    latency = measure_latency(model, images, batch_size=4, repeats=3, warmup=2)
+    assert model.calls == [1, 1, 1, 1, 1, 4, 4]  # warm-up, the timed singles, the batch compiled then timed
     assert latency["batch_size"] == 4
-    assert latency["single_ms_p95"] >= latency["single_ms_p50"] > 0
-    assert latency["batched_images_per_s"] == pytest.approx(1000.0 / latency["batched_ms_per_image"])
+    assert latency["single_ms_p95"] >= latency["single_ms_p50"] >= 5.0
+    assert 5.0 / 4 <= latency["batched_ms_per_image"] < latency["single_ms_p50"]  # a batch shares its call
 
 
 def test_ece_is_zero_on_a_perfectly_calibrated_toy_case() -> None:
@@ -154,11 +166,26 @@ def test_occlusion_map_lights_up_only_where_the_model_looks() -> None:
     assert np.abs(heat[20:, 20:]).max() < 1e-6
 
 
-def test_tta_probabilities_are_a_mean_of_distributions(rng) -> None:
-    faces = rng.integers(0, 256, size=(3, 48, 48)).astype(np.float32)
-    probabilities = predict_tta(region_model(), faces, "tencrop", crop_size=40)
-    assert probabilities.shape == (3, 2)
-    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+def test_tta_probabilities_are_each_faces_own_mean_over_its_views() -> None:
+    model = region_model()
+    # Even faces look the same in every view: the mean is the face's own probability, whatever
+    # the other faces of the batch are (a mix-up between faces or views would show).
+    even = np.stack([np.full((48, 48), level, np.float32) for level in (40.0, 220.0, 130.0)])
+    np.testing.assert_allclose(
+        predict_tta(model, even, "tencrop", crop_size=40), model.predict_on_batch(even[..., None]), atol=1e-6
+    )
+    # A face bright in its top-left 20x20 corner only: the model looks at the 12x12 corner, and the
+    # ten views move the face by 4 px (repeating its edge) and flip it, so they disagree.
+    corner = np.zeros((1, 48, 48), np.float32)
+    corner[0, :20, :20] = 255.0
+    padded = [np.pad(view, ((0, 0), (4, 4), (4, 4)), mode="edge") for view in (corner, corner[:, :, ::-1])]
+    shifts = ((0, 0), (4, 4), (4, -4), (-4, 4), (-4, -4))
+    expected = np.mean(
+        [model.predict_on_batch(p[:, 4 - dy : 52 - dy, 4 - dx : 52 - dx, None]) for p in padded for dy, dx in shifts],
+        axis=0,
+    )
+    assert 0.05 < expected[0, 1] < 0.95  # some views see the bright corner and some do not
+    np.testing.assert_allclose(predict_tta(model, corner, "tencrop", crop_size=40), expected, atol=1e-6)
 
 
 def test_a_small_test_split_is_warned_about_with_its_margin_of_error() -> None:

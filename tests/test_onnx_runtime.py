@@ -11,7 +11,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, two_face_canvas
 from PIL import Image as PILImage
 from skimage import data as skimage_data
 
@@ -28,7 +28,6 @@ PHOTO_SIZES = [(640, 480), (333, 251), (512, 512)]
 def photos() -> list[np.ndarray]:
     """RGB photos, as the photo tool decodes them."""
     astronaut = skimage_data.astronaut()
-    from test_predict import two_face_canvas
 
     return [cv2.resize(astronaut, size, interpolation=cv2.INTER_AREA) for size in PHOTO_SIZES] + [
         cv2.cvtColor(two_face_canvas(), cv2.COLOR_GRAY2RGB)

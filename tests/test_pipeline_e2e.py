@@ -148,6 +148,28 @@ def workspace(project: Path, tmp_path: Path) -> Path:
     return clone
 
 
+def wait_for_line(process: subprocess.Popen, text: str, seconds: float) -> bool:
+    """Read the process's stdout until a line holds `text` (True), it ends or `seconds` pass (False)."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in process.stdout] + [lines.put(None)], daemon=True
+    ).start()
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=left)
+        except queue.Empty:
+            return False
+        if line is None:
+            return False
+        if text in line:
+            return True
+    return False
+
+
 def processes_in(folder: Path, within_seconds: float) -> list:
     """Processes still running in `folder` (by working directory) after waiting up to `within_seconds`."""
     import psutil
@@ -378,23 +400,16 @@ def test_a_killed_train_stage_resumes_from_its_last_epoch_on_the_next_repro(work
         [sys.executable, "-m", "dvc", "repro"],
         cwd=project,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
         start_new_session=True,
     )
     state = project / "models" / "checkpoints" / "state.json"
-    deadline = time.monotonic() + 600
     try:
-        while process.poll() is None and time.monotonic() < deadline:
-            try:
-                current = json.loads(state.read_text()) if state.exists() else {}
-            except ValueError:
-                current = {}
-            # The earlier runs left a finished state behind; wait for this run's own epochs.
-            if not current.get("complete", True) and current.get("epochs_done", 0) >= 2:
-                break
-            time.sleep(0.1)
-        assert process.poll() is None, "the stage ended before it could be killed"
+        # The epoch lines are the events to wait for: once epoch 3's line is printed, epoch 2's
+        # state is saved (the earlier runs left a finished state behind, so the file alone says little).
+        assert wait_for_line(process, "epoch 3/30", seconds=600), "the stage ended before it could be killed"
         os.kill(process.pid, 9)  # dvc alone: its stage runner and the kernel must notice and stop
         process.wait(timeout=60)
         assert processes_in(project, within_seconds=10) == [], "the stage outlived the killed dvc"

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import PLACED, two_face_canvas
 from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
@@ -29,11 +30,6 @@ from ferflow.faces.predict import (
 )
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "test"
-# Two real FER-2013 faces from the embedded sample, placed on a canvas at known boxes (x, y, size).
-PLACED = {
-    SAMPLE / "angry" / "PublicTest_1419488.jpg": (40, 60, 144),
-    SAMPLE / "fear" / "PublicTest_10150476.jpg": (280, 80, 144),
-}
 
 
 def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
@@ -57,14 +53,6 @@ def photos(tmp_path) -> Path:
     cv2.imwrite(str(folder / "astronaut.png"), cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(folder / "nested" / "two_faces.jpg"), two_face_canvas())
     return folder
-
-
-def two_face_canvas() -> np.ndarray:
-    canvas = np.full((300, 480), 200, dtype=np.uint8)
-    for path, (x, y, size) in PLACED.items():
-        face = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        canvas[y : y + size, x : x + size] = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
-    return canvas
 
 
 def test_detector_finds_both_placed_faces_where_they_are() -> None:
@@ -254,11 +242,10 @@ def test_framing_options_change_what_is_classified(photos, model_path, tmp_path)
         )
         return json.loads(out.read_text())["faces"][0]["probabilities"]
 
-    same_shape, other_shape = ("--square", "--no-square") if PredictOptions.square else ("--no-square", "--square")
     default = probabilities()
-    assert probabilities("--margin", str(PredictOptions.margin), same_shape) == default
+    assert probabilities("--margin", "-0.025", "--square") == default  # the defaults fer predict --help states
     assert probabilities("--margin", "0.3") != default
-    assert probabilities(other_shape) != default
+    assert probabilities("--no-square") != default
 
 
 def test_an_unknown_detector_is_a_usage_error(photos, model_path) -> None:
