@@ -160,7 +160,8 @@ def test_every_path_in_ferflow_paths_is_declared_in_dvc_yaml() -> None:
         for entry in stage.get("deps", []) + stage.get("outs", []) + stage.get("metrics", []):
             declared.add(next(iter(entry)) if isinstance(entry, dict) else entry)
     constants = {value for name, value in vars(paths).items() if name.isupper() and isinstance(value, str)}
-    constants -= {paths.SAMPLE, paths.PRETRAINED, paths.CHECKED_PARAMS, paths.REPORTS}  # folders around the outputs
+    folders = {paths.SAMPLE, paths.PRETRAINED, paths.CHECKED_PARAMS, paths.REPORTS, paths.NOTEBOOKS, paths.PRESETS}
+    constants -= folders | {paths.PARAMS}  # folders around the outputs and inputs; params.yaml is under params:
     made = [paths.metrics(stage) for stage in ("evaluate", "robustness")]
     made += [paths.results(stage) for stage in ("explore", "preprocess", "train", "evaluate", "latency", "robustness")]
     made += [paths.figure(name) for name in ("training_curves", "confusion_matrix_normalised", "robustness_heatmap")]

@@ -20,9 +20,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML, YAMLError
 
-from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES, PRETRAINED_WEIGHTS
+from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES, PRETRAINED_WEIGHTS, paths
 
-PARAMS_FILE = "params.yaml"
+PARAMS_FILE = paths.PARAMS
 MIN_CROP = 32  # the smallest input every registered architecture takes (a test builds each one)
 MAX_BLANK_THRESHOLD = 32.0
 MAX_PARAMS_CHARS = 100_000  # the shipped file is 4 KB

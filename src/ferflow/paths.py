@@ -6,6 +6,9 @@ declares the same paths as deps and outputs (a test checks that every path here 
 
 from __future__ import annotations
 
+PARAMS = "params.yaml"  # every parameter, one section per stage
+PRESETS = "params/presets"  # the presets' YAML files (ferflow.pipeline.preset)
+NOTEBOOKS = "notebooks"  # the stage notebooks, outputs stripped
 SAMPLE = "data/sample"  # the embedded real sample, the default data.source
 PROCESSED_DATASET = "data/processed/dataset.npz"
 CLASS_WEIGHTS = "data/processed/class_weights.json"

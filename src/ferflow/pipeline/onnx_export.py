@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferflow import paths
 from ferflow.io import sha256_file, write_json
 from ferflow.model.onnx_runtime import ASSETS, CHECKSUMS, OnnxModel
 
@@ -44,8 +45,8 @@ def sample_faces(count: int = 64) -> np.ndarray:
     """Real faces from the embedded sample, as (n, 48, 48, 1) float32 pixels 0..255."""
     from PIL import Image
 
-    paths = sorted((REPO / "data" / "sample" / "test").glob("*/*.jpg"))[:count]
-    return np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in paths])[..., None]
+    files = sorted((REPO / paths.SAMPLE / "test").glob("*/*.jpg"))[:count]
+    return np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in files])[..., None]
 
 
 def check_parity(name: str, expected: list[np.ndarray], got: list[np.ndarray]) -> float:
@@ -64,7 +65,7 @@ def export_classifier(keras_path: Path, folder: Path) -> dict:
     target = export_model(model, "onnx", folder / (keras_path.stem + ".onnx"))
     faces = sample_faces()
     worst = check_parity(target.name, [model.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
-    info = exported_sidecar(info, keras_path, target, f"models/pretrained/{keras_path.name}")
+    info = exported_sidecar(info, keras_path, target, f"{paths.PRETRAINED}/{keras_path.name}")
     info["exported_from"]["max_abs_difference"] = worst
     write_json(sidecar_of(target), info)
     return {"file": target.name, "max_abs_difference": worst}
@@ -92,7 +93,7 @@ def export_ensemble(keras_path: Path, single: Path, folder: Path) -> list[dict]:
         checked.append({"file": target.name, "max_abs_difference": worst})
     average = OnnxEnsemble([OnnxModel(path) for path in files])
     worst = check_parity(f"{ENSEMBLE}.json", [model.predict_on_batch(faces)], [average.predict_on_batch(faces)])
-    card = exported_sidecar(info, keras_path, folder / "none", f"models/pretrained/{keras_path.name}")
+    card = exported_sidecar(info, keras_path, folder / "none", f"{paths.PRETRAINED}/{keras_path.name}")
     card["exported_from"]["max_abs_difference"] = worst
     card["onnx_members"] = [{"file": path.name, "sha256": sha256_file(path)} for path in files]
     card.pop("model_sha256", None)  # the members' checksums describe it
@@ -123,7 +124,7 @@ def export_mtcnn(folder: Path) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Export the shipped models and MTCNN to ONNX package assets.")
-    parser.add_argument("--pretrained", type=Path, default=REPO / "models" / "pretrained")
+    parser.add_argument("--pretrained", type=Path, default=REPO / paths.PRETRAINED)
     parser.add_argument("--out", type=Path, default=ASSETS)
     args = parser.parse_args(argv)
     from ferflow.runtime import start_backend

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from ferflow import params
+from ferflow import params, paths
 from ferflow.io import write_text
 
-PRESETS_DIR = Path("params") / "presets"  # in the project folder, beside params.yaml: one YAML file a preset
+PRESETS_DIR = Path(paths.PRESETS)  # in the project folder, beside params.yaml: one YAML file a preset
 
 
 def load_presets(folder: str | Path | None = None) -> dict[str, dict[str, dict[str, object]]]:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write a params preset into params.yaml.")
     parser.add_argument("preset", help=f"a preset's name: a file in {PRESETS_DIR}/ without .yaml (cpu, full, quick)")
     parser.add_argument("overrides", nargs="*", help="section.key=value pairs applied after the preset")
-    parser.add_argument("--params", default="params.yaml", type=Path)
+    parser.add_argument("--params", default=paths.PARAMS, type=Path)
     args = parser.parse_args(argv)
     try:
         changes = apply_preset(args.params, args.preset, args.overrides)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from ferflow import paths
 from ferflow.io import read_json, sha256_file, write_json
 
-TARGET = Path(__file__).resolve().parents[3] / "models" / "pretrained" / "fer2013.keras"
+TARGET = Path(__file__).resolve().parents[3] / paths.PRETRAINED / "fer2013.keras"
 
 
 def git_commit(folder: Path) -> str:
@@ -32,16 +33,16 @@ def git_commit(folder: Path) -> str:
 
 
 def build_sidecar(run: Path, source_name: str | None) -> dict:
-    sidecar = read_json(run / "models" / "model.json")
-    params = yaml.safe_load((run / "params.yaml").read_text(encoding="utf-8"))
-    evaluation = read_json(run / "results" / "evaluate.json")
-    robustness = read_json(run / "results" / "robustness.json")
+    sidecar = read_json(run / Path(paths.MODEL).with_suffix(".json"))
+    params = yaml.safe_load((run / paths.PARAMS).read_text(encoding="utf-8"))
+    evaluation = read_json(run / paths.results("evaluate"))
+    robustness = read_json(run / paths.results("robustness"))
     sidecar["data"] = {
         **sidecar.get("data", {}),
         "source": source_name or params["data"]["source"],
         "classes": params["data"]["classes"],
         "split": params["split"],
-        "preprocess": read_json(run / "results" / "preprocess.json"),
+        "preprocess": read_json(run / paths.results("preprocess")),
     }
     sidecar["test_metrics"] = {
         "split": f"test split of the run ({evaluation['n_samples']} faces, never used in training or selection)",
@@ -54,7 +55,7 @@ def build_sidecar(run: Path, source_name: str | None) -> dict:
         "mean_corruption_accuracy": robustness.get("mean_corruption_accuracy"),
     }
     sidecar["run_git_commit"] = git_commit(run)
-    sidecar["run_model_sha256"] = sha256_file(run / "models" / "model.keras")
+    sidecar["run_model_sha256"] = sha256_file(run / paths.MODEL)
     return sidecar
 
 
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=Path, default=TARGET)
     args = parser.parse_args(argv)
     sidecar = build_sidecar(args.run, args.source_name)
-    save_for_inference(args.run / "models" / "model.keras", args.target)
+    save_for_inference(args.run / paths.MODEL, args.target)
     sidecar["model_sha256"] = sha256_file(args.target)
     write_json(args.target.with_suffix(".json"), sidecar)
     print(

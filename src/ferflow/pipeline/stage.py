@@ -50,7 +50,7 @@ def checked_path(section: str) -> Path:
     return CHECKED_DIR / f"{section}.json"
 
 
-def check(params_path: str | Path = "params.yaml") -> None:
+def check(params_path: str | Path = paths.PARAMS) -> None:
     """Validate the whole params file (and that dvc.lock is readable), then write each section's
     checked values."""
     check_lock()
@@ -121,8 +121,8 @@ def run(stage: str, log_output: bool = True) -> None:
     for folder in OUTPUT_FOLDERS:  # what a killed earlier run left half-written
         remove_partial_files(folder)
     parameters = stage_parameters(stage)
-    source = Path("notebooks") / f"{notebook}.ipynb"
-    executed = Path("reports") / f"{notebook}.ipynb"
+    source = Path(paths.NOTEBOOKS) / f"{notebook}.ipynb"
+    executed = Path(paths.REPORTS) / f"{notebook}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
     # What cells print goes to the terminal as it comes (one line per training epoch); tables
     # and figures go to the report only, and papermill's own bookkeeping stays quiet.
@@ -311,7 +311,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ferflow.pipeline.stage", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     check_parser = commands.add_parser("check", help="validate params.yaml and write the checked sections")
-    check_parser.add_argument("--params", default="params.yaml")
+    check_parser.add_argument("--params", default=paths.PARAMS)
     commands.add_parser("check-lock", help="say whether dvc.lock can be read, and what to do if not")
     run_parser = commands.add_parser("run", help="execute one stage's notebook")
     run_parser.add_argument("stage", choices=list(STAGES))
