@@ -273,6 +273,26 @@ def test_train_param_change_reruns_only_train_and_after_and_shows_in_metrics_dif
 
 
 @SECOND_HALF
+def test_the_readmes_experiment_loop_ends_in_a_clean_workspace(workspace: Path) -> None:
+    """The README's loop, as written, after a committed baseline (the workspace is one)."""
+    import shlex
+
+    readme = (REPO / "README.md").read_text()
+    loop = re.search(r"## The experiment loop.*?```bash\n(.*?)```", readme, re.S).group(1).splitlines()
+    experiment = next(line for line in loop if line.startswith("dvc exp run")).split("#")[0]
+    restore = next(line for line in loop if "back to your baseline" in line).split("#")[0]
+    before = read_metrics(workspace)
+    dvc(*shlex.split(experiment)[1:], cwd=workspace)
+    assert "train.learning_rate" in dvc("exp", "show", "--only-changed", "--no-pager", cwd=workspace)
+    for command in restore.split("&&"):
+        words = shlex.split(command)
+        run([sys.executable, "-m", "dvc", *words[1:]] if words[0] == "dvc" else words, workspace)
+    assert "Data and pipelines are up to date" in dvc("status", cwd=workspace)
+    assert run(["git", "status", "--porcelain"], workspace).strip() == ""
+    assert read_metrics(workspace) == before
+
+
+@SECOND_HALF
 def test_forced_rerun_with_the_same_params_gives_identical_metrics(workspace: Path) -> None:
     before = read_metrics(workspace)
     output = dvc("repro", "--force", "--single-item", "train", "evaluate", "robustness", cwd=workspace)

@@ -103,6 +103,6 @@ def print_summary(root: Path) -> None:
     print("\n".join(summary_lines(current, committed)))
     if committed and any(abs(current.get(key, 0.0) - value) > 5e-5 for key, value in committed.items()):
         print(
-            "  full figures: reports/index.html and results/. `git stash` (or `git checkout .`) "
-            "puts the committed metrics, plots and dvc.lock back"
+            "  full figures: reports/index.html and results/. Commit to keep this run, or "
+            "`git checkout . && dvc checkout` to go back to the committed one"
         )
