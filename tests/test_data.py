@@ -134,3 +134,16 @@ def test_classes_can_be_renamed_and_reordered(tiny_source: Path) -> None:
     dataset = load_dataset(tiny_source, ("surprise", "happy=joy"))
     assert dataset.class_names == ("surprise", "joy")
     assert all(Path(f).parts[1] == ("surprise", "happy")[label] for label, f in zip(dataset.labels, dataset.files))
+
+
+def test_intensity_stats_count_faces_in_whole_numbers() -> None:
+    import numpy as np
+
+    from ferflow.data.explore import intensity_stats
+
+    images = np.stack([np.full((48, 48), v, np.uint8) for v in (0, 10, 20, 255)])
+    stats = intensity_stats(images, np.array([0, 0, 1, 1]), ("happy", "sad", "fear"))
+    assert stats["faces"].tolist() == [2, 2, 0, 4] and str(stats["faces"].dtype) == "int64"
+    assert stats.loc["sad", "max"] == 255 and "2.0" not in stats.to_html()
+    assert stats.loc["all", "mean"] == np.mean([0, 10, 20, 255])
+    assert stats.loc["fear"].isna()[["mean", "min"]].all()  # a class without faces has no grey values

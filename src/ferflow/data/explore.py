@@ -40,9 +40,10 @@ def intensity_stats(images: np.ndarray, labels: np.ndarray, class_names: tuple[s
             "max": int(selected.max()),
         }
 
-    stats = pd.DataFrame({name: row(images[labels == i]) for i, name in enumerate(class_names)}).T
-    stats.loc["all"] = row(images)
-    return stats
+    rows = {name: row(images[labels == i]) for i, name in enumerate(class_names)} | {"all": row(images)}
+    stats = pd.DataFrame.from_dict(rows, orient="index")
+    # whole numbers stay whole (a transposed frame made every column float: "825.0 faces")
+    return stats.astype({"faces": "int64", "min": "Int64", "max": "Int64"})
 
 
 def duplicate_groups(dataset: Dataset, duplicates: DuplicateReport) -> pd.DataFrame:

@@ -164,7 +164,13 @@ def reliability_diagram(bins: pd.DataFrame, ece: float, title: str) -> plt.Figur
         label="accuracy in bin",
     )
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
-    ax.plot(filled["confidence"], filled["accuracy"], marker="o", color="tab:orange", label="mean confidence")
+    ax.plot(
+        filled["confidence"],
+        filled["accuracy"],
+        marker="o",
+        color="tab:orange",
+        label="accuracy at the bin's mean confidence",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence of the predicted class")
