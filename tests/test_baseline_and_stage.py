@@ -262,6 +262,10 @@ def test_a_stage_report_has_a_title_a_way_back_and_no_code() -> None:
     assert 'href="index.html"' in page and 'href="04_evaluate.ipynb"' in page
     assert "accuracy 0.4943" in page and "secret_code_line" not in page
     assert not re.findall(r"""<script[^>]+src=["']https?://""", page)  # nothing fetched: reports work offline
+    assert 'href="04_evaluate.code.html"' in page  # the code is a rendered page too, not raw JSON
+    with_code = report_html(notebook, "04_evaluate.ipynb", with_code=True)
+    assert "secret_code_line" in with_code and "accuracy 0.4943" in with_code
+    assert 'href="04_evaluate.html"' in with_code and 'href="index.html"' in with_code
 
 
 def test_the_baseline_command_passes_on_the_committed_metrics_and_names_a_drift(tmp_path, monkeypatch, capsys) -> None:

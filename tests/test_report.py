@@ -71,3 +71,31 @@ def test_missing_figures_and_metrics_do_not_break_the_page(tmp_path) -> None:
     page = build_index(tmp_path)
     assert "<img" not in page
     assert "n/a" in page
+
+
+def test_index_opens_with_what_the_run_found_against_the_commit_and_marks_changed_params(tmp_path) -> None:
+    import subprocess
+
+    fake_run(tmp_path)
+    (tmp_path / "params").mkdir()
+    shutil.copytree(REPO / "params" / "presets", tmp_path / "params" / "presets")
+    (tmp_path / "metrics").mkdir()
+    committed = {"acc_test": 0.60, "acc_tta": 0.61, "macro_f1": 0.50, "ece": 0.05, "acc_val": 0.58}
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps(committed))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "baseline"], cwd=tmp_path, check=True)
+    page = build_index(tmp_path)
+    assert "It gives the committed run's figures." in page  # nothing moved yet
+    (tmp_path / "metrics/evaluate.json").write_text(json.dumps({**committed, "acc_test": 0.6123}))
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    default_rate = params["train"]["learning_rate"]
+    params["train"]["learning_rate"] = 0.123
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    page = build_index(tmp_path)
+    lead = re.search(r"<p class='lead'>(.*?)</p>", page, re.S).group(1)
+    assert "scored 61.23% on 50 test faces" in lead and "test accuracy +1.2 points" in lead
+    assert "1 value(s) differ from the shipped defaults" in page
+    row = re.search(r'<tr class="changed">(.*?)</tr>', page).group(1)
+    assert row == f"<td>train.learning_rate</td><td>0.123</td><td>{default_rate}</td>"

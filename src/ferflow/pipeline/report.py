@@ -22,7 +22,7 @@ import yaml
 
 from ferflow import paths
 from ferflow.io import write_text
-from ferflow.pipeline.headline import print_summary
+from ferflow.pipeline.headline import LABELS, committed_headline, print_summary, read_headline
 from ferflow.pipeline.stage import STAGES
 
 STAGE_REPORTS = {stage: f"{notebook}.html" for stage, (notebook, _) in STAGES.items()}
@@ -42,6 +42,9 @@ th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: left; font-si
 th { background: #f2f2f2; }
 figure { display: inline-block; margin: 0 1em 1em 0; vertical-align: top; }
 figure img { max-width: 520px; border: 1px solid #ddd; }
+figure.wide img { max-width: 100%; }
+tr.changed td { font-weight: bold; background: #fff8e1; }
+p.lead { font-size: 1.05em; line-height: 1.5; }
 code { background: #f5f5f5; padding: 0 0.2em; }
 """
 
@@ -86,22 +89,83 @@ def headline_metrics(root: Path) -> list[tuple[str, str]]:
     return rows
 
 
+WIDE_FIGURES = {"Training curves"}  # several panels side by side: the page's whole width
+
+
 def figure_tags(root: Path) -> str:
     tags = []
     for caption, path in FIGURES.items():
         file = root / path
         if file.exists():
             data = base64.b64encode(file.read_bytes()).decode("ascii")
+            wide = ' class="wide"' if caption in WIDE_FIGURES else ""
             tags.append(
-                f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+                f'<figure{wide}><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>"
             )
     return "".join(tags)
 
 
 def params_rows(root: Path) -> list[tuple[str, str]]:
-    params = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8")) or {}
+    params = yaml.safe_load((root / paths.PARAMS).read_text(encoding="utf-8")) or {}
     return [(f"{section}.{key}", value) for section, values in params.items() for key, value in values.items()]
+
+
+def default_params(root: Path) -> dict[str, Any]:
+    """The shipped defaults by key: the `quick` preset's values, and for the keys no preset sets,
+    params.yaml as committed (so that a change not yet committed shows too)."""
+    shown = subprocess.run(["git", "show", f"HEAD:{paths.PARAMS}"], cwd=root, capture_output=True, text=True)
+    committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else {}
+    preset_file = root / paths.PRESETS / "quick.yaml"
+    preset = yaml.safe_load(preset_file.read_text(encoding="utf-8")) if preset_file.exists() else {}
+    defaults = {}
+    for source in (committed or {}, preset or {}):
+        defaults.update({f"{section}.{key}": v for section, values in source.items() for key, v in values.items()})
+    return defaults
+
+
+def params_table(root: Path) -> str:
+    """Every param; those that differ from the shipped defaults are marked and show the default."""
+    defaults = default_params(root)
+    rows, changed = [], 0
+    for key, value in params_rows(root):
+        differs = key in defaults and defaults[key] != value
+        changed += differs
+        cells = (key, value, defaults[key] if differs else "")
+        row_class = ' class="changed"' if differs else ""
+        rows.append(f"<tr{row_class}>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+    note = f"<p>{changed} value(s) differ from the shipped defaults (highlighted, the default beside them).</p>"
+    return note + "<table><tr><th>key</th><th>value</th><th>default</th></tr>" + "".join(rows) + "</table>"
+
+
+def run_paragraph(root: Path) -> str:
+    """One paragraph: what this run found, and how it compares with the committed run."""
+    current, committed = read_headline(root), committed_headline(root)
+    if not current:
+        return "<p class='lead'>This run has no headline metrics yet: the evaluate stage has not run.</p>"
+    training = _read_json(root / paths.results("train"))
+    evaluation = _read_json(root / paths.results("evaluate"))
+    params = dict(params_rows(root))
+    found = (
+        f"This run trained <code>{html.escape(str(params.get('train.arch', '?')))}</code> for "
+        f"{training.get('epochs_run', '?')} epochs on <code>{html.escape(str(params.get('data.source', '?')))}</code>"
+        f" and scored {_percent(current.get('acc_test'))} on {evaluation.get('n_samples', '?')} test faces"
+        f" ({_percent(current.get('acc_tta'))} with test-time augmentation), macro F1 {current.get('macro_f1', 0):.3f}"
+    )
+    if "acc_noise" in current:
+        found += f", {_percent(current['acc_noise'])} under noise σ 0.1"
+    found += "."
+    if not committed:
+        return f"<p class='lead'>{found} There is no committed run to compare with.</p>"
+    moved = [
+        (LABELS[key], current[key] - committed[key])
+        for key in ("acc_test", "acc_tta", "macro_f1", "acc_noise")
+        if key in current and key in committed
+    ]
+    if all(abs(delta) < 5e-5 for _, delta in moved):
+        return f"<p class='lead'>{found} It gives the committed run's figures.</p>"
+    changes = ", ".join(f"{label} {100 * delta:+.1f} points" for label, delta in moved)
+    return f"<p class='lead'>{found} Against the committed run: {changes}.</p>"
 
 
 def git_revision(root: Path) -> str:
@@ -149,12 +213,13 @@ def build_index(root: Path) -> str:
 <html lang="en"><head><meta charset="utf-8"><title>FER-2013 pipeline report</title>
 <style>{STYLE}</style></head><body>
 <h1>FER-2013 pipeline report</h1>
+{run_paragraph(root)}
 <p>Data: <code>{html.escape(str(dict(params_rows(root)).get("data.source", "?")))}</code>.
 Code: <code>{html.escape(git_revision(root))}</code>.</p>
 <h2>Stage reports</h2><ul>{links}</ul>
 <h2>Headline metrics</h2>{_table(headline_metrics(root), ("metric", "value"))}
 <h2>Key figures</h2>{figure_tags(root)}
-<h2>Params</h2>{_table(params_rows(root), ("key", "value"))}
+<h2>Params</h2>{params_table(root)}
 <h2>Data and output versions (dvc.lock)</h2>
 <details><summary>{len(lock_rows(root))} hashed inputs and outputs of the stages</summary>
 {_table(lock_rows(root), ("stage", "kind", "path", "md5"))}</details>

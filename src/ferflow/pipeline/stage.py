@@ -143,7 +143,9 @@ def run(stage: str, log_output: bool = True) -> None:
         )
     finally:
         if executed.exists():
-            write_text(executed.with_suffix(".html"), report_html(nbformat.read(executed, as_version=4), executed.name))
+            ran = nbformat.read(executed, as_version=4)
+            write_text(executed.with_suffix(".html"), report_html(ran, executed.name))
+            write_text(code_report_path(executed), report_html(ran, executed.name, with_code=True))
 
 
 # Where the stages write: the folders of their outputs (ferflow.paths).
@@ -177,9 +179,14 @@ def summary_first(notebook):
     return ordered
 
 
-def report_html(notebook, notebook_name: str) -> str:
-    """A stage report: the executed notebook without its code, titled by its first heading,
-    with links back to the index and to the executed notebook (which keeps the code)."""
+def code_report_path(executed: Path) -> Path:
+    """reports/03_train.ipynb -> reports/03_train.code.html: the report with its code."""
+    return executed.with_suffix(".code.html")
+
+
+def report_html(notebook, notebook_name: str, with_code: bool = False) -> str:
+    """A stage report: the executed notebook rendered without its code (or `with_code`), titled
+    by its first heading, with links back to the index and to the other rendering."""
     import jinja2
     import nbconvert
 
@@ -192,18 +199,23 @@ def report_html(notebook, notebook_name: str) -> str:
         notebook_name,
     )
     exporter = nbconvert.HTMLExporter(
-        exclude_input=True,
-        exclude_input_prompt=True,
-        exclude_output_prompt=True,
+        exclude_input=not with_code,
+        exclude_input_prompt=not with_code,
+        exclude_output_prompt=not with_code,
         extra_loaders=[jinja2.DictLoader({"report.html.j2": OFFLINE_TEMPLATE})],
         template_file="report.html.j2",
     )
     body, _ = exporter.from_notebook_node(
         summary_first(notebook), resources={"metadata": {"name": f"{heading} · ferflow"}}
     )
+    stem = Path(notebook_name).stem
+    other = (
+        (f"{stem}.html", "the report without code") if with_code else (f"{stem}.code.html", "the same, with its code")
+    )
     nav = (
         f'<nav style="padding:0.5em 1em;font-family:sans-serif"><a href="index.html">&larr; all reports</a>'
-        f' &middot; <a href="{html.escape(notebook_name)}">the executed notebook, with its code</a></nav>'
+        f' &middot; <a href="{html.escape(other[0])}">{other[1]}</a>'
+        f' &middot; <a href="{html.escape(notebook_name)}" download>the executed notebook (.ipynb)</a></nav>'
     )
     return re.sub(r"(<body[^>]*>)", lambda match: match.group(1) + nav, body, count=1)
 
