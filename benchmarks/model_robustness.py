@@ -33,7 +33,7 @@ def main() -> None:
     from ferflow.evaluation.robustness import robustness_table, summarise
     from ferflow.faces.predict import load_classifier
     from ferflow.io import write_json
-    from ferflow.params import check
+    from ferflow.pipeline.params import check
 
     settings = check("robustness", yaml.safe_load(args.params.read_text(encoding="utf-8"))["robustness"])
     classifier = load_classifier(args.model)

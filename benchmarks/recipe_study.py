@@ -59,7 +59,7 @@ CANDIDATES: dict[str, tuple[dict, str]] = {
 
 def candidate_params(name: str, epochs: int, seed: int):
     """The checked train params of a candidate: params.yaml's train section, the base recipe, its changes."""
-    from ferflow.params import check, read_section
+    from ferflow.pipeline.params import check, read_section
 
     changes, _ = CANDIDATES[name]
     return check("train", {**read_section("train"), **BASE_RECIPE, **changes, "epochs": epochs, "seed": seed})

@@ -43,7 +43,7 @@ def main() -> None:
     import keras
     import numpy as np
 
-    from ferflow.params import check, read_section
+    from ferflow.pipeline.params import check, read_section
     from ferflow.runtime import use_mixed_precision
     from ferflow.training.recipe import build_training
     from ferflow.training.train import one_hot

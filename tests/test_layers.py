@@ -1,6 +1,6 @@
 """The package's layers, from the import closure of each subpackage (tests/imports.py):
 
-    core (io, params, paths, runtime, images)  <  data  <  model  <  training, evaluation, faces
+    core (io, paths, runtime, images)  <  data  <  model  <  training, evaluation, faces
     <  apps, pipeline
 
 A layer imports only layers below it or itself, with three more rules: `data` never imports Keras,
@@ -41,7 +41,7 @@ def modules_of(layer: str) -> set[str]:
 
 def test_every_module_is_in_a_known_layer() -> None:
     top = {p.stem for p in PACKAGE_DIR.glob("*.py")}
-    assert top == {"__init__", "io", "params", "paths", "runtime", "images"}
+    assert top == {"__init__", "io", "paths", "runtime", "images"}  # params (pydantic, ruamel) is pipeline's
     assert {p.name for p in PACKAGE_DIR.iterdir() if (p / "__init__.py").exists()} == set(SUBPACKAGES)
 
 

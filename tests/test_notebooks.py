@@ -63,7 +63,7 @@ def test_no_stage_command_interpolates_a_value() -> None:
 
 
 def test_the_check_stage_writes_one_file_per_section() -> None:
-    from ferflow.params import SECTIONS
+    from ferflow.pipeline.params import SECTIONS
 
     stage = load_dvc_yaml()["stages"]["check"]
     assert stage["cmd"] == "PYTHONPATH=src python -m ferflow.pipeline.stage check"

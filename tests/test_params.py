@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from ferflow import params
-from ferflow.params import ParamsError
+from ferflow.pipeline import params
+from ferflow.pipeline.params import ParamsError
 
 
 def shipped() -> dict:
@@ -147,7 +147,7 @@ def test_read_section_finds_params_yaml_from_a_subfolder() -> None:
 
 def test_checking_params_does_not_load_keras() -> None:
     # Stages that never touch a model (check, explore, preprocess) validate without the backend.
-    code = "import sys; from ferflow import params; params.load('params.yaml'); print('keras' in sys.modules)"
+    code = "import sys; from ferflow.pipeline import params; params.load('params.yaml'); print('keras' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from ferflow import params
+from ferflow.pipeline import params
 from ferflow.pipeline.preset import PRESETS_DIR, load_presets, main
 
 PRESETS = load_presets(REPO / PRESETS_DIR)

@@ -186,7 +186,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     from ferflow.runtime import start_backend
     start_backend()
     import keras, numpy as np
-    from ferflow.params import check, read_section
+    from ferflow.pipeline.params import check, read_section
     from ferflow.training.recipe import build_training
     from ferflow.training.train import fit_resumable, training_callbacks
 
@@ -260,7 +260,7 @@ def test_killed_training_resumes_from_the_last_epoch_with_identical_results(tmp_
 
 def tiny_fit(checkpoints: Path, epochs: int, learning_rate: float = 1e-3):
     """One tiny resumable training (40 random faces), as the train stage runs it."""
-    from ferflow.params import check, read_section
+    from ferflow.pipeline.params import check, read_section
     from ferflow.training.recipe import build_training
     from ferflow.training.train import fit_resumable, training_callbacks
 

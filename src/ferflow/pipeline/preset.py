@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from ferflow import params, paths
+from ferflow import paths
 from ferflow.io import write_text
+from ferflow.pipeline import params
 
 PRESETS_DIR = Path(paths.PRESETS)  # in the project folder, beside params.yaml: one YAML file a preset
 

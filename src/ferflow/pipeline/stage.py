@@ -31,7 +31,7 @@ from pathlib import Path
 
 from ferflow import paths
 from ferflow.io import read_json, remove_partial_files, write_json, write_text
-from ferflow.params import SECTIONS, ParamsError, check_data_source, load
+from ferflow.pipeline.params import SECTIONS, ParamsError, check_data_source, load
 
 CHECKED_DIR = Path(paths.CHECKED_PARAMS)
 
@@ -66,7 +66,7 @@ LOCK_FILE = Path("dvc.lock")
 def check_lock(path: Path = LOCK_FILE) -> None:
     """Refuse a dvc.lock that DVC cannot read: a `dvc repro` killed while DVC wrote it leaves it
     empty, and DVC then says only "validation failed". Raises ParamsError saying what to do."""
-    from ferflow.params import parse_yaml
+    from ferflow.pipeline.params import parse_yaml
 
     if not path.exists():
         return

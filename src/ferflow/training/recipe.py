@@ -33,7 +33,7 @@ def build_training(
     class_weight: dict[int, float] | None = None,
     targets: np.ndarray | None = None,
 ) -> Training:
-    """The model and batches for checked train params `p` (`ferflow.params.check("train", ...)`),
+    """The model and batches for checked train params `p` (`ferflow.pipeline.params.check("train", ...)`),
     seeded by `p.seed`: the architecture (with the geometric layers if asked), the NumPy
     augmentation, mixup, the optimizer and schedule over `p.epochs`, label smoothing."""
     seed_everything(p.seed)
