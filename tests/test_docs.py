@@ -30,6 +30,9 @@ def test_the_readme_python_example_runs() -> None:
     emotions = "|".join(CLASS_NAMES)
     # Three sample crops, each its whole 48x48 image (no detection), a known emotion and a confidence.
     assert len(lines) == 3, lines
+    # Run anywhere else, the example says why it found nothing instead of printing nothing.
+    elsewhere = subprocess.run([sys.executable, "-c", example], cwd=REPO / "docs", capture_output=True, text=True)
+    assert elsewhere.stdout.strip() == "missing 'data/sample/test/surprise' does not exist", elsewhere.stderr[-2000:]
     for line in lines:
         assert re.fullmatch(rf"data/sample/test/surprise/\S+\.(jpg|png) \(0, 0, 48, 48\) ({emotions}) 0\.\d+", line), (
             line
