@@ -124,3 +124,27 @@ def test_records_name_no_folder_outside_the_working_folder(tmp_path, monkeypatch
     assert recorded_path(inside) == "models/model.keras"
     assert recorded_path(Path("models/model.keras")) == "models/model.keras"
     assert recorded_path(tmp_path / "elsewhere" / "dataset.npz") == "dataset.npz"
+
+
+def test_measured_figures_go_into_the_card_by_code_not_by_hand(members, tmp_path, capsys) -> None:
+    out = tmp_path / "ensemble.keras"
+    assert main(["build", "--out", str(out), *map(str, members)]) == 0
+    figures = {"accuracy": 0.61, "macro_f1": 0.55, "tencrop_accuracy": 0.63}
+    (tmp_path / "val.json").write_text(json.dumps({"ensemble": figures, "n_samples": 2716}))
+    (tmp_path / "test.json").write_text(json.dumps({"ensemble": figures, "n_samples": 3549}))
+    noise = {"sigma_0.1": {"accuracy": 0.6, "drop": 0.01}}
+    (tmp_path / "rob.json").write_text(json.dumps({"gaussian_noise": noise, "mean_corruption_accuracy": 0.5}))
+    code = main(
+        ["card", str(out), "--validation", str(tmp_path / "val.json"), "--test", str(tmp_path / "test.json")]
+        + ["--robustness", str(tmp_path / "rob.json"), "--note", "CPU minutes as epochs x faces / faces/s"]
+    )
+    assert code == 0, capsys.readouterr().err
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert (
+        card["validation_metrics"]["tencrop_accuracy"] == 0.63 and "2,716 faces" in card["validation_metrics"]["split"]
+    )
+    assert card["test_metrics"]["gaussian_noise"] == noise and card["training_note"].startswith("CPU minutes")
+    card["hand_note"] = "typed in by hand"
+    out.with_suffix(".json").write_text(json.dumps(card))
+    assert main(["card", str(out), "--note", "again"]) == 2
+    assert "unknown field(s) ['hand_note']" in capsys.readouterr().err

@@ -333,20 +333,25 @@ def test_a_sidecar_with_an_unusable_crop_is_refused_in_one_line(crop, tmp_path, 
 
 
 def test_a_model_swapped_under_its_sidecar_is_refused(tmp_path, capsys) -> None:
-    from ferflow.faces.predict import DEFAULT_MODEL, QUALITIES
+    from ferflow.faces.predict import DEFAULT_MODEL
+    from ferflow.model.onnx_runtime import ASSETS
 
     model = tmp_path / "fer2013.onnx"
-    shutil.copy(QUALITIES["best"][0], model)  # another model's file...
+    shutil.copy(ASSETS / "fer2013_member1.onnx", model)  # another model's file...
     shutil.copy(DEFAULT_MODEL.with_suffix(".json"), model.with_suffix(".json"))  # ...under this one's card
     assert predict(str(FACES[0]), "--model", str(model)) == EXIT_USAGE
     assert "is not the model that 'fer2013.json' describes" in capsys.readouterr().err
 
 
-def test_an_onnx_model_without_its_sidecar_is_told_where_the_sidecar_comes_from(tmp_path, capsys) -> None:
+def test_an_onnx_model_without_a_card_is_told_where_the_sidecar_comes_from(tmp_path, capsys) -> None:
+    import onnx
+
     from ferflow.faces.predict import DEFAULT_MODEL
 
+    bare = onnx.load(str(DEFAULT_MODEL))
+    del bare.metadata_props[:]  # an ONNX file from elsewhere: no card inside, none beside it
     model = tmp_path / "m.onnx"
-    shutil.copy(DEFAULT_MODEL, model)
+    onnx.save(bare, str(model))
     assert predict(str(FACES[0]), "--model", str(model)) == EXIT_USAGE
     err = capsys.readouterr().err
     assert f"'{tmp_path / 'm.json'}' is missing" in err and "next to 'm.onnx'" in err and ".keras file" not in err

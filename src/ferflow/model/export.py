@@ -23,6 +23,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ferflow.model.sidecar import sidecar_path
+
 FORMATS = {"onnx": ".onnx", "saved_model": "", "tflite": ".tflite"}
 KERAS_FORMATS = {"onnx": "onnx", "saved_model": "tf_saved_model", "tflite": "litert"}
 # What a TensorFlow SavedModel folder holds; a folder with anything else is not replaced.
@@ -66,11 +68,6 @@ def is_previous_export(path: Path, fmt: str) -> bool:
         return False
 
 
-def sidecar_of(target: Path) -> Path:
-    """The sidecar written beside an export: `<name>.json` (also for a SavedModel folder)."""
-    return target.with_suffix(".json")
-
-
 def resolve_output(out: str | Path | None, model_path: Path, fmt: str) -> Path:
     """Where the export of `model_path` goes, checked before any work. Raises ExportError.
 
@@ -92,7 +89,7 @@ def resolve_output(out: str | Path | None, model_path: Path, fmt: str) -> Path:
         raise ExportError(
             f"--out '{target}' exists and is not a previous {fmt} export; choose another name, or move it away first"
         )
-    sidecar = sidecar_of(target)
+    sidecar = sidecar_path(target)
     if sidecar.exists() and not target.exists():
         raise ExportError(
             f"--out '{target}': '{sidecar}' exists and is not the sidecar of a previous export; "
@@ -154,7 +151,7 @@ def exported_sidecar(info: dict, model_path: Path, target: Path, source_name: st
     from ferflow.io import sha256_file
 
     exported = {
-        **info,
+        **{key: value for key, value in info.items() if key != "model_sha256"},  # the source's, not the export's
         "exported_from": {"file": source_name or Path(model_path).name, "sha256": sha256_file(model_path)},
     }
     if target.is_file():
@@ -188,11 +185,15 @@ def export_model(model, fmt: str, out: str | Path, model_path: Path | None = Non
         with native_stderr_silenced():  # TensorFlow's graph warnings are not the user's concern
             inference.predict(np.zeros((1, 48, 48, 1), dtype="float32"), verbose=0)  # exporters need a called model
             inference.export(str(built), format=KERAS_FORMATS[fmt], verbose=False)
+        if sidecar is not None and fmt == "onnx":  # the file describes itself (its card, in its metadata)
+            from ferflow.model.card import embed_in_onnx
+
+            embed_in_onnx(built, exported_sidecar(sidecar, Path(model_path), scratch / "none"))
         replace_with(built, target)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    if sidecar is not None:
-        from ferflow.io import write_json
+    if sidecar is not None:  # beside it, the same card with the export's own checksum
+        from ferflow.model.card import write_card
 
-        write_json(sidecar_of(target), exported_sidecar(sidecar, Path(model_path), target))
+        write_card(sidecar_path(target), exported_sidecar(sidecar, Path(model_path), target))
     return target

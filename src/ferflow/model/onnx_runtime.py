@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.model.sidecar import ModelFileError, check_agreement, read_sidecar
+from ferflow.model.sidecar import ModelFileError, check_agreement, read_sidecar, sidecar_path
 
 ASSETS = Path(str(resources.files("ferflow").joinpath("assets")))
 CHECKSUMS = ASSETS / "checksums.json"
@@ -92,6 +92,15 @@ class OnnxModel:
     def predict_on_batch(self, batch: np.ndarray) -> np.ndarray:
         return self.outputs(batch)[0]
 
+    def embedded_card(self) -> dict | None:
+        """The model card stored in the file's metadata (`ferflow.model.card`), checked, or None."""
+        from ferflow.model.card import CardError, card_in_onnx
+
+        try:
+            return card_in_onnx(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        except CardError as error:
+            raise ModelFileError(str(error)) from None
+
 
 def asset(name: str) -> Path:
     """A file shipped in the package's assets folder."""
@@ -154,7 +163,9 @@ def load_checked_onnx(model_path: str | Path, threads: int | None = None) -> tup
     model_path = Path(model_path)
     if not model_path.is_file():
         raise ModelFileError(f"model file '{model_path}' does not exist")
-    info = read_sidecar(model_path)
     model = OnnxModel(model_path, threads)
+    embedded = model.embedded_card()
+    # The sidecar beside the file, or else the card the file carries in its metadata.
+    info = embedded if embedded is not None and not sidecar_path(model_path).exists() else read_sidecar(model_path)
     check_agreement(model_path, model, info)
     return model, info

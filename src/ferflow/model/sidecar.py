@@ -1,10 +1,11 @@
-"""The model sidecar: the JSON file beside every .keras model that says how to use it.
+"""The model sidecar: the model card (`ferflow.model.card`) kept as a JSON file beside a model.
 
-Written by the train stage (`models/model.json`) and by `ferflow.pipeline.ship`; read by `fer predict`,
-`fer export` and the evaluation stages. It names the classes in output order, the input the
-model takes, the crop it was trained at, and where the model came from. `load_checked_model`
-is the one place that loads a model file together with its sidecar (for prediction, the
-evaluation stages and a distillation teacher).
+Written through `ferflow.model.card.write_card` by the train stage (`models/model.json`), `fer
+export` and the shipping tools; read by `fer predict`, `fer serve`, `fer export` and the
+evaluation stages. It names the classes in output order, the input the model takes, the crop
+it was trained at, and where the model came from. `load_checked_model` is the one place that
+loads a .keras file together with its sidecar (for prediction, the evaluation stages and a
+distillation teacher).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from ferflow import IMAGE_SIZE
 from ferflow.io import read_json
+from ferflow.model.card import CardError, check_card
 
 INPUT_SPEC = {
     "shape": [IMAGE_SIZE, IMAGE_SIZE, 1],
@@ -67,30 +69,11 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
             f"the model (by the train stage, or by fer export beside each export) next to '{Path(model_path).name}'"
         )
     try:
-        info = read_json(path)
-        names = info["class_names"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(names) < 2:
-            raise TypeError("'class_names' must be a list of at least two names")
-    except (ValueError, KeyError, TypeError) as error:
-        raise ModelFileError(f"'{path}' is not a model sidecar with 'class_names': {error}") from None
-    check_crop_size(path, info)
+        info = check_card(read_json(path), str(path))
+    except ValueError as error:  # CardError, or a file that is not JSON
+        raise ModelFileError(str(error) if isinstance(error, CardError) else f"'{path}' is not JSON: {error}") from None
     check_model_checksum(Path(model_path), path, info)
     return info
-
-
-MIN_CROP = 16  # ten-crop shifts faces by (48 - crop) / 2 pixels: more would leave little face
-
-
-def check_crop_size(path: Path, info: dict[str, Any]) -> None:
-    """Refuse a sidecar whose crop is not 0 (the whole face) or MIN_CROP..48 pixels: the test-time
-    views are cut with it, and a wrong one gives wrong answers without any error."""
-    params = info.get("params", {})
-    crop = params.get("crop_size", 0) if isinstance(params, dict) else None
-    if isinstance(crop, bool) or not isinstance(crop, int) or not (crop == 0 or MIN_CROP <= crop <= IMAGE_SIZE):
-        raise ModelFileError(
-            f"'{path}': params.crop_size must be 0 (whole faces) or a whole number of pixels from {MIN_CROP} "
-            f"to {IMAGE_SIZE}, got {crop!r}; restore the sidecar written with the model"
-        )
 
 
 def check_model_checksum(model_path: Path, path: Path, info: dict[str, Any]) -> None:

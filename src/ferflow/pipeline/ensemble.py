@@ -5,6 +5,9 @@
     # one model file that outputs the mean of its members' probabilities
     python -m ferflow.pipeline.ensemble build --out models/ensemble.keras \
         RUN_A/models/model.keras RUN_B/models/model.keras
+    # its figures into its model card, from the measurements' own files (nothing typed by hand)
+    python -m ferflow.pipeline.ensemble card models/ensemble.keras --validation val.json \
+        --test test.json --robustness robustness_test.json --note "how the training cost was counted"
 
 The ensemble takes the same 48x48 grey faces as its members and has a sidecar like theirs, so
 `fer predict --model`, `fer serve --model`, `fer export` and the evaluation code use it as
@@ -102,6 +105,7 @@ def load_members(paths: list[Path]) -> list:
 def build(paths: list[Path], out: Path) -> dict[str, Any]:
     """Write the averaged model to `out` and its sidecar beside it; return the sidecar."""
     from ferflow.io import save_model
+    from ferflow.model.card import write_card
     from ferflow.model.sidecar import sidecar_path
 
     classifiers = load_members(paths)
@@ -109,8 +113,32 @@ def build(paths: list[Path], out: Path) -> dict[str, Any]:
     sidecar = ensemble_sidecar(paths, [read_sidecar(p) for p in paths])
     save_model(model, out)
     sidecar["model_sha256"] = sha256_file(out)
-    write_json(sidecar_path(out), sidecar)
+    write_card(sidecar_path(out), sidecar)
     return sidecar
+
+
+def card_figures(
+    validation: dict | None, test: dict | None, robustness: dict | None, note: str | None
+) -> dict[str, Any]:
+    """Model card fields from `evaluate`'s output on the validation and test splits, the robustness
+    figures on the test split (benchmarks/model_robustness.py) and a note on the training cost."""
+    fields: dict[str, Any] = {}
+    if validation is not None:
+        fields["validation_metrics"] = {
+            **validation["ensemble"],
+            "split": f"validation split ({validation['n_samples']:,} faces); the members were chosen on these",
+        }
+    if test is not None:
+        fields["test_metrics"] = {
+            **test["ensemble"],
+            "split": f"test split ({test['n_samples']:,} faces), measured once after every choice",
+        }
+        if robustness is not None:
+            fields["test_metrics"]["gaussian_noise"] = robustness["gaussian_noise"]
+            fields["test_metrics"]["mean_corruption_accuracy"] = robustness["mean_corruption_accuracy"]
+    if note:
+        fields["training_note"] = note
+    return fields
 
 
 def summarise(
@@ -181,13 +209,30 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     for p in (build_parser, evaluate_parser):
         p.add_argument("models", type=Path, nargs="+", help=".keras files trained by this pipeline")
+    card_parser = sub.add_parser("card", help="write measured figures into an ensemble's model card")
+    card_parser.add_argument("ensemble", type=Path, help="the ensemble's .keras file (its card is beside it)")
+    card_parser.add_argument("--validation", type=Path, help="`evaluate --split val --out` of its members")
+    card_parser.add_argument("--test", type=Path, help="`evaluate --split test --out` of its members")
+    card_parser.add_argument("--robustness", type=Path, help="benchmarks/model_robustness.py's output on test")
+    card_parser.add_argument("--note", help="how the training cost was counted")
     args = parser.parse_args(argv)
 
+    from ferflow.model.card import CardError
     from ferflow.model.sidecar import ModelFileError
     from ferflow.runtime import configure_determinism
 
     configure_determinism()
     try:
+        if args.command == "card":
+            from ferflow.io import read_json
+            from ferflow.model.card import write_card
+            from ferflow.model.sidecar import sidecar_path
+
+            inputs = [read_json(p) if p else None for p in (args.validation, args.test, args.robustness)]
+            card = read_sidecar(args.ensemble) | card_figures(*inputs, args.note)
+            write_card(sidecar_path(args.ensemble), card)
+            print(f"wrote {sidecar_path(args.ensemble)}")
+            return 0
         if args.command == "build":
             if args.out.suffix != ".keras":
                 raise EnsembleError(f"--out '{args.out}' must end in .keras")
@@ -198,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 0
         results = evaluate(args.models, args.data, args.split)
-    except (EnsembleError, ModelFileError, FileNotFoundError) as error:
+    except (EnsembleError, ModelFileError, CardError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.out:

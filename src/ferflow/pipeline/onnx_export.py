@@ -58,26 +58,38 @@ def check_parity(name: str, expected: list[np.ndarray], got: list[np.ndarray]) -
 
 def export_classifier(keras_path: Path, folder: Path) -> dict:
     """Export one shipped .keras model with its sidecar into `folder`; return what was checked."""
-    from ferflow.model.export import export_model, exported_sidecar, sidecar_of
+    from ferflow.model.export import export_model
     from ferflow.model.sidecar import load_checked_model
 
     model, info = load_checked_model(keras_path)
     target = export_model(model, "onnx", folder / (keras_path.stem + ".onnx"))
     faces = sample_faces()
     worst = check_parity(target.name, [model.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
-    info = exported_sidecar(info, keras_path, target, f"{paths.PRETRAINED}/{keras_path.name}")
-    info["exported_from"]["max_abs_difference"] = worst
-    write_json(sidecar_of(target), info)
+    card_with_its_file(target, info, keras_path, worst)
     return {"file": target.name, "max_abs_difference": worst}
+
+
+def card_with_its_file(target: Path, info: dict, source: Path, worst: float) -> dict:
+    """Embed `info` (the card of `source`, with where the export came from) in the ONNX file at
+    `target`, then write it beside the file with the file's checksum; return the sidecar."""
+    from ferflow.model.card import embed_in_onnx, write_card
+    from ferflow.model.export import exported_sidecar
+    from ferflow.model.sidecar import sidecar_path
+
+    card = exported_sidecar(info, source, target.with_name("none"), f"{paths.PRETRAINED}/{source.name}")
+    card["exported_from"]["max_abs_difference"] = worst
+    embed_in_onnx(target, card)
+    return write_card(sidecar_path(target), {**card, "model_sha256": sha256_file(target)})
 
 
 def export_ensemble(keras_path: Path, single: Path, folder: Path) -> list[dict]:
     """Export the members of a shipped .keras ensemble (built by ferflow.pipeline.ensemble) into
     `folder` as separate ONNX files, and its card listing them; member 0 must be the single model
     already exported to `single`. Each member and the average are checked against Keras."""
+    from ferflow.model.card import write_card
     from ferflow.model.export import export_model, exported_sidecar
     from ferflow.model.onnx_runtime import OnnxEnsemble
-    from ferflow.model.sidecar import load_checked_model
+    from ferflow.model.sidecar import INPUT_SPEC, load_checked_model
 
     model, info = load_checked_model(keras_path)
     members = [layer for layer in model.layers if layer.name.startswith("member_")]
@@ -89,6 +101,10 @@ def export_ensemble(keras_path: Path, single: Path, folder: Path) -> list[dict]:
     for index, member in enumerate(members[1:], start=1):
         target = export_model(member, "onnx", folder / f"{SINGLE}_member{index}.onnx")
         worst = check_parity(target.name, [member.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
+        recorded = info["members"][index]  # what the ensemble's card says of this member
+        member_card = {"class_names": info["class_names"], "input": INPUT_SPEC, "arch": recorded["arch"]}
+        member_card |= {k: recorded[k] for k in ("params", "training_seconds", "test_metrics") if recorded.get(k)}
+        card_with_its_file(target, member_card, keras_path, worst)
         files.append(target)
         checked.append({"file": target.name, "max_abs_difference": worst})
     average = OnnxEnsemble([OnnxModel(path) for path in files])
@@ -97,7 +113,7 @@ def export_ensemble(keras_path: Path, single: Path, folder: Path) -> list[dict]:
     card["exported_from"]["max_abs_difference"] = worst
     card["onnx_members"] = [{"file": path.name, "sha256": sha256_file(path)} for path in files]
     card.pop("model_sha256", None)  # the members' checksums describe it
-    write_json(folder / f"{ENSEMBLE}.json", card)
+    write_card(folder / f"{ENSEMBLE}.json", card)
     return [*checked, {"file": f"{ENSEMBLE}.json", "max_abs_difference": worst}]
 
 
@@ -107,6 +123,7 @@ def export_mtcnn(folder: Path) -> list[dict]:
     import tf2onnx
 
     from ferflow.faces.mtcnn import MTCNN_FILES, mtcnn_networks
+    from ferflow.model.card import embed_in_onnx
 
     rng = np.random.default_rng(0)
     checked = []
@@ -118,8 +135,29 @@ def export_mtcnn(folder: Path) -> list[dict]:
         sample = rng.uniform(-1, 1, (4, *(s or 61 for s in shape[1:3]), 3)).astype(np.float32)
         expected = [np.asarray(output) for output in function(sample)]
         worst = check_parity(target.name, expected, OnnxModel(target).outputs(sample))
+        embed_in_onnx(target, mtcnn_card(key, shape, worst))
         checked.append({"file": target.name, "max_abs_difference": worst})
     return checked
+
+
+def mtcnn_card(key: str, shape: tuple, worst: float) -> dict:
+    """The card of one of MTCNN's networks: a face/not-face classifier with box regression."""
+    from importlib import metadata
+
+    return {
+        "class_names": ["not a face", "face"],
+        "input": {
+            "shape": list(shape[1:]),
+            "dtype": "float32",
+            "range": [-1, 1],
+            "description": "RGB windows scaled as (pixel - 127.5) / 128; "
+            + ("any size (fully convolutional)" if key == "pnet" else f"{shape[1]}x{shape[2]}"),
+        },
+        "arch": f"mtcnn_{key}",
+        "params": {},
+        "data": {"source": "the weights in the mtcnn wheel (Ivan de Paz Centeno, MIT License; see NOTICE.md)"},
+        "exported_from": {"file": f"mtcnn {metadata.version('mtcnn')}", "max_abs_difference": worst},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

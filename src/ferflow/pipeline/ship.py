@@ -18,7 +18,9 @@ from pathlib import Path
 import yaml
 
 from ferflow import paths
-from ferflow.io import read_json, sha256_file, write_json
+from ferflow.io import read_json, sha256_file
+from ferflow.model.card import write_card
+from ferflow.model.sidecar import sidecar_path
 
 TARGET = Path(__file__).resolve().parents[3] / paths.PRETRAINED / "fer2013.keras"
 
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     sidecar = build_sidecar(args.run, args.source_name)
     save_for_inference(args.run / paths.MODEL, args.target)
     sidecar["model_sha256"] = sha256_file(args.target)
-    write_json(args.target.with_suffix(".json"), sidecar)
+    write_card(sidecar_path(args.target), sidecar)
     print(
         f"wrote {args.target} ({args.target.stat().st_size / 1e6:.1f} MB) and its sidecar; "
         f"test accuracy {sidecar['test_metrics']['accuracy']:.4f}"
