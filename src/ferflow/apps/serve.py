@@ -192,10 +192,11 @@ def script_hashes(page: str) -> dict[str, str]:
 
 def security_headers(page: str) -> dict[str, str]:
     """Headers for every answer: the page runs only its own script and loads nothing from
-    elsewhere (the preview is a blob: URL), and no answer is sniffed as another type."""
+    elsewhere (the preview is a blob: URL, the empty icon a data: one), and no answer is sniffed
+    as another type."""
     hashes = script_hashes(page)
     policy = (
-        f"default-src 'none'; script-src {hashes['script']}; style-src {hashes['style']}; img-src blob:; "
+        f"default-src 'none'; script-src {hashes['script']}; style-src {hashes['style']}; img-src blob: data:; "
         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
     )
     return {"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff"}
