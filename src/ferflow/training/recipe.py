@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from ferflow.model.registry import build_model, make_augmentation
-from ferflow.runtime import seed_everything
+from ferflow.runtime import data_parallel_devices, seed_everything
 from ferflow.training.augment import Augmentation
 from ferflow.training.train import TrainingBatches
 
@@ -62,6 +62,7 @@ def build_training(
         mixup_alpha=p.mixup_alpha,
         augmentation=augmentation,
         targets=targets,
+        multiple_of=data_parallel_devices(),
     )
     learning_rate = make_learning_rate(p.learning_rate, p.schedule, p.epochs, len(batches), p.warmup_epochs)
     compile_model(model, make_optimizer(p.optimizer, learning_rate, p.weight_decay), p.label_smoothing)

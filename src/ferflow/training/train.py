@@ -57,6 +57,7 @@ class TrainingBatches(keras.utils.PyDataset):
         augmentation: Augmentation | None = None,
         first_epoch: int = 0,
         targets: np.ndarray | None = None,
+        multiple_of: int = 1,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.images = np.asarray(images)
@@ -68,6 +69,13 @@ class TrainingBatches(keras.utils.PyDataset):
             )
         self.targets = one_hot(self.labels, num_classes) if targets is None else np.asarray(targets, np.float32)
         self.batch_size = batch_size
+        if multiple_of < 1 or batch_size % multiple_of:
+            raise ValueError(
+                f"train.batch_size = {batch_size} must be a multiple of the {multiple_of} devices it is split over"
+            )
+        # Data-parallel training splits every batch evenly over the devices: the last, short
+        # batch is cut to a multiple of them (at most multiple_of - 1 faces, different each epoch).
+        self.multiple_of = multiple_of
         self.seed = seed
         weights = np.ones(num_classes, dtype=np.float32)
         for c, w in (class_weight or {}).items():
@@ -83,11 +91,13 @@ class TrainingBatches(keras.utils.PyDataset):
         self._order = np.random.default_rng([self.seed, epoch]).permutation(len(self.labels))
 
     def __len__(self) -> int:
-        return int(np.ceil(len(self.labels) / self.batch_size))
+        full, rest = divmod(len(self.labels), self.batch_size)
+        return full + (rest >= self.multiple_of)
 
     def __getitem__(self, index: int):
         rng = np.random.default_rng([self.seed, self.epoch, index, 1])
         rows = self._order[index * self.batch_size : (index + 1) * self.batch_size]
+        rows = rows[: len(rows) - len(rows) % self.multiple_of]
         x = self.images[rows].astype(np.float32)
         if x.ndim == 3:
             x = x[..., None]
@@ -189,6 +199,9 @@ def fit_resumable(
         x_val = np.asarray(x_val, dtype=np.float32)
         x_val = x_val[..., None] if x_val.ndim == 3 else x_val
         y_val_hot = one_hot(y_val, batches.num_classes)
+        if batches.multiple_of > 1:  # validation batches are split over the devices too: the same cut
+            kept = len(x_val) - len(x_val) % batches.multiple_of
+            x_val, y_val_hot = x_val[:kept], y_val_hot[:kept]
         followers = [EpochProgress(epochs)]
         if live is not None:
             followers.append(LiveLogger(live, state["history"] if state else None))
@@ -196,6 +209,8 @@ def fit_resumable(
             model.fit(
                 batches,
                 validation_data=(x_val, y_val_hot),
+                # split over the devices, each validation batch must divide evenly too
+                validation_batch_size=batches.batch_size if batches.multiple_of > 1 else None,
                 epochs=epochs,
                 initial_epoch=first_epoch,
                 callbacks=[
