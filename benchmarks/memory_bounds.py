@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from serve_load import free_port, wait_for
+from serve_load import running_server
 from skimage import data as skimage_data
 
 from ferflow.io import write_json
@@ -74,15 +74,7 @@ def post(base: str, name: str, data: bytes) -> int:
 
 
 def serve_figures(args) -> dict:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ferflow.apps.cli", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(f"{base}/health", 60)
+    with running_server(60) as (base, server):
         idle = memory_of(server.pid)
         large = large_png(args.large_side)
         started = time.monotonic()
@@ -118,9 +110,6 @@ def serve_figures(args) -> dict:
             "health_after": httpx.get(f"{base}/health", timeout=10).status_code,
         }
         return {"idle": idle, "burst": burst, "soak": soak}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def annotate_figures(args) -> dict:

@@ -18,7 +18,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -43,6 +45,25 @@ def wait_for(url: str, seconds: float) -> None:
     raise RuntimeError(f"{url} did not answer within {seconds:.0f} s")
 
 
+@contextmanager
+def running_server(start_seconds: float) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`fer serve` with the shipped model on a free port of 127.0.0.1: (its base URL, its process),
+    once /health answers; stopped on the way out."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "ferflow.apps.cli", "serve", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        wait_for(f"{base}/health", start_seconds)
+        yield base, server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200)
@@ -52,15 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR))
     photo = encoded.tobytes()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ferflow.apps.cli", "serve", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(f"{base}/health", 120)
+    with running_server(120) as (base, _):
         started = time.monotonic()
 
         def one(_: int) -> tuple[int, float]:
@@ -78,9 +91,6 @@ def main() -> None:
             results = list(pool.map(one, range(args.requests)))
         wall = time.perf_counter() - began
         alive = httpx.get(f"{base}/health", timeout=5.0).json() == {"status": "ok"}
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     latencies = sorted(seconds * 1000 for status, seconds in results if status == 200)
     codes: dict[str, int] = {}
     for status, _ in results:
