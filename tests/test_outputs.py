@@ -194,6 +194,19 @@ def test_photos_with_one_stem_keep_both_annotated_copies(crops, tmp_path) -> Non
     assert sorted(p.name for p in annotated.iterdir()) == ["face0.jpg", "face0.png", "face1.jpg", "face2.jpg"]
 
 
+def test_an_annotated_copy_is_never_written_onto_a_fifo_or_through_to_an_input(crops, tmp_path, capsys) -> None:
+    annotated = tmp_path / "annotated"
+    annotated.mkdir()
+    os.mkfifo(annotated / "face0.jpg")  # a writer that opened it would block forever
+    (annotated / "face1.jpg").symlink_to(crops / "face2.jpg")  # a link back to an input
+    before = snapshot(crops)
+    assert predict(str(crops), "--annotate", str(annotated)) == EXIT_PARTIAL
+    err = capsys.readouterr().err
+    assert "annotated copy of" in err and "is a FIFO, not a file" in err
+    assert "is one of the inputs and would be overwritten" in err
+    assert snapshot(crops) == before and (annotated / "face2.jpg").is_file()
+
+
 def test_annotated_copies_inside_the_input_folder_are_not_read_again(crops, tmp_path) -> None:
     annotated = crops / "annotated"
     out = tmp_path / "faces.json"

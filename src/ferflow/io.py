@@ -90,9 +90,12 @@ def _resolved(paths: Collection[str | os.PathLike]) -> set[Path]:
     return {Path(p).resolve() for p in paths}
 
 
-def file_target(path: str | os.PathLike, inputs: Collection[str | os.PathLike] = ()) -> Path | None:
+def file_target(
+    path: str | os.PathLike, inputs: Collection[str | os.PathLike] = (), inputs_resolved: bool = False
+) -> Path | None:
     """The file that an output named `path` will replace, checked before any work: None for
     standard output (`-`). A symbolic link is written through, to the file it points to.
+    `inputs_resolved`: `inputs` are resolved paths already (a set, checked once per call).
 
     Raises OutputError, naming `path`, for a folder, a device, FIFO or socket (give `-` for
     standard output), one of `inputs`, a folder that does not exist or cannot be written (the
@@ -106,7 +109,7 @@ def file_target(path: str | os.PathLike, inputs: Collection[str | os.PathLike] =
         raise OutputError(f"'{shown}' is a folder; give a file name")
     if target.exists() and (kind := _kind_of(target.stat().st_mode)):
         raise OutputError(f"'{shown}' is {kind}, not a file; give '-' to write to standard output")
-    if target in _resolved(inputs):
+    if target in (inputs if inputs_resolved else _resolved(inputs)):
         raise OutputError(f"'{shown}' is one of the inputs and would be overwritten; choose another name")
     if not target.parent.is_dir():
         raise OutputError(f"the folder '{shown.parent}' does not exist")

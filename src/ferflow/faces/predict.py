@@ -308,11 +308,12 @@ def annotate(
     image: Image, faces: list[FaceResult], directory: Path, roots: list[str | Path], inputs: Collection[Path] = ()
 ) -> Path:
     """Write a copy of the image with a box and 'emotion confidence' over each face, under the same
-    name and in the same format (a video frame: PNG), never onto one of `inputs`."""
+    name and in the same format (a video frame: PNG), never onto one of `inputs` (resolved paths),
+    a device or a FIFO (`ferflow.io.file_target`). Raises OSError or ValueError naming the copy."""
     from PIL import Image as PILImage
     from PIL import ImageDraw, ImageFont
 
-    from ferflow.io import atomic_path
+    from ferflow.io import atomic_path, file_target
 
     canvas = PILImage.fromarray(to_rgb(image.pixels))
     thickness = max(1, round(max(canvas.size) / 400))
@@ -327,11 +328,11 @@ def annotate(
     source = Path(image.file)
     name = source.name if image.frame is None else f"{source.stem}_frame{image.frame:06d}.png"
     target = Path(directory) / _relative_parent(source, roots) / name
-    if target.resolve() in inputs:
-        raise ValueError(f"'{target}' is one of the inputs; choose another --annotate folder")
     target.parent.mkdir(parents=True, exist_ok=True)
+    # the checks of every output: never an input, a device or a FIFO; through a link to its file
+    written = file_target(target, inputs, inputs_resolved=True)
     image_format = PILImage.registered_extensions().get(target.suffix.lower(), "PNG")
-    with atomic_path(target, suffix=target.suffix) as tmp:
+    with atomic_path(written, suffix=target.suffix) as tmp:
         canvas.save(tmp, format=image_format, **ANNOTATION_SAVE.get(image_format, {}))
     return target
 
