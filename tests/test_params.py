@@ -217,3 +217,16 @@ def test_yaml_aliases_and_oversized_files_are_refused_before_they_expand() -> No
         params.check_text("\n".join(laughs))  # 9**10 strings once expanded: never built
     with pytest.raises(ParamsError, match=r"the file has 200,001 characters; a params file has at most 100,000"):
         params.check_text("#" * 200_001)
+
+
+def test_the_recipe_registries_own_the_choices_params_allow() -> None:
+    """Each train choice is a registry in ferflow.training.recipe; params checks the same names."""
+    from ferflow import CLASS_WEIGHTING_NAMES, OPTIMIZER_NAMES, SCHEDULE_NAMES
+    from ferflow.training.recipe import CLASS_WEIGHTINGS, OPTIMIZERS, SCHEDULES, make_optimizer
+
+    assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES and tuple(SCHEDULES) == SCHEDULE_NAMES
+    assert tuple(CLASS_WEIGHTINGS) == CLASS_WEIGHTING_NAMES
+    for name in OPTIMIZER_NAMES:  # every name params accepts builds an optimizer of that name
+        assert type(make_optimizer(name, 0.01, 0.001)).__name__.lower() == name
+    with pytest.raises(ParamsError, match=r"train.optimizer = 'rmsprop' is invalid: Input should be 'adam', 'adamw'"):
+        params.check("train", {**shipped()["train"], "optimizer": "rmsprop"})

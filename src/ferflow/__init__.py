@@ -22,6 +22,12 @@ ARCHITECTURE_NAMES: tuple[str, ...] = (
     "efficientnet_b0",
     "face_resnet",
 )
+# The training recipe's choices: names of the builders in ferflow.training.recipe (OPTIMIZERS,
+# SCHEDULES, CLASS_WEIGHTINGS), kept here so that params can be checked without Keras; a test
+# keeps each pair equal.
+OPTIMIZER_NAMES: tuple[str, ...] = ("adam", "adamw", "sgd")
+SCHEDULE_NAMES: tuple[str, ...] = ("plateau", "cosine")
+CLASS_WEIGHTING_NAMES: tuple[str, ...] = ("none", "sqrt", "balanced")
 # The pretrained weights each architecture can start from (train.weights; "none" for any): read by
 # the registry's build_model and by the params check.
 PRETRAINED_WEIGHTS: dict[str, tuple[str, ...]] = {"efficientnet_b0": ("imagenet",), "face_resnet": ("dlib",)}

@@ -20,7 +20,16 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from ruamel.yaml import YAML, YAMLError
 
-from ferflow import ARCHITECTURE_NAMES, CLASS_NAMES, CORRUPTION_NAMES, PRETRAINED_WEIGHTS, paths
+from ferflow import (
+    ARCHITECTURE_NAMES,
+    CLASS_NAMES,
+    CLASS_WEIGHTING_NAMES,
+    CORRUPTION_NAMES,
+    OPTIMIZER_NAMES,
+    PRETRAINED_WEIGHTS,
+    SCHEDULE_NAMES,
+    paths,
+)
 
 PARAMS_FILE = paths.PARAMS
 MIN_CROP = 32  # the smallest input every registered architecture takes (a test builds each one)
@@ -96,10 +105,10 @@ class TrainParams(Section):
     weights: Literal[("none", *sorted({w for names in PRETRAINED_WEIGHTS.values() for w in names}))]  # type: ignore[valid-type]
     epochs: int = Field(ge=1, le=10_000)
     batch_size: int = Field(ge=1, le=65_536)
-    optimizer: Literal["adam", "adamw", "sgd"]
+    optimizer: Literal[OPTIMIZER_NAMES]  # type: ignore[valid-type]
     learning_rate: float = Field(gt=0.0, le=10.0)
     weight_decay: float = Field(ge=0.0, le=1.0)
-    schedule: Literal["plateau", "cosine"]
+    schedule: Literal[SCHEDULE_NAMES]  # type: ignore[valid-type]
     warmup_epochs: int = Field(ge=0, le=1_000)
     label_smoothing: float = Field(ge=0.0, le=0.5)
     mixup_alpha: float = Field(ge=0.0, le=10.0)
@@ -112,7 +121,7 @@ class TrainParams(Section):
     noise_augment: PROBABILITY
     noise_max_sigma: float = Field(ge=0.0, le=1.0)
     geometric_augment: bool
-    class_weights: Literal["none", "sqrt", "balanced"]
+    class_weights: Literal[CLASS_WEIGHTING_NAMES]  # type: ignore[valid-type]
     seed: SEED
     mixed_precision: bool
     cpu_bfloat16: bool

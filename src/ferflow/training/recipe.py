@@ -73,10 +73,18 @@ def make_learning_rate(
     learning_rate: float, schedule: str, epochs: int, steps_per_epoch: int, warmup_epochs: int
 ) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """A constant rate (cut on plateaus by a callback) or cosine decay after a linear warm-up."""
-    if schedule == "plateau":
-        return learning_rate
-    if schedule != "cosine":
-        raise ValueError(f"unknown schedule {schedule!r}: expected 'plateau' or 'cosine'")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}: expected one of {sorted(SCHEDULES)}")
+    return SCHEDULES[schedule](learning_rate, epochs, steps_per_epoch, warmup_epochs)
+
+
+def constant_rate(learning_rate: float, epochs: int, steps_per_epoch: int, warmup_epochs: int) -> float:
+    return learning_rate  # the train stage's ReduceLROnPlateau cuts it
+
+
+def cosine_rate(
+    learning_rate: float, epochs: int, steps_per_epoch: int, warmup_epochs: int
+) -> keras.optimizers.schedules.LearningRateSchedule:
     warmup_steps = warmup_epochs * steps_per_epoch
     decay_steps = max(1, (epochs - warmup_epochs) * steps_per_epoch)
     if warmup_steps == 0:
@@ -86,18 +94,25 @@ def make_learning_rate(
     )
 
 
+SCHEDULES = {"plateau": constant_rate, "cosine": cosine_rate}  # train.schedule: its learning rate
+
+# train.optimizer: its builder from (learning rate, weight decay)
+OPTIMIZERS = {
+    "adam": lambda rate, decay: keras.optimizers.Adam(learning_rate=rate, weight_decay=decay or None),
+    "adamw": lambda rate, decay: keras.optimizers.AdamW(learning_rate=rate, weight_decay=decay),
+    "sgd": lambda rate, decay: keras.optimizers.SGD(
+        learning_rate=rate, momentum=0.9, nesterov=True, weight_decay=decay or None
+    ),
+}
+
+
 def make_optimizer(
     name: str, learning_rate: float | keras.optimizers.schedules.LearningRateSchedule, weight_decay: float
 ) -> keras.optimizers.Optimizer:
     """Adam, AdamW (decoupled weight decay) or SGD with Nesterov momentum 0.9."""
-    decay = weight_decay or None
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate=learning_rate, weight_decay=decay)
-    if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate=learning_rate, weight_decay=weight_decay)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True, weight_decay=decay)
-    raise ValueError(f"unknown optimizer {name!r}: expected 'adam', 'adamw' or 'sgd'")
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}: expected one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](learning_rate, weight_decay)
 
 
 def compile_model(
@@ -113,6 +128,9 @@ def compile_model(
     )
 
 
+CLASS_WEIGHTINGS = {"none": None, "sqrt": 0.5, "balanced": 1.0}  # train.class_weights: the power of the balance
+
+
 def loss_weights(
     balanced: dict[str, float], class_names: tuple[str, ...], mode: str, train_labels: np.ndarray
 ) -> dict[int, float] | None:
@@ -122,11 +140,11 @@ def loss_weights(
     spikes that full balancing gives a class 1.5% the size. Weights are scaled so that their
     mean over the training faces is 1, which keeps the learning rate's meaning.
     """
-    if mode == "none":
+    if mode not in CLASS_WEIGHTINGS:
+        raise ValueError(f"unknown class weighting {mode!r}: expected one of {sorted(CLASS_WEIGHTINGS)}")
+    power = CLASS_WEIGHTINGS[mode]
+    if power is None:
         return None
-    if mode not in ("sqrt", "balanced"):
-        raise ValueError(f"unknown class weighting {mode!r}: expected 'none', 'sqrt' or 'balanced'")
-    power = 0.5 if mode == "sqrt" else 1.0
     weights = np.array([balanced[name] ** power for name in class_names])
     weights /= weights[np.asarray(train_labels)].mean()
     return {i: float(w) for i, w in enumerate(weights)}
