@@ -1,6 +1,6 @@
 """The robustness stage's measurement for any model file, e.g. an ensemble built outside the pipeline.
 
-    PYTHONPATH=src python benchmarks/model_robustness.py models/pretrained/fer2013_ensemble.keras \
+    PYTHONPATH=src python benchmarks/model_robustness.py src/ferflow/assets/fer2013_ensemble.json \
         --data RUN/data/processed/dataset.npz --split test --out benchmarks/results/ensemble/robustness_test.json
 
 Same corruptions, severities and seed as the `robustness` section of params.yaml, same code
@@ -20,7 +20,7 @@ from ferflow.runtime import start_backend
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", type=Path, help="a .keras model with its .json sidecar")
+    parser.add_argument("model", type=Path, help="a model with its .json sidecar, or an ensemble's ONNX card")
     parser.add_argument("--data", type=Path, required=True, help="the preprocess stage's dataset.npz")
     parser.add_argument("--split", default="test")
     parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="read for its robustness section")

@@ -5,9 +5,9 @@
 Part of shipping a model: it writes `src/ferflow/assets/` from `models/pretrained/`:
 - `fer2013.onnx` with its sidecar (the .keras sidecar plus the ONNX file's checksum and where it
   came from);
-- the ensemble as separate members, averaged at run time: `fer2013_ensemble.json`, its card,
-  lists `fer2013.onnx` (member 0 is the single model) and `fer2013_member<N>.onnx` for the
-  others, each with its checksum, so that no file holds the whole ensemble;
+- the ensemble as separate members, averaged at run time, from `fer2013_ensemble.json` (the
+  card that lists its .keras members, `fer2013.keras` first): its ONNX card lists `fer2013.onnx`
+  and `fer2013_member<N>.onnx`, each with its checksum, so that no file holds the whole ensemble;
 - `mtcnn_{pnet,rnet,onet}.onnx`, the `mtcnn` package's networks (MIT License; see NOTICE.md);
 - `checksums.json`, the SHA-256 of every ONNX file.
 Before anything is replaced, each export is checked against its original: classifier
@@ -82,39 +82,41 @@ def card_with_its_file(target: Path, info: dict, source: Path, worst: float) -> 
     return write_card(sidecar_path(target), {**card, "model_sha256": sha256_file(target)})
 
 
-def export_ensemble(keras_path: Path, single: Path, folder: Path) -> list[dict]:
-    """Export the members of a shipped .keras ensemble (built by ferflow.pipeline.ensemble) into
-    `folder` as separate ONNX files, and its card listing them; member 0 must be the single model
-    already exported to `single`. Each member and the average are checked against Keras."""
+def export_ensemble(card_path: Path, single: Path, folder: Path) -> list[dict]:
+    """Export the members of the shipped ensemble, which its card (`card_path`) lists as .keras
+    files beside it, into `folder` as ONNX files, and the ensemble's ONNX card listing them; member
+    0 must be the single model already exported to `single`. Each member and the average are
+    checked against Keras."""
+
     from ferflow.model.card import write_card
     from ferflow.model.export import export_model, exported_sidecar
     from ferflow.model.onnx_runtime import OnnxEnsemble
-    from ferflow.model.sidecar import INPUT_SPEC, load_checked_model
+    from ferflow.model.sidecar import load_checked_model, read_sidecar
 
-    model, info = load_checked_model(keras_path)
-    members = [layer for layer in model.layers if layer.name.startswith("member_")]
+    info = read_sidecar(card_path)
     faces = sample_faces()
-    files, checked = [single], []
-    check_parity(
-        f"{single.name} as member 0", [members[0].predict_on_batch(faces)], [OnnxModel(single).predict_on_batch(faces)]
-    )
-    for index, member in enumerate(members[1:], start=1):
-        target = export_model(member, "onnx", folder / f"{SINGLE}_member{index}.onnx")
-        worst = check_parity(target.name, [member.predict_on_batch(faces)], [OnnxModel(target).predict_on_batch(faces)])
-        recorded = info["members"][index]  # what the ensemble's card says of this member
-        member_card = {"class_names": info["class_names"], "input": INPUT_SPEC, "arch": recorded["arch"]}
-        member_card |= {k: recorded[k] for k in ("params", "training_seconds", "test_metrics") if recorded.get(k)}
-        card_with_its_file(target, member_card, keras_path, worst)
+    files, checked, expected = [single], [], []
+    for index, recorded in enumerate(info["members"]):
+        source = card_path.parent / recorded["file"]
+        if sha256_file(source) != recorded["sha256"]:
+            raise ParityError(f"{source.name} is not the member that {card_path.name} records (SHA-256 differs)")
+        member, member_info = load_checked_model(source)
+        expected.append(member.predict_on_batch(faces))
+        if index == 0:
+            check_parity(f"{single.name} as member 0", [expected[0]], [OnnxModel(single).predict_on_batch(faces)])
+            continue
+        target = export_model(member, "onnx", folder / f"{source.stem}.onnx")
+        worst = check_parity(target.name, [expected[-1]], [OnnxModel(target).predict_on_batch(faces)])
+        card_with_its_file(target, member_info, source, worst)
         files.append(target)
         checked.append({"file": target.name, "max_abs_difference": worst})
     average = OnnxEnsemble([OnnxModel(path) for path in files])
-    worst = check_parity(f"{ENSEMBLE}.json", [model.predict_on_batch(faces)], [average.predict_on_batch(faces)])
-    card = exported_sidecar(info, keras_path, folder / "none", f"{paths.PRETRAINED}/{keras_path.name}")
+    worst = check_parity(f"{card_path.name}", [np.mean(expected, axis=0)], [average.predict_on_batch(faces)])
+    card = exported_sidecar(info, card_path, folder / "none", f"{paths.PRETRAINED}/{card_path.name}")
     card["exported_from"]["max_abs_difference"] = worst
     card["onnx_members"] = [{"file": path.name, "sha256": sha256_file(path)} for path in files]
-    card.pop("model_sha256", None)  # the members' checksums describe it
-    write_card(folder / f"{ENSEMBLE}.json", card)
-    return [*checked, {"file": f"{ENSEMBLE}.json", "max_abs_difference": worst}]
+    write_card(folder / card_path.name, card)
+    return [*checked, {"file": card_path.name, "max_abs_difference": worst}]
 
 
 def export_mtcnn(folder: Path) -> list[dict]:
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch)
         try:  # everything is exported and checked in scratch first: a failure replaces nothing
             checked = [export_classifier(args.pretrained / f"{SINGLE}.keras", scratch)]
-            checked += export_ensemble(args.pretrained / f"{ENSEMBLE}.keras", scratch / f"{SINGLE}.onnx", scratch)
+            checked += export_ensemble(args.pretrained / f"{ENSEMBLE}.json", scratch / f"{SINGLE}.onnx", scratch)
             checked += export_mtcnn(scratch)
         except ParityError as error:
             print(f"error: {error}; nothing was replaced", file=sys.stderr)
