@@ -58,3 +58,50 @@ answer = json.load(urllib.request.urlopen(request, timeout=60))
 assert len(answer["faces"]) == 1 and answer["model"]["runtime"] == "onnx", answer
 print("fer serve answered", answer["faces"][0]["emotion"], "with", answer["model"]["file"])
 PY
+
+# fer predict --engine ray with [predict,ray], against a head started with `ray start` on 127.0.0.1
+# (--block: it lives in its own process group, stopped on exit): the local engine's records, and
+# the driver in the head's job table.
+"$work/venv/bin/pip" install --quiet "${wheel}[predict,ray]"
+echo "[predict,serve,ray] site-packages $(du -sm "$site" | cut -f1) MB"
+mkdir "$work/faces"
+find "$repo/data/sample/test/happy" -name '*.jpg' | sort | head -100 | xargs -I{} cp {} "$work/faces/"
+export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
+RAY_AUTH_TOKEN="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
+export RAY_AUTH_TOKEN
+ray_port=$("$work/venv/bin/python" -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+setsid "$work/venv/bin/ray" start --head --node-ip-address 127.0.0.1 --port "$ray_port" --num-cpus 2 \
+    --include-dashboard false --disable-usage-stats --block >"$work/ray_head.log" 2>&1 &
+ray_head=$!
+stop_ray_head() {  # SIGTERM drains the head's processes (at most 30 s), then they are killed
+    kill -TERM -- -"$ray_head" 2>/dev/null || return 0
+    for _ in $(seq 60); do kill -0 "$ray_head" 2>/dev/null || return 0; sleep 1; done
+    kill -KILL -- -"$ray_head" 2>/dev/null || true
+}
+trap 'kill "${server:-0}" 2>/dev/null || true; stop_ray_head; rm -rf "$work"' EXIT
+"$work/venv/bin/python" - "$ray_port" <<'PY'
+import socket, sys, time
+for _ in range(300):  # up to 60 s for the head to listen
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        time.sleep(0.2)
+PY
+start=$(date +%s)
+"$work/venv/bin/fer" predict faces --no-detect --engine ray --ray-address "127.0.0.1:$ray_port" --json ray.json
+echo "fer predict --engine ray: $(( $(date +%s) - start )) s for 100 faces, with the actors' start"
+"$work/venv/bin/fer" predict faces --no-detect --json local.json >/dev/null
+"$work/venv/bin/python" - "$ray_port" <<'PY'
+import json, math, sys
+import ray
+ray_faces, local_faces = (json.load(open(name))["faces"] for name in ("ray.json", "local.json"))
+assert len(ray_faces) == len(local_faces) == 100, (len(ray_faces), len(local_faces))
+for mine, theirs in zip(ray_faces, local_faces):
+    assert (mine["file"], mine["emotion"]) == (theirs["file"], theirs["emotion"]), (mine, theirs)
+    assert all(math.isclose(mine["probabilities"][k], v, abs_tol=1e-6) for k, v in theirs["probabilities"].items())
+ray.init(address=f"127.0.0.1:{sys.argv[1]}", logging_level="error")
+drivers = [job["Entrypoint"] for job in ray._private.state.state.job_table()]  # the GCS's job table
+assert any("fer predict faces" in entrypoint for entrypoint in drivers), drivers
+print("--engine ray gave the local records; the job table lists:", [d for d in drivers if "fer predict" in d][0])
+PY

@@ -96,6 +96,27 @@ def _predict_parser(sub) -> None:
         default=DEFAULT_DETECTOR,
         help=f"face detector (default: {DEFAULT_DETECTOR}; see docs/face-detection.md)",
     )
+    ray = p.add_argument_group("many photos", "score on a Ray cluster (pip install 'ferflow[ray]'; docs/photos.md)")
+    ray.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="local",
+        help="local: this process; ray: Ray Data actors, on a local Ray or the cluster at --ray-address "
+        "(default: local)",
+    )
+    ray.add_argument("--ray-address", metavar="HOST:PORT", help="join this Ray cluster (default: start a local Ray)")
+    ray.add_argument(
+        "--ray-workers", type=int, metavar="N", help="scoring actors, --threads CPUs each (default: one per CPU)"
+    )
+    ray.add_argument(
+        "--parquet",
+        type=Path,
+        metavar="DIR",
+        help="write one row per face as Parquet files into this folder, from the workers",
+    )
+
+
+ENGINES = ["local", "ray"]
 
 
 def _export_parser(sub) -> None:
@@ -202,6 +223,7 @@ def run_predict(args) -> int:
     inputs, _ = expand_paths(args.paths, include_videos=True)
     try:  # checked before the model loads or any photo is read
         json_target, csv_target, _ = check_outputs(args.json, args.csv, args.annotate, [*inputs, *args.paths])
+        parquet_target = check_ray_options(args, inputs)
     except OutputError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -221,7 +243,7 @@ def run_predict(args) -> int:
             return EXIT_USAGE
     with contextlib.ExitStack() as held:
         try:  # a second run writing the same file is refused now, not silently overwritten later
-            for target in (json_target, csv_target):
+            for target in (json_target, csv_target, parquet_target):
                 if target is not None:
                     held.enter_context(exclusive_output(*target))
         except OutputError as problem:
@@ -230,16 +252,92 @@ def run_predict(args) -> int:
         classifier = load_or_report(model_path, args.threads)
         if classifier is None:
             return EXIT_USAGE
+        if args.engine == "ray" and inputs and not join_ray(args):  # no files: nothing to send
+            return EXIT_USAGE
         return classify_and_write(args, classifier, options, json_target, csv_target, tta)
+
+
+def check_ray_options(args, inputs: list[Path]) -> tuple[Path, str] | None:
+    """Check --engine ray's options before any work; the --parquet target (folder, as given) or
+    None. Raises OutputError naming the flag."""
+    from ferflow.io import OutputError, folder_target
+
+    ray_only = {"--ray-address": args.ray_address, "--ray-workers": args.ray_workers, "--parquet": args.parquet}
+    if args.engine != "ray":
+        given = [flag for flag, value in ray_only.items() if value is not None]
+        if given:
+            raise OutputError(f"{given[0]} needs --engine ray")
+        return None
+    from ferflow.faces.ray_engine import address_problem, parquet_problem, require_ray
+
+    if args.ray_address is not None and address_problem(args.ray_address):
+        raise OutputError(address_problem(args.ray_address))
+    try:
+        require_ray(args.ray_address)
+    except RuntimeError as missing:
+        raise OutputError(str(missing)) from None
+    if args.annotate is not None:
+        raise OutputError("--annotate is not available with --engine ray; use the local engine for annotated copies")
+    if args.ray_workers is not None and args.ray_workers < 1:
+        raise OutputError(f"--ray-workers must be 1 or more, got {args.ray_workers}")
+    if args.parquet is None:
+        return None
+    try:
+        folder = folder_target(args.parquet, inputs)
+    except OutputError as problem:
+        raise OutputError(f"--parquet: {problem}") from None
+    problem = parquet_problem(folder)
+    if problem:
+        raise OutputError(f"--parquet: {problem}")
+    return folder, str(args.parquet)
+
+
+def join_ray(args) -> bool:
+    """Join the cluster at --ray-address or start a local Ray; False after printing why not."""
+    from ferflow.faces.photo import first_line
+    from ferflow.faces.ray_engine import connect
+
+    try:
+        connect(args.ray_address)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"the Ray cluster at '{args.ray_address}'" if args.ray_address else "a local Ray"
+        print(f"error: could not start or join {where}: {first_line(error)}", file=sys.stderr)
+        return False
+    return True
+
+
+def score(args, classifier, options):
+    """The prediction and the count of faces, from the engine that --engine names."""
+    from ferflow.faces.predict import predict_paths
+
+    if args.engine == "local":
+        result = predict_paths(args.paths, classifier, options)
+        return result, len(result.faces)
+    from ferflow.faces.ray_engine import predict_paths_ray
+
+    return predict_paths_ray(
+        args.paths,
+        classifier.path,
+        classifier.class_names,
+        options,
+        workers=args.ray_workers,
+        threads=args.threads or 1,
+        parquet_dir=args.parquet,
+        collect_faces=args.parquet is None or args.json is not None or args.csv is not None,
+    )
 
 
 def classify_and_write(args, classifier, options, json_target, csv_target, tta: bool) -> int:
     """The run itself: classify, show, write. Ctrl-C stops it with what was found so far written."""
-    from ferflow.faces.predict import predict_paths
+    from ferflow.faces.predict import EngineError
     from ferflow.io import STDOUT, OutputError
 
-    result = predict_paths(args.paths, classifier, options)
-    if STDOUT not in (args.json, args.csv):  # standard output carries the records instead
+    try:
+        result, face_count = score(args, classifier, options)
+    except EngineError as error:  # the local engine reports per file; a cluster can fail as a whole
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if STDOUT not in (args.json, args.csv) and args.parquet is None:  # the records go elsewhere
         print_table(result.faces)
     for problem in result.problems:
         print(f"{problem.kind}: {displayable(problem.message)}", file=sys.stderr)
@@ -255,14 +353,11 @@ def classify_and_write(args, classifier, options, json_target, csv_target, tta: 
     except OutputError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
-    print(
-        f"{len(result.faces)} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)",
-        file=sys.stderr,
-    )
+    print(f"{face_count} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)", file=sys.stderr)
     if result.interrupted:
         print(f"interrupted after {result.files_seen} file(s): the faces found so far are written", file=sys.stderr)
         return EXIT_INTERRUPTED
-    if not result.faces:
+    if not face_count:
         return EXIT_NOTHING
     return EXIT_PARTIAL if result.problems else EXIT_OK
 

@@ -175,6 +175,11 @@ MARGIN_RANGE = (-0.4, 2.0)  # -0.5 would leave no face at all; 2 already frames 
 MIN_DETECT_SIZE = 48  # one FER-sized face; MTCNN finds nothing under 20 px
 
 
+class EngineError(RuntimeError):
+    """The engine itself failed (a Ray job whose workers died or could not load the model), as
+    opposed to one file's problem."""
+
+
 @dataclass
 class Prediction:
     faces: list[FaceResult] = field(default_factory=list)
