@@ -64,8 +64,13 @@ PY
 # the driver in the head's job table.
 "$work/venv/bin/pip" install --quiet "${wheel}[predict,ray]"
 echo "[predict,serve,ray] site-packages $(du -sm "$site" | cut -f1) MB"
-mkdir "$work/faces"
-find "$repo/data/sample/test/happy" -name '*.jpg' | sort | head -100 | xargs -I{} cp {} "$work/faces/"
+python3 - "$repo" "$work/faces" <<'PY'  # the first 100 happy faces of the sample (no pipe: pipefail)
+import shutil, sys
+from pathlib import Path
+Path(sys.argv[2]).mkdir()
+for path in sorted((Path(sys.argv[1]) / "data/sample/test/happy").glob("*.jpg"))[:100]:
+    shutil.copy(path, sys.argv[2])
+PY
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_USAGE_STATS_ENABLED=0 RAY_AUTH_MODE=token
 RAY_AUTH_TOKEN="$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
 export RAY_AUTH_TOKEN
