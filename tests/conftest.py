@@ -160,3 +160,56 @@ def hostile_images(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# The synthetic clip of the video tests and benchmark: 640x480, two real sample faces (120 px)
+# moving slowly, crossing paths at 4.2 s (the second drawn over the lower third of the first);
+# the second switches from an angry face to a surprised one (another person) at 5 s.
+CLIP_FACES = {
+    "a": SAMPLE / "test" / "happy" / "PublicTest_35934455.jpg",
+    "b_before": SAMPLE / "test" / "angry" / "PublicTest_5177911.jpg",
+    "b_after": SAMPLE / "test" / "surprise" / "PublicTest_48907173.jpg",
+}
+CLIP_SWITCH_S = 5.0
+
+
+def clip_positions(time: float, speed: float = 1.0) -> dict[str, tuple[int, int]]:
+    """The top-left corners of faces a and b at `time` seconds (`speed` times faster, bouncing
+    between the frame's sides)."""
+
+    def bounce(x: float) -> int:
+        return round(abs((x - 40) % 960 - 480) * -1 + 520) if speed != 1.0 else round(x)
+
+    return {"a": (bounce(40 + 48 * speed * time), 100), "b": (bounce(360 - 28 * speed * time), 180)}
+
+
+def write_two_face_clip(
+    path: Path,
+    fps: float = 10,
+    seconds: float = 10,
+    size: int = 120,
+    speed: float = 1.0,
+    hidden: tuple[float, float] | None = None,
+) -> Path:
+    """The clip above; `speed` times faster, and face a left out of the frames in the `hidden`
+    interval of seconds (an occlusion)."""
+    import cv2
+
+    faces = {
+        name: cv2.resize(cv2.imread(str(file), cv2.IMREAD_GRAYSCALE), (size, size), interpolation=cv2.INTER_CUBIC)
+        for name, file in CLIP_FACES.items()
+    }
+    fourcc = "MJPG" if path.suffix == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (640, 480))
+    assert writer.isOpened(), f"OpenCV cannot write {path}"
+    for index in range(round(fps * seconds)):
+        time = index / fps
+        frame = np.full((480, 640), 190, np.uint8)
+        for name, (x, y) in clip_positions(time, speed).items():
+            if name == "a" and hidden is not None and hidden[0] <= time < hidden[1]:
+                continue
+            face = faces["a"] if name == "a" else faces["b_before" if time < CLIP_SWITCH_S else "b_after"]
+            frame[y : y + size, x : x + size] = face
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path

@@ -128,11 +128,16 @@ def test_cli_writes_json_csv_and_annotations_for_every_face(photos, model_path, 
     assert records["class_names"] == list(CLASS_NAMES)
     assert len(records["faces"]) == 3  # the astronaut and the two canvas faces, found recursively
     for record in records["faces"]:
-        assert set(record) == {"file", "frame", "x", "y", "width", "height", "emotion", "confidence", "probabilities"}
+        assert set(record) == {
+            *("file", "frame", "time", "track", "x", "y", "width", "height", "emotion", "emotion_smoothed"),
+            *("confidence", "probabilities", "probabilities_smoothed"),
+        }
+        assert record["time"] is record["track"] is record["emotion_smoothed"] is None  # photos: no video fields
         assert record["frame"] is None and record["emotion"] in CLASS_NAMES
         assert record["confidence"] == max(record["probabilities"].values())
     rows = list(csv.DictReader(out_csv.open()))
-    assert list(rows[0]) == ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *CLASS_NAMES]
+    columns = ["file", "frame", "time", "track", "x", "y", "width", "height", "emotion", "emotion_smoothed"]
+    assert list(rows[0]) == [*columns, "confidence", *CLASS_NAMES]
     assert [r["file"] for r in rows] == [r["file"] for r in records["faces"]]
     assert sorted(p.relative_to(annotated).as_posix() for p in annotated.rglob("*") if p.is_file()) == [
         "astronaut.png",

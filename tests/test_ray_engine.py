@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SAMPLE, build_hostile_images, two_face_canvas
+from conftest import SAMPLE, build_hostile_images, two_face_canvas, write_two_face_clip
 
 from ferflow import CLASS_NAMES
 from ferflow.apps.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
@@ -111,6 +111,22 @@ def test_photos_with_detection_and_bad_files_give_the_local_records_and_problems
 
 
 PROBLEM_KINDS = ("missing", "unreadable", "no_face")
+
+
+def test_a_video_gives_the_local_tracks_and_smoothed_labels(local_ray, tmp_path) -> None:
+    """A video is one actor's task, so its faces are tracked and smoothed as by the local engine."""
+    clip = write_two_face_clip(tmp_path / "clip.avi", seconds=2)
+    local_code, local = records(tmp_path, str(clip), "--video-stride", "2")
+    ray_code, scored = records(tmp_path, str(clip), "--video-stride", "2", "--engine", "ray")
+    assert local_code == ray_code == EXIT_OK
+    assert {face["track"] for face in scored["faces"]} == {1, 2}
+    for mine, theirs in zip(scored["faces"], local["faces"]):
+        np.testing.assert_allclose(
+            list(mine.pop("probabilities_smoothed").values()),
+            list(theirs.pop("probabilities_smoothed").values()),
+            atol=1e-6,
+        )
+    assert_same_records(scored, local)
 
 
 def test_a_corrupt_file_in_the_middle_costs_only_that_file(local_ray, crops, tmp_path, capsys) -> None:

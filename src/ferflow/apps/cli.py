@@ -71,6 +71,17 @@ def _predict_parser(sub) -> None:
     p.add_argument("--annotate", type=Path, metavar="DIR", help="write copies with boxes and labels here")
     p.add_argument("--video-stride", type=int, metavar="N", help="also read videos, classifying every N-th frame")
     p.add_argument(
+        "--smooth",
+        type=float,
+        default=PredictOptions.smoothing,
+        metavar="SECONDS",
+        help="time constant of each video face's moving average, for emotion_smoothed; 0: none "
+        f"(default: {PredictOptions.smoothing:g})",
+    )
+    p.add_argument(
+        "--timeline", metavar="FILE", help="write a PNG chart of each video face's smoothed emotions over time"
+    )
+    p.add_argument(
         "--margin",
         type=float,
         default=PredictOptions.margin,
@@ -213,6 +224,7 @@ def run_predict(args) -> int:
             min_face=args.min_face,
             detect_size=args.detect_size,
             video_stride=args.video_stride,
+            smoothing=args.smooth,
             annotate_dir=args.annotate,
             detector=args.detector,
             progress=args.json is None,
@@ -224,6 +236,8 @@ def run_predict(args) -> int:
     try:  # checked before the model loads or any photo is read
         json_target, csv_target, _ = check_outputs(args.json, args.csv, args.annotate, [*inputs, *args.paths])
         parquet_target = check_ray_options(args, inputs)
+        timeline_target = check_timeline(args.timeline, [*inputs, *args.paths])
+        check_annotated_videos(args, inputs)
     except OutputError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
@@ -243,7 +257,7 @@ def run_predict(args) -> int:
             return EXIT_USAGE
     with contextlib.ExitStack() as held:
         try:  # a second run writing the same file is refused now, not silently overwritten later
-            for target in (json_target, csv_target, parquet_target):
+            for target in (json_target, csv_target, parquet_target, timeline_target):
                 if target is not None:
                     held.enter_context(exclusive_output(*target))
         except OutputError as problem:
@@ -254,7 +268,39 @@ def run_predict(args) -> int:
             return EXIT_USAGE
         if args.engine == "ray" and inputs and not join_ray(args):  # no files: nothing to send
             return EXIT_USAGE
-        return classify_and_write(args, classifier, options, json_target, csv_target, tta)
+        return classify_and_write(args, classifier, options, json_target, csv_target, tta, timeline_target)
+
+
+def check_annotated_videos(args, inputs: list[Path]) -> None:
+    """Refuse, before any work, an --annotate folder where a video's annotated copy would replace
+    one of the inputs (the clip itself, in its own folder). Raises OutputError."""
+    from ferflow.faces.photo import VIDEO_SUFFIXES
+    from ferflow.faces.predict import annotated_video_path
+    from ferflow.io import OutputError
+
+    if args.annotate is None or args.video_stride is None:
+        return
+    resolved = {path.resolve() for path in inputs}
+    for path in inputs:
+        if path.suffix.lower() in VIDEO_SUFFIXES:
+            target = annotated_video_path(path, args.annotate, args.paths)
+            if target.resolve() in resolved:
+                message = f"the annotated video '{target}' would replace the input '{path}'; choose another folder"
+                raise OutputError(f"--annotate: {message}")
+
+
+def check_timeline(path: str | None, inputs: list) -> tuple[Path, str] | None:
+    """The --timeline target, checked before any work, or None. Raises OutputError."""
+    from ferflow.io import OutputError, file_target
+
+    if path is None:
+        return None
+    if Path(path).suffix.lower() != ".png":
+        raise OutputError(f"--timeline: '{path}' must be a .png file")
+    try:
+        return file_target(path, inputs), path
+    except OutputError as problem:
+        raise OutputError(f"--timeline: {problem}") from None
 
 
 def check_ray_options(args, inputs: list[Path]) -> tuple[Path, str] | None:
@@ -327,7 +373,7 @@ def score(args, classifier, options):
     )
 
 
-def classify_and_write(args, classifier, options, json_target, csv_target, tta: bool) -> int:
+def classify_and_write(args, classifier, options, json_target, csv_target, tta: bool, timeline_target=None) -> int:
     """The run itself: classify, show, write. Ctrl-C stops it with what was found so far written."""
     from ferflow.faces.predict import EngineError
     from ferflow.io import STDOUT, OutputError
@@ -353,6 +399,15 @@ def classify_and_write(args, classifier, options, json_target, csv_target, tta: 
     except OutputError as problem:
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if timeline_target is not None:
+        from ferflow.faces.predict import Problem
+        from ferflow.faces.video import write_timeline
+
+        try:
+            write_timeline(result.faces, classifier.class_names, timeline_target[0])
+        except (OSError, ValueError) as error:
+            result.problems.append(Problem(args.timeline, "unwritable", f"--timeline '{args.timeline}': {error}"))
+            print(f"unwritable: --timeline '{displayable(args.timeline)}': {error}", file=sys.stderr)
     print(f"{face_count} face(s) in {result.files_seen} file(s); {len(result.problems)} problem(s)", file=sys.stderr)
     if result.interrupted:
         print(f"interrupted after {result.files_seen} file(s): the faces found so far are written", file=sys.stderr)

@@ -47,13 +47,16 @@ def write_records(
 
 
 def csv_text(records: list[dict], class_names: tuple[str, ...]) -> str:
+    from ferflow.faces.records import VIDEO_COLUMNS, csv_columns
+
     buffer = io.StringIO()
-    columns = ["file", "frame", "x", "y", "width", "height", "emotion", "confidence", *class_names]
-    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer = csv.DictWriter(buffer, fieldnames=csv_columns(class_names))
     writer.writeheader()
     for record in records:
         probabilities = record.pop("probabilities")
-        row = {**record, "frame": "" if record["frame"] is None else record["frame"], **probabilities}
+        record.pop("probabilities_smoothed")  # the JSON has them; the CSV the smoothed label
+        empty_for_photos = {key: "" if record[key] is None else record[key] for key in VIDEO_COLUMNS}
+        row = {**record, **empty_for_photos, **probabilities}
         writer.writerow({key: spreadsheet_safe(value) for key, value in row.items()})
     return buffer.getvalue()
 

@@ -10,6 +10,7 @@ in training and in `fer predict`.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class Image:
     file: str
     frame: int | None
     pixels: np.ndarray  # RGB 8-bit, or grey for a 16-bit image (see ferflow.faces.photo)
+    time: float | None = None  # a video frame's seconds from the start: its index / the frame rate
 
 
 def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
@@ -120,11 +122,16 @@ def read_video(path: Path, stride: int) -> Iterator[Image]:
         cv2 = require_opencv("reading videos")
     except RuntimeError as missing:
         raise ImageError(f"'{path}': {missing}") from None
+    refuse_image_as_video(path)
     with native_stderr_silenced():  # FFmpeg's own complaints ("moov atom not found") stay off the terminal
         capture = cv2.VideoCapture(str(path))
     try:
         if not capture.isOpened():
             raise ValueError(f"'{path}' cannot be opened as a video")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        low, high = FRAME_RATE_RANGE
+        if not (math.isfinite(fps) and low <= fps <= high):
+            raise ValueError(f"'{path}' has no usable frame rate in its header ({fps:g} fps); re-encode it with one")
         width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         if width * height > MAX_IMAGE_PIXELS:
             raise ImageError(
@@ -141,7 +148,8 @@ def read_video(path: Path, stride: int) -> Iterator[Image]:
                 raise ImageError(f"'{path}' frame {index} is over the limit of {MAX_IMAGE_PIXELS:,} pixels")
             if index % stride == 0:
                 frames += 1
-                yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]))  # OpenCV's BGR
+                # OpenCV's BGR to RGB; the time from the frame rate, as players show it
+                yield Image(str(path), index, np.ascontiguousarray(frame[:, :, ::-1]), index / fps)
             index += 1
     finally:
         capture.release()
@@ -149,6 +157,42 @@ def read_video(path: Path, stride: int) -> Iterator[Image]:
         raise ValueError(f"'{path}' has no readable video frames")
     if 0 < index < promised:
         raise ValueError(f"'{path}' ended after {index} of the {promised} frames its header promises (truncated?)")
+
+
+# Frame rates a header may give: FFmpeg turns a 0 in an MP4's header into 1/1024 fps.
+FRAME_RATE_RANGE = (0.1, 1000.0)
+
+
+def video_frame_rate(path: Path) -> float:
+    """The frame rate in a video's header (0 when it has none or cannot be opened)."""
+    cv2 = require_opencv("reading videos")
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return float(capture.get(cv2.CAP_PROP_FPS)) if capture.isOpened() else 0.0
+    finally:
+        capture.release()
+
+
+# The first bytes of the image formats that FFmpeg would open as a one-frame "video".
+IMAGE_SIGNATURES = {
+    b"\xff\xd8\xff": "JPEG",
+    b"\x89PNG\r\n\x1a\n": "PNG",
+    b"GIF8": "GIF",
+    b"BM": "BMP",
+    b"II*\x00": "TIFF",
+    b"MM\x00*": "TIFF",
+}
+
+
+def refuse_image_as_video(path: Path) -> None:
+    """Raise ValueError when a file named as a video is an image (by its first bytes)."""
+    with open(path, "rb") as file:
+        head = file.read(16)
+    kinds = [kind for signature, kind in IMAGE_SIGNATURES.items() if head.startswith(signature)]
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        kinds.append("WEBP")
+    if kinds:
+        raise ValueError(f"'{path}' is a {kinds[0]} image, not a video; rename it to classify it as a photo")
 
 
 # Larger images are refused rather than decoded (a "decompression bomb" is a small file).

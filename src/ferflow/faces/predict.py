@@ -41,7 +41,10 @@ from ferflow.faces.photo import (
     to_grey,
     to_rgb,
 )
-from ferflow.model.classifier import Classifier as Classifier  # re-exported: the Python API
+from ferflow.faces.records import FaceResult as FaceResult  # re-exported: the Python API
+from ferflow.faces.records import Problem as Problem
+from ferflow.faces.video import faces_by_video, follow_faces, write_annotated_video
+from ferflow.model.classifier import Classifier as Classifier
 from ferflow.model.classifier import load_classifier as load_classifier
 from ferflow.model.onnx_runtime import ASSETS
 from ferflow.model.sidecar import ModelFileError as ModelFileError
@@ -53,37 +56,6 @@ QUALITIES = {"fast": (ASSETS / "fer2013.onnx", False), "best": (ASSETS / "fer201
 DEFAULT_QUALITY = "fast"
 DEFAULT_MODEL = QUALITIES[DEFAULT_QUALITY][0]
 PRETRAINED_KERAS = Path(paths.PRETRAINED) / "fer2013.keras"  # in a checkout: what ships, as Keras
-
-
-@dataclass
-class FaceResult:
-    file: str
-    frame: int | None  # video frame index; None for images
-    box: tuple[int, int, int, int]  # x, y, width, height in the original image
-    emotion: str
-    confidence: float
-    probabilities: dict[str, float]
-
-    def record(self) -> dict:
-        x, y, w, h = self.box
-        return {
-            "file": self.file,
-            "frame": self.frame,
-            "x": x,
-            "y": y,
-            "width": w,
-            "height": h,
-            "emotion": self.emotion,
-            "confidence": self.confidence,
-            "probabilities": self.probabilities,
-        }
-
-
-@dataclass
-class Problem:
-    file: str
-    kind: str  # "missing", "unreadable", "no_face", "unwritable"
-    message: str
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -154,6 +126,7 @@ class PredictOptions:
     batch_size: int = MODEL_BATCH  # faces gathered across images before they are classified
     progress: bool = False  # a tqdm bar on stderr for more than a few files
     video_stride: int | None = None
+    smoothing: float = 0.5  # seconds: the time constant of each video track's moving average
     annotate_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -167,12 +140,15 @@ class PredictOptions:
             raise ValueError(f"detect-size must be {MIN_DETECT_SIZE} or more, got {self.detect_size}")
         if self.video_stride is not None and self.video_stride < 1:
             raise ValueError(f"video-stride must be 1 or more, got {self.video_stride}")
+        if not (math.isfinite(self.smoothing) and 0 <= self.smoothing <= MAX_SMOOTHING_S):
+            raise ValueError(f"smooth must be 0 to {MAX_SMOOTHING_S:g} seconds, got {self.smoothing:g}")
         if self.batch_size < 1:
             raise ValueError(f"batch-size must be 1 or more, got {self.batch_size}")
 
 
 MARGIN_RANGE = (-0.4, 2.0)  # -0.5 would leave no face at all; 2 already frames five face widths
 MIN_DETECT_SIZE = 48  # one FER-sized face; MTCNN finds nothing under 20 px
+MAX_SMOOTHING_S = 60.0  # longer would average a whole interview into one label
 
 
 class EngineError(RuntimeError):
@@ -212,7 +188,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
             ]
             row += len(boxes)
             result.faces.extend(faces)
-            if options.annotate_dir is not None:
+            if options.annotate_dir is not None and image.frame is None:  # a video's copy comes at its end
                 try:  # a folder that cannot be written costs that copy, not the run's results
                     annotate(image, faces, options.annotate_dir, paths, inputs)
                 except (OSError, ValueError) as error:
@@ -236,20 +212,27 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
         with tqdm(total=len(files), unit="file", disable=not show_progress, file=sys.stderr) as bar:
             for path in files:
                 result.files_seen += 1
+                frames = frames_with_faces = 0
                 try:
                     for image in read_images(path, options.video_stride):
+                        frames += 1
                         boxes, crops = locate_faces(image, options, detector)
                         if not boxes:
-                            where = f" (frame {image.frame})" if image.frame is not None else ""
-                            result.problems.append(
-                                Problem(image.file, "no_face", f"no face found in '{image.file}'{where}")
-                            )
+                            if image.frame is None:  # a video's frames without a face are no problem
+                                result.problems.append(
+                                    Problem(image.file, "no_face", f"no face found in '{image.file}'")
+                                )
                             continue
-                        # Annotation needs the pixels later; without it, keep only the crops.
-                        kept = image if options.annotate_dir is not None else Image(image.file, image.frame, EMPTY)
+                        frames_with_faces += 1
+                        # Photos' annotated copies need the pixels later; else keep only the crops.
+                        keep = options.annotate_dir is not None and image.frame is None
+                        kept = image if keep else Image(image.file, image.frame, EMPTY, image.time)
                         pending.append((kept, boxes, crops))
                         if pending_is_full():
                             classify_pending()
+                    if is_video(path) and frames and not frames_with_faces:
+                        message = f"no face found in the {frames} sampled frame(s) of '{path}'"
+                        result.problems.append(Problem(str(path), "no_face", message))
                 except (ValueError, OSError) as error:  # ImageError, an unreadable file or video
                     result.problems.append(Problem(str(path), "unreadable", str(error)))
                 bar.update(1)
@@ -257,7 +240,32 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
         result.interrupted = True
     if pending:
         classify_pending()
+    follow_faces(result.faces, classifier.class_names, options.smoothing)
+    if options.annotate_dir is not None and not result.interrupted:
+        annotate_videos(result, options, paths, inputs)
     return result
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+def annotated_video_path(source: Path, directory: Path, roots: list[str | Path]) -> Path:
+    """Where a video's annotated copy goes: `DIR/<sub-folders>/<name>.mp4`."""
+    return Path(directory) / _relative_parent(source, roots) / f"{source.stem}.mp4"
+
+
+def annotate_videos(result: Prediction, options: PredictOptions, roots: list[str | Path], inputs) -> None:
+    """Write each video's annotated copy (`annotated_video_path`); one that fails is a problem."""
+    for file, faces in faces_by_video(result.faces).items():
+        source = Path(file)
+        target = annotated_video_path(source, options.annotate_dir, roots)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_annotated_video(source, faces, target, options.video_stride or 1, inputs)
+        except (OSError, ValueError, RuntimeError) as error:
+            message = f"annotated video of '{file}' not written: {first_line(error)}"
+            result.problems.append(Problem(file, "unwritable", message))
 
 
 # Decoded photos kept for their annotated copies until their faces are classified: a few phone
@@ -297,6 +305,7 @@ def face_result(image: Image, box: Box, probabilities: np.ndarray, class_names: 
         class_names[best],
         float(probabilities[best]),
         {name: float(p) for name, p in zip(class_names, probabilities)},
+        time=image.time,
     )
 
 

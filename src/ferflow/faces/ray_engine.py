@@ -176,16 +176,29 @@ def rows_of(result: Prediction, class_names: tuple[str, ...]) -> dict[str, np.nd
     def floats(values: list) -> np.ndarray:
         return np.array(values + missing_float, dtype=np.float64)
 
+    def texts(values: list) -> np.ndarray:
+        return np.array(values + [""] * len(problems), dtype=object)
+
+    def smoothed(face: FaceResult, name: str) -> float:
+        return np.nan if face.probabilities_smoothed is None else face.probabilities_smoothed[name]
+
     return {
         "file": np.array([os.fsencode(item.file) for item in [*faces, *problems]], dtype=object),
         "frame": ints([-1 if f.frame is None else f.frame for f in faces]),
+        "time": floats([np.nan if f.time is None else f.time for f in faces]),
+        "track": ints([-1 if f.track is None else f.track for f in faces]),
         **{name: ints([f.box[i] for f in faces]) for i, name in enumerate(BOX)},
-        "emotion": np.array([f.emotion for f in faces] + [""] * len(problems), dtype=object),
+        "emotion": texts([f.emotion for f in faces]),
+        "emotion_smoothed": texts([f.emotion_smoothed or "" for f in faces]),
         "confidence": floats([f.confidence for f in faces]),
         **{name: floats([f.probabilities[name] for f in faces]) for name in class_names},
+        **{SMOOTHED + name: floats([smoothed(f, name) for f in faces]) for name in class_names},
         "problem": np.array([""] * len(faces) + [p.kind for p in problems], dtype=object),
         "message": np.array([""] * len(faces) + [p.message for p in problems], dtype=object),
     }
+
+
+SMOOTHED = "smoothed:"  # the prefix of the columns of a track's smoothed probabilities
 
 
 BOX = ("x", "y", "width", "height")
@@ -263,27 +276,42 @@ def records_of(
         problems.append(Problem(file, str(batch["problem"][row]), str(batch["message"][row])))
     if collect_faces:
         for row in np.flatnonzero(~is_problem):
-            frame = int(batch["frame"][row])
-            faces.append(
-                FaceResult(
-                    os.fsdecode(batch["file"][row]),
-                    None if frame < 0 else frame,
-                    tuple(int(batch[name][row]) for name in BOX),
-                    str(batch["emotion"][row]),
-                    float(batch["confidence"][row]),
-                    {name: float(batch[name][row]) for name in class_names},
-                )
-            )
+            faces.append(face_of(batch, row, class_names))
     return faces, problems, int((~is_problem).sum())
+
+
+def face_of(batch: dict[str, np.ndarray], row: int, class_names: tuple[str, ...]) -> FaceResult:
+    """The FaceResult of one face row (`rows_of`'s inverse)."""
+    frame, track, time = int(batch["frame"][row]), int(batch["track"][row]), float(batch["time"][row])
+    smoothed = {name: float(batch[SMOOTHED + name][row]) for name in class_names}
+    return FaceResult(
+        os.fsdecode(batch["file"][row]),
+        None if frame < 0 else frame,
+        tuple(int(batch[name][row]) for name in BOX),
+        str(batch["emotion"][row]),
+        float(batch["confidence"][row]),
+        {name: float(batch[name][row]) for name in class_names},
+        time=None if np.isnan(time) else time,
+        track=None if track < 0 else track,
+        emotion_smoothed=str(batch["emotion_smoothed"][row]) or None,
+        probabilities_smoothed=None if any(np.isnan(list(smoothed.values()))) else smoothed,
+    )
 
 
 def face_table(batch):
     """The Parquet columns of a (pandas) batch: its faces, as the CSV has them (the frame empty
     for a photo, the file name as text, bytes that are not UTF-8 written as \\xNN)."""
-    faces = batch[batch["problem"] == ""].drop(columns=["problem", "message"])
-    faces["file"] = [bytes(name).decode("utf-8", "backslashreplace") for name in faces["file"]]
-    faces["frame"] = faces["frame"].where(faces["frame"] >= 0).astype("Int64")
-    return faces.reset_index(drop=True)
+    from ferflow.faces.records import csv_columns
+
+    class_names = tuple(name.removeprefix(SMOOTHED) for name in batch.columns if name.startswith(SMOOTHED))
+    faces = batch[batch["problem"] == ""]
+    faces = faces.assign(
+        file=[bytes(name).decode("utf-8", "backslashreplace") for name in faces["file"]],
+        frame=faces["frame"].where(faces["frame"] >= 0).astype("Int64"),
+        track=faces["track"].where(faces["track"] >= 0).astype("Int64"),
+        emotion_smoothed=faces["emotion_smoothed"].where(faces["emotion_smoothed"] != ""),
+    )
+    return faces[csv_columns(class_names)].reset_index(drop=True)
 
 
 def write_parquet(dataset, folder: Path) -> None:
