@@ -183,8 +183,8 @@ def test_no_smoothing_copies_the_raw_label() -> None:
 # ----------------------------------------------------------------------------- bad videos
 
 
-def grey_avi(path: Path, frames: int = 5) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+def grey_avi(path: Path, frames: int = 5, fps: float = 10) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (64, 48))
     for _ in range(frames):
         writer.write(np.full((48, 64, 3), 128, np.uint8))
     writer.release()
@@ -255,3 +255,65 @@ def test_bad_video_options_are_one_line(arguments, message, tmp_path, capsys) ->
     assert main(["predict", str(tmp_path), "--video-stride", "1", *arguments]) == EXIT_USAGE
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and message in errors[0], errors
+
+
+# ----------------------------------------------------------------------------- fer serve
+
+
+@pytest.fixture(scope="module")
+def clip_client():
+    from fastapi.testclient import TestClient
+
+    from ferflow.apps.serve import create_app
+    from ferflow.faces.predict import load_classifier
+
+    app = create_app(load_classifier(), max_clip_seconds=12, max_clip_bytes=3_000_000)
+    with TestClient(app, base_url="http://127.0.0.1:8000") as client:
+        yield client
+
+
+def upload_clip(client, name: str, data: bytes):
+    return client.post("/predict/video", files={"file": (name, data, "video/mp4")})
+
+
+def test_serve_follows_the_faces_of_a_clip(clip_client, clip_run) -> None:
+    import base64
+
+    answer = upload_clip(clip_client, "interview.mp4", clip_run["clip"].read_bytes())
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert result["clip"] == {"seconds": 10.0, "fps": 10.0, "stride": 2}
+    assert [track["track"] for track in result["tracks"]] == [1, 2]
+    assert {face["file"] for face in result["faces"]} == {"interview.mp4"}  # never the server's temporary name
+    for track in result["tracks"]:
+        assert sum(track["share"].values()) == pytest.approx(1.0)
+    switching = [t for t in result["tracks"] if sorted(t["share"].values())[-2] > 0.3]
+    assert len(switching) == 1  # about half angry, half surprised
+    png = base64.b64decode(result["timeline"].removeprefix("data:image/png;base64,"))
+    assert png.startswith(b"\x89PNG")
+
+
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "status", "words"),
+    [
+        (
+            "long.avi",
+            lambda folder: grey_avi(folder / "long.avi", frames=26, fps=2),
+            413,
+            "is 13.0 s long; the limit is 12 s",
+        ),
+        ("big.avi", lambda folder: written(folder / "big.avi", b"\0" * 3_000_001), 413, "limit of 3,000,000 bytes"),
+        ("notes.mp4", lambda folder: written(folder / "n.mp4", b"text"), 400, "'notes.mp4'"),
+        ("photo.jpg", lambda folder: written(folder / "p.jpg", b"\xff\xd8\xff"), 415, "not named as a video"),
+        ("grey.avi", lambda folder: grey_avi(folder / "grey.avi"), 422, "no face found"),
+    ],
+)
+def test_serve_refuses_a_bad_clip_saying_why(name, make, status, words, clip_client, tmp_path) -> None:
+    answer = upload_clip(clip_client, name, make(tmp_path).read_bytes())
+    assert answer.status_code == status, answer.text
+    assert words in answer.json()["error"] and "ferflow-clip-" not in answer.json()["error"]

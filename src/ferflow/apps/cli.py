@@ -18,7 +18,14 @@ import math
 import sys
 from pathlib import Path
 
-from ferflow.apps.defaults import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT, MAX_UPLOAD_MB
+from ferflow.apps.defaults import (
+    DEFAULT_MAX_CLIP_MB,
+    DEFAULT_MAX_CLIP_SECONDS,
+    DEFAULT_MAX_UPLOAD_MB,
+    DEFAULT_PORT,
+    MAX_CLIP_SECONDS,
+    MAX_UPLOAD_MB,
+)
 from ferflow.apps.output import check_outputs, displayable, model_description, print_table, write_records
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_NOTHING = 0, 1, 2, 3
@@ -177,6 +184,18 @@ def _serve_parser(sub) -> None:
         type=float,
         default=DEFAULT_MAX_UPLOAD_MB,
         help=f"largest upload accepted, in MB (default: {DEFAULT_MAX_UPLOAD_MB:g})",
+    )
+    p.add_argument(
+        "--max-clip-seconds",
+        type=float,
+        default=DEFAULT_MAX_CLIP_SECONDS,
+        help=f"longest clip accepted on /predict/video, in seconds (default: {DEFAULT_MAX_CLIP_SECONDS:g})",
+    )
+    p.add_argument(
+        "--max-clip-mb",
+        type=float,
+        default=DEFAULT_MAX_CLIP_MB,
+        help=f"largest clip accepted, in MB (default: {DEFAULT_MAX_CLIP_MB:g})",
     )
 
 
@@ -461,12 +480,12 @@ def run_serve(args) -> int:
     if not 1 <= args.port <= 65535:
         print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
         return EXIT_USAGE
-    if not (math.isfinite(args.max_upload_mb) and 0 < args.max_upload_mb <= MAX_UPLOAD_MB):
-        print(
-            f"error: --max-upload-mb must be above 0 and at most {MAX_UPLOAD_MB:g}, got {args.max_upload_mb:g}",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
+    limits = {"--max-upload-mb": MAX_UPLOAD_MB, "--max-clip-seconds": MAX_CLIP_SECONDS, "--max-clip-mb": MAX_UPLOAD_MB}
+    for flag, high in limits.items():
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if not (math.isfinite(value) and 0 < value <= high):
+            print(f"error: {flag} must be above 0 and at most {high:g}, got {value:g}", file=sys.stderr)
+            return EXIT_USAGE
     model_path, tta = chosen_model(args)
     classifier = load_or_report(model_path, args.threads)
     if classifier is None:
@@ -479,6 +498,8 @@ def run_serve(args) -> int:
             args.max_upload_mb,
             model_description(classifier, args.quality, tta),
             tuple(args.allow_host),
+            args.max_clip_seconds,
+            args.max_clip_mb,
         )
     except OSError as problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -7,14 +7,19 @@ Endpoints:
     GET  /          the page: drop a photo, see the faces boxed and labelled, with probabilities
     POST /predict   multipart upload (field `file`) -> {"class_names": [...], "faces": [...]},
                     the schema of `fer predict --json`
+    POST /predict/video  a short clip (field `file`) -> the faces of its sampled frames with
+                    their tracks and smoothed emotions, a timeline chart (PNG, as a data URL)
+                    and each track's share of time in each emotion
     GET  /health    {"status": "ok"}
     GET  /model     class names, input spec, the sidecar's metrics
     GET  /openapi.json, /api   the API description (served locally, no CDN)
 
 Every error is JSON `{"error": "..."}`: an empty body, a non-image, truncated or degenerate
-image (400), an upload over the size limit (413, said as soon as the size passes it), one that
+image (400), an upload over the size limit or a clip over the length limit (413, said as soon
+as the size passes it), a clip that is not a video or with no OpenCV on the server (415), one that
 stalls (408), a photo with no face (422), a Host header that is not this server's (421), too
-many uploads at once (503). Uploads are read and decoded in memory; nothing is written to disk.
+many uploads at once (503). Photos are read and decoded in memory; a clip is written to a
+private temporary folder for OpenCV to read, and removed when it is answered.
 
 Memory is bounded whatever the concurrency: at most MAX_UPLOADS uploads are read at once, and
 photos are decoded only while their decoded size (from the header) fits DECODE_BUDGET_BYTES,
@@ -27,6 +32,7 @@ import asyncio
 import base64
 import errno
 import hashlib
+import io
 import re
 import socket
 import threading
@@ -40,7 +46,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ferflow.apps.defaults import DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
+from ferflow.apps.defaults import DEFAULT_MAX_CLIP_MB, DEFAULT_MAX_CLIP_SECONDS, DEFAULT_MAX_UPLOAD_MB, DEFAULT_PORT
 from ferflow.faces.detectors import face_detector
 from ferflow.faces.photo import Image, decode_image, pixel_count
 from ferflow.faces.predict import Classifier, PredictOptions, faces_in
@@ -276,6 +282,8 @@ def create_app(
     options: PredictOptions | None = None,
     model: dict | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    max_clip_seconds: float = DEFAULT_MAX_CLIP_SECONDS,
+    max_clip_bytes: int = int(DEFAULT_MAX_CLIP_MB * 1e6),
 ):
     """The app serving `classifier` (FastAPI, behind the Host check: 127.0.0.1, localhost, ::1
     and `allowed_hosts`). Keras models are not safe to call from several threads at once, so
@@ -368,6 +376,35 @@ def create_app(
             }
         )
 
+    @app.post(
+        "/predict/video",
+        summary="Faces followed through an uploaded clip: tracks, smoothed emotions, a timeline",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                    }
+                }
+            }
+        },
+    )
+    async def predict_video(request: Request) -> JSONResponse:
+        if uploads.locked():
+            return error(503, f"the server is busy with {MAX_UPLOADS} uploads; try again in a moment")
+        async with uploads:
+            try:
+                name, data = await read_upload(request, max_clip_bytes)
+                answer = await asyncio.get_running_loop().run_in_executor(photo_workers, score_clip, name, data)
+            except UploadError as problem:
+                return error(problem.status, str(problem))
+            return JSONResponse({"class_names": list(classifier.class_names), "model": served, **answer})
+
+    def score_clip(name: str, data: bytes) -> dict[str, Any]:
+        """Track and smooth the faces of a clip (`clip_answer`); raises UploadError."""
+        with predicting:  # one clip at a time: it holds the models for its whole length
+            return clip_answer(name, data, classifier, options, max_clip_seconds)
+
     def find_and_classify(name: str, data: bytes):
         cost = pixel_count(data, name) * DECODE_BYTES_PER_PIXEL  # from the header: raises for a non-image
         decoding.take(cost)
@@ -381,6 +418,75 @@ def create_app(
 
     add_json_errors(app)
     return HostCheck(app, {*LOCAL_HOSTS, *allowed_hosts}, security_headers(page))
+
+
+CLIP_SAMPLES_PER_SECOND = 5  # frames of a clip searched each second: the stride follows its rate
+
+
+def clip_answer(
+    name: str, data: bytes, classifier: Classifier, options: PredictOptions, max_seconds: float
+) -> dict[str, Any]:
+    """The faces of an uploaded clip, written to a private temporary folder for OpenCV, sampled
+    at about CLIP_SAMPLES_PER_SECOND, with a timeline and each track's share of each emotion.
+    Raises UploadError: 415 (no OpenCV, not a video name), 413 (too long), 400, 422."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from ferflow.faces.photo import VIDEO_SUFFIXES, require_opencv, video_frame_rate
+    from ferflow.faces.predict import predict_paths
+    from ferflow.faces.video import timeline_image
+
+    try:
+        cv2 = require_opencv("clips")
+    except RuntimeError as missing:
+        raise UploadError(415, f"{missing} on the server") from None
+    suffix = Path(name).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise UploadError(415, f"'{name}' is not named as a video ({', '.join(sorted(VIDEO_SUFFIXES))})")
+    with tempfile.TemporaryDirectory(prefix="ferflow-clip-") as folder:
+        clip = Path(folder) / f"clip{suffix}"
+        clip.write_bytes(data)
+        fps = video_frame_rate(clip)
+        capture = cv2.VideoCapture(str(clip))
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
+        capture.release()
+        seconds = frames / fps if fps > 0 else 0.0
+        if seconds > max_seconds:
+            raise UploadError(413, f"'{name}' is {seconds:.1f} s long; the limit is {max_seconds:g} s")
+        stride = max(1, round(fps / CLIP_SAMPLES_PER_SECOND)) if fps > 0 else 1
+        result = predict_paths([clip], classifier, dataclasses.replace(options, video_stride=stride))
+    for face in result.faces:
+        face.file = name
+    if result.problems and not result.faces:
+        problem = result.problems[0]
+        status = 422 if problem.kind == "no_face" else 400
+        raise UploadError(status, problem.message.replace(str(clip), name))
+    image = timeline_image(result.faces, classifier.class_names)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return {
+        "clip": {"seconds": round(seconds, 2), "fps": fps, "stride": stride},
+        "faces": [face.record() for face in result.faces],
+        "tracks": track_summaries(result.faces, classifier.class_names),
+        "timeline": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+    }
+
+
+def track_summaries(faces: list, class_names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per track: when it is seen, and the share of its sampled frames in each smoothed emotion."""
+    tracks: dict[int, list] = {}
+    for face in faces:
+        tracks.setdefault(face.track, []).append(face)
+    return [
+        {
+            "track": track,
+            "from": min(f.time for f in group),
+            "to": max(f.time for f in group),
+            "share": {name: sum(f.emotion_smoothed == name for f in group) / len(group) for name in class_names},
+        }
+        for track, group in sorted(tracks.items())
+    ]
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -405,13 +511,22 @@ def serve(
     max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB,
     model: dict | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    max_clip_seconds: float = DEFAULT_MAX_CLIP_SECONDS,
+    max_clip_mb: float = DEFAULT_MAX_CLIP_MB,
 ) -> None:
     """Serve until Ctrl-C. Raises OSError, before printing anything, if the port cannot be had.
     The Host header may name this machine, the address listened on, or `allowed_hosts`."""
     import uvicorn
 
     sock = listening_socket(host, port)  # taken before the banner, so a port in use is said first
-    app = create_app(classifier, int(max_upload_mb * 1e6), model=model, allowed_hosts=(host, *allowed_hosts))
+    app = create_app(
+        classifier,
+        int(max_upload_mb * 1e6),
+        model=model,
+        allowed_hosts=(host, *allowed_hosts),
+        max_clip_seconds=max_clip_seconds,
+        max_clip_bytes=int(max_clip_mb * 1e6),
+    )
     how = f"quality {model['quality']}, " if model else ""
     print(
         f"serving {classifier.path.name} ({how}{classifier.runtime}) on http://{host}:{port} (Ctrl-C stops)", flush=True
