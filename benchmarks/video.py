@@ -1,6 +1,7 @@
 """Frames per second of `fer predict` on a 640x480 clip: the synthetic two-face clip of the tests
 (10 s at 10 fps, tracked and smoothed), detection on every sampled frame, at strides 1 and 5,
-with and without the annotated video. Run it alone on the machine.
+with and without the annotated video, and at stride 1 with detection every 5 frames. Run it
+alone on the machine.
 
     python benchmarks/video.py --out benchmarks/results/video_cpu.json
 
@@ -29,19 +30,21 @@ from ferflow.faces.detectors import face_detector  # noqa: E402
 from ferflow.faces.predict import PredictOptions, load_classifier, predict_paths  # noqa: E402
 
 
-def frames_per_second(clip: Path, stride: int, annotate: Path | None, repeats: int) -> dict:
+def frames_per_second(clip: Path, stride: int, annotate: Path | None, repeats: int, detect_every: int = 1) -> dict:
     classifier = load_classifier()
     face_detector("mtcnn")  # loaded once, as in a run
     seconds, faces = [], 0
     for _ in range(repeats):
         start = time.perf_counter()
-        result = predict_paths([clip], classifier, PredictOptions(video_stride=stride, annotate_dir=annotate))
+        options = PredictOptions(video_stride=stride, annotate_dir=annotate, detect_every=detect_every)
+        result = predict_paths([clip], classifier, options)
         seconds.append(time.perf_counter() - start)
         faces = len(result.faces)
     frames = 100  # the clip's; every one of them is decoded, the sampled ones searched
     median = statistics.median(seconds)
     return {
         "stride": stride,
+        "detect_every": detect_every,
         "annotated_video": annotate is not None,
         "seconds": round(median, 2),
         "frames_read_per_s": round(frames / median, 1),
@@ -61,6 +64,7 @@ def main() -> None:
         runs = [
             frames_per_second(clip, stride, folder, args.repeats) for stride in (1, 5) for folder in (None, annotated)
         ]
+        runs.append(frames_per_second(clip, 1, None, args.repeats, detect_every=5))
     figures = {
         "machine": f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "python": platform.python_version(),

@@ -130,6 +130,18 @@ def test_an_annotated_video_never_replaces_its_input(clip_run, capsys) -> None:
     assert clip_run["clip"].read_bytes() == before
 
 
+def test_detecting_every_5_frames_keeps_both_tracks_with_a_fifth_of_the_searches(clip_run, monkeypatch) -> None:
+    import ferflow.faces.predict as predict
+
+    searches = []
+    detect = predict.detect_faces
+    monkeypatch.setattr(predict, "detect_faces", lambda *a, **k: searches.append(1) or detect(*a, **k))
+    options = predict.PredictOptions(video_stride=1, detect_every=5)
+    faces = predict.predict_paths([clip_run["clip"]], predict.load_classifier(), options).faces
+    assert len(searches) == 20
+    assert len(faces) == 200 and {face.track for face in faces} == {1, 2}
+
+
 # ----------------------------------------------------------------------------- the parts alone
 
 
@@ -248,6 +260,7 @@ def test_a_frame_over_the_pixel_limit_is_one_line(tmp_path, monkeypatch, capsys)
     [
         (["--smooth", "-1"], "--smooth must be 0 to 60 seconds, got -1"),
         (["--smooth", "nan"], "--smooth must be 0 to 60 seconds"),
+        (["--detect-every", "0"], "--detect-every must be 1 or more, got 0"),
         (["--timeline", "chart.html"], "--timeline: 'chart.html' must be a .png file"),
     ],
 )

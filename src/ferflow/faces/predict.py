@@ -127,6 +127,7 @@ class PredictOptions:
     progress: bool = False  # a tqdm bar on stderr for more than a few files
     video_stride: int | None = None
     smoothing: float = 0.5  # seconds: the time constant of each video track's moving average
+    detect_every: int = 1  # in a video, search every N-th sampled frame; the others reuse its boxes
     annotate_dir: Path | None = None
 
     def __post_init__(self) -> None:
@@ -140,6 +141,8 @@ class PredictOptions:
             raise ValueError(f"detect-size must be {MIN_DETECT_SIZE} or more, got {self.detect_size}")
         if self.video_stride is not None and self.video_stride < 1:
             raise ValueError(f"video-stride must be 1 or more, got {self.video_stride}")
+        if self.detect_every < 1:
+            raise ValueError(f"detect-every must be 1 or more, got {self.detect_every}")
         if not (math.isfinite(self.smoothing) and 0 <= self.smoothing <= MAX_SMOOTHING_S):
             raise ValueError(f"smooth must be 0 to {MAX_SMOOTHING_S:g} seconds, got {self.smoothing:g}")
         if self.batch_size < 1:
@@ -213,10 +216,15 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
             for path in files:
                 result.files_seen += 1
                 frames = frames_with_faces = 0
+                carried: list[Box] = []  # the boxes of the last frame searched, for --detect-every
                 try:
                     for image in read_images(path, options.video_stride):
                         frames += 1
-                        boxes, crops = locate_faces(image, options, detector)
+                        if image.frame is not None and (frames - 1) % options.detect_every:
+                            boxes, crops = carried, crops_at(to_grey(image.pixels), carried, options)
+                        else:
+                            boxes, crops = locate_faces(image, options, detector)
+                            carried = boxes
                         if not boxes:
                             if image.frame is None:  # a video's frames without a face are no problem
                                 result.problems.append(
@@ -293,7 +301,12 @@ def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list
     if detector is None:
         return [(0, 0, grey.shape[1], grey.shape[0])], [resized_face(grey, IMAGE_SIZE)]
     boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
-    return boxes, [crop_face(grey, box, options.margin, options.square) for box in boxes]
+    return boxes, crops_at(grey, boxes, options)
+
+
+def crops_at(grey: np.ndarray, boxes: list[Box], options: PredictOptions) -> list[np.ndarray]:
+    """The 48x48 grey crops of a grey image at `boxes` (found in it, or in an earlier frame)."""
+    return [crop_face(grey, box, options.margin, options.square) for box in boxes]
 
 
 def face_result(image: Image, box: Box, probabilities: np.ndarray, class_names: tuple[str, ...]) -> FaceResult:
