@@ -55,26 +55,11 @@ def main() -> int:
             WebDriverWait(browser, 30).until(lambda b: "Model " in b.find_element(By.ID, "model").text)
             upload = browser.find_element(By.ID, "file")
             browser.execute_script("arguments[0].hidden = false;", upload)  # the drop zone stands in for it
-            upload.send_keys(str(portrait))
-            WebDriverWait(browser, 60).until(
-                lambda b: (
-                    "found in" in b.find_element(By.ID, "status").text
-                    or "error" in b.find_element(By.ID, "status").get_attribute("class")
-                )
-            )
-            status = browser.find_element(By.ID, "status").text
-            rows = browser.find_elements(By.CSS_SELECTOR, "#faces tr")
+            status, rows = upload_and_wait(browser, upload, portrait, "found in", 60)
             canvas_shown = browser.execute_script(
                 "const c = document.getElementById('picture'); return c.style.display === 'block' && c.width > 0;"
             )
-            height = browser.execute_script("return document.documentElement.scrollHeight;")
-            browser.execute_cdp_cmd(
-                "Emulation.setDeviceMetricsOverride",  # the whole page: picture and table
-                {"width": 1280, "height": min(2400, height + 20), "deviceScaleFactor": 1, "mobile": False},
-            )
-            time.sleep(0.5)
-            args.screenshot.parent.mkdir(parents=True, exist_ok=True)
-            browser.save_screenshot(str(args.screenshot))
+            whole_page_screenshot(browser, args.screenshot)
             errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
             print(f"status: {status!r}; table rows (with header): {len(rows)}; picture drawn: {canvas_shown}")
             if status != f"1 face found in {portrait.name}.":
@@ -96,6 +81,30 @@ def main() -> int:
     return 1 if problems else 0
 
 
+def upload_and_wait(browser, upload, path: Path, done: str, timeout_s: float) -> tuple[str, list]:
+    """Choose `path` in the file input; wait for a status line holding `done`, or an error. The
+    status line and the table's rows."""
+    upload.send_keys(str(path))
+    WebDriverWait(browser, timeout_s).until(
+        lambda b: (
+            done in b.find_element(By.ID, "status").text
+            or "error" in b.find_element(By.ID, "status").get_attribute("class")
+        )
+    )
+    return browser.find_element(By.ID, "status").text, browser.find_elements(By.CSS_SELECTOR, "#faces tr")
+
+
+def whole_page_screenshot(browser, path: Path) -> None:
+    height = browser.execute_script("return document.documentElement.scrollHeight;")
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",  # the whole page: picture or timeline, and the table
+        {"width": 1280, "height": min(2400, height + 20), "deviceScaleFactor": 1, "mobile": False},
+    )
+    time.sleep(0.5)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(path))
+
+
 def check_clip(browser, upload, screenshot: Path) -> list[str]:
     """Upload the two-face clip through the same input; the problems found."""
     import tempfile
@@ -106,25 +115,11 @@ def check_clip(browser, upload, screenshot: Path) -> list[str]:
     problems = []
     with tempfile.TemporaryDirectory() as folder:
         clip = write_two_face_clip(Path(folder) / "two_faces.mp4")
-        upload.send_keys(str(clip))
-        WebDriverWait(browser, 120).until(
-            lambda b: (
-                "followed through" in b.find_element(By.ID, "status").text
-                or "error" in b.find_element(By.ID, "status").get_attribute("class")
-            )
-        )
-    status = browser.find_element(By.ID, "status").text
-    rows = browser.find_elements(By.CSS_SELECTOR, "#faces tr")
+        status, rows = upload_and_wait(browser, upload, clip, "followed through", 120)
     timeline_shown = browser.execute_script(
         "const t = document.getElementById('timeline'); return !t.hidden && t.complete && t.naturalWidth > 0;"
     )
-    height = browser.execute_script("return document.documentElement.scrollHeight;")
-    browser.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride",
-        {"width": 1280, "height": min(2400, height + 20), "deviceScaleFactor": 1, "mobile": False},
-    )
-    time.sleep(0.5)
-    browser.save_screenshot(str(screenshot))
+    whole_page_screenshot(browser, screenshot)
     errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     print(f"clip status: {status!r}; track rows (with header): {len(rows)}; timeline shown: {timeline_shown}")
     if not status.startswith("2 faces followed through two_faces.mp4"):

@@ -276,6 +276,18 @@ def model_summary(classifier: Classifier) -> dict[str, Any]:
     }
 
 
+# The request body of both upload endpoints, for the OpenAPI description: one file field.
+UPLOAD_BODY = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            }
+        }
+    }
+}
+
+
 def create_app(
     classifier: Classifier,
     max_upload_bytes: int = int(DEFAULT_MAX_UPLOAD_MB * 1e6),
@@ -335,23 +347,20 @@ def create_app(
     @app.post(
         "/predict",
         summary="Faces, boxes, emotions and probabilities in an uploaded photo",
-        openapi_extra={
-            "requestBody": {
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-                    }
-                }
-            }
-        },
+        openapi_extra=UPLOAD_BODY,
     )
     async def predict(request: Request) -> JSONResponse:
         # The body is read here, counted as it streams and kept in memory; the work on the
         # photo runs in the thread pool, so /health answers while a photo is being classified.
+        return await one_of_the_uploads(answer(request))
+
+    async def one_of_the_uploads(work) -> JSONResponse:
+        """Await `work` as one of at most MAX_UPLOADS uploads; beyond them, 503 at once."""
         if uploads.locked():
+            work.close()  # never started
             return error(503, f"the server is busy with {MAX_UPLOADS} uploads; try again in a moment")
         async with uploads:
-            return await answer(request)
+            return await work
 
     async def answer(request: Request) -> JSONResponse:
         try:
@@ -379,26 +388,18 @@ def create_app(
     @app.post(
         "/predict/video",
         summary="Faces followed through an uploaded clip: tracks, smoothed emotions, a timeline",
-        openapi_extra={
-            "requestBody": {
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
-                    }
-                }
-            }
-        },
+        openapi_extra=UPLOAD_BODY,
     )
     async def predict_video(request: Request) -> JSONResponse:
-        if uploads.locked():
-            return error(503, f"the server is busy with {MAX_UPLOADS} uploads; try again in a moment")
-        async with uploads:
-            try:
-                name, data = await read_upload(request, max_clip_bytes)
-                answer = await asyncio.get_running_loop().run_in_executor(photo_workers, score_clip, name, data)
-            except UploadError as problem:
-                return error(problem.status, str(problem))
-            return JSONResponse({"class_names": list(classifier.class_names), "model": served, **answer})
+        return await one_of_the_uploads(answer_clip(request))
+
+    async def answer_clip(request: Request) -> JSONResponse:
+        try:
+            name, data = await read_upload(request, max_clip_bytes)
+            answer = await asyncio.get_running_loop().run_in_executor(photo_workers, score_clip, name, data)
+        except UploadError as problem:
+            return error(problem.status, str(problem))
+        return JSONResponse({"class_names": list(classifier.class_names), "model": served, **answer})
 
     def score_clip(name: str, data: bytes) -> dict[str, Any]:
         """Track and smooth the faces of a clip (`clip_answer`); raises UploadError."""
