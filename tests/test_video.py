@@ -330,3 +330,26 @@ def test_serve_refuses_a_bad_clip_saying_why(name, make, status, words, clip_cli
     answer = upload_clip(clip_client, name, make(tmp_path).read_bytes())
     assert answer.status_code == status, answer.text
     assert words in answer.json()["error"] and "ferflow-clip-" not in answer.json()["error"]
+
+
+def test_a_clip_whose_header_hides_its_length_is_counted_up_to_the_limit(tmp_path) -> None:
+    """With no frame count in the header, the frames are counted, and no further than the limit."""
+    from ferflow.apps.serve import clip_seconds
+
+    class NoFrameCount:
+        def __init__(self, path: str) -> None:
+            self.capture = cv2.VideoCapture(path)
+
+        def get(self, prop: int) -> float:
+            return 0.0 if prop == cv2.CAP_PROP_FRAME_COUNT else self.capture.get(prop)
+
+        def __getattr__(self, name: str):
+            return getattr(self.capture, name)
+
+    class HeaderWithoutCount:
+        CAP_PROP_FRAME_COUNT = cv2.CAP_PROP_FRAME_COUNT
+        VideoCapture = NoFrameCount
+
+    clip = grey_avi(tmp_path / "long.avi", frames=60, fps=2)  # 30 s
+    assert clip_seconds(cv2, clip, 2.0, 12) == 30.0  # from the header
+    assert clip_seconds(HeaderWithoutCount, clip, 2.0, 12) == 12.5  # counted, to one frame past 12 s

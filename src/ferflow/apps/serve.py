@@ -449,10 +449,7 @@ def clip_answer(
         clip = Path(folder) / f"clip{suffix}"
         clip.write_bytes(data)
         fps = video_frame_rate(clip)
-        capture = cv2.VideoCapture(str(clip))
-        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
-        capture.release()
-        seconds = frames / fps if fps > 0 else 0.0
+        seconds = clip_seconds(cv2, clip, fps, max_seconds)
         if seconds > max_seconds:
             raise UploadError(413, f"'{name}' is {seconds:.1f} s long; the limit is {max_seconds:g} s")
         stride = max(1, round(fps / CLIP_SAMPLES_PER_SECOND)) if fps > 0 else 1
@@ -472,6 +469,23 @@ def clip_answer(
         "tracks": track_summaries(result.faces, classifier.class_names),
         "timeline": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
     }
+
+
+def clip_seconds(cv2, clip, fps: float, max_seconds: float) -> float:
+    """A clip's length from its header's frame count, or, when the header has none, from counting
+    its frames (without decoding them) up to just past the limit: a header cannot hide a long clip."""
+    if fps <= 0:
+        return 0.0  # no usable frame rate: read_video refuses the clip in one line
+    capture = cv2.VideoCapture(str(clip))
+    try:
+        frames = capture.get(cv2.CAP_PROP_FRAME_COUNT) if capture.isOpened() else 0
+        if frames <= 0:
+            limit = int(max_seconds * fps) + 1
+            while frames < limit and capture.grab():
+                frames += 1
+    finally:
+        capture.release()
+    return frames / fps
 
 
 def track_summaries(faces: list, class_names: tuple[str, ...]) -> list[dict[str, Any]]:
