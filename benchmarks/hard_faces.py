@@ -1,0 +1,167 @@
+"""Hard faces: how many faces the shipped MTCNN finds when they are rotated, covered, or of
+extreme contrast, beside the plain grids of benchmarks/detectors.py.
+
+    python benchmarks/hard_faces.py --faces /path/to/fer2013/test --seeds 0 1 2 \
+        --sizes 48 96 160 320 --out benchmarks/results/hard_faces_cpu.csv
+
+Each kind changes every 48x48 face before it is placed in the grids of grids.py (24 faces a
+grid, drawn by seed, upscaled to `size` px in grey cells; found at IoU >= 0.3; every other box
+is a false positive), detected as `fer predict` does (the photo shrunk to 320 px on its long
+side, faces of at least 24 px):
+
+- rotations of +-15, +-30 and +-45 degrees about the face's centre;
+- a hand over the mouth (a skin-toned band over the lower third, its grey the face's cheeks'),
+  sunglasses (a dark band over the eyes), a hand over half of the face (a skin-toned left half);
+- extreme contrast (x2.5 about the mean), gamma 0.4 and 2.5, posterised to four greys;
+- `missed`: the faces this detector misses in the plain grids of all of --faces at 96 px,
+  placed again at each size.
+
+Report, never tune: the thresholds of MTCNN are chosen on validation (docs/face-detection.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from grids import FACES, draw, grid, load_faces, match, write_csv
+
+from ferflow.faces.detectors import detect_faces, face_detector
+
+MIN_FACE = 24
+
+
+def rotated(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
+    def rotate(face: np.ndarray) -> np.ndarray:
+        turn = cv2.getRotationMatrix2D((23.5, 23.5), degrees, 1.0)
+        return cv2.warpAffine(face, turn, (48, 48), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    return rotate
+
+
+def skin(face: np.ndarray) -> int:
+    """The grey of the face's cheeks: a hand in the same light."""
+    return int(np.median(np.concatenate([face[24:34, 6:14].ravel(), face[24:34, 34:42].ravel()])))
+
+
+def covered(rows: slice, columns: slice, dark: bool) -> Callable[[np.ndarray], np.ndarray]:
+    def cover(face: np.ndarray) -> np.ndarray:
+        out = face.copy()
+        out[rows, columns] = 20 if dark else skin(face)
+        return out
+
+    return cover
+
+
+def contrast(face: np.ndarray) -> np.ndarray:
+    mean = face.mean()
+    return np.clip((face.astype(np.float32) - mean) * 2.5 + mean, 0, 255).astype(np.uint8)
+
+
+def gamma(power: float) -> Callable[[np.ndarray], np.ndarray]:
+    def adjust(face: np.ndarray) -> np.ndarray:
+        return (255 * (face / 255.0) ** power).astype(np.uint8)
+
+    return adjust
+
+
+def posterised(face: np.ndarray) -> np.ndarray:
+    return ((face // 64) * 85).astype(np.uint8)
+
+
+KINDS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "plain": lambda face: face,
+    **{f"rotated {d:+d}": rotated(d) for d in (-45, -30, -15, 15, 30, 45)},
+    "hand over the mouth": covered(slice(31, 48), slice(6, 42), dark=False),
+    "sunglasses": covered(slice(14, 24), slice(4, 44), dark=True),
+    "hand over half the face": covered(slice(8, 48), slice(0, 24), dark=False),
+    "contrast x2.5": contrast,
+    "gamma 0.4": gamma(0.4),
+    "gamma 2.5": gamma(2.5),
+    "posterised, 4 greys": posterised,
+}
+
+
+def found(detector, faces: list[np.ndarray], size: int) -> tuple[list[bool], int]:
+    """Which of `faces` are found in their grid, and the false positives."""
+    image, placed = grid(faces, size)
+    matched, false = match(detect_faces(image, detector, min_size=MIN_FACE), placed)
+    return [box is not None for box in matched], false
+
+
+def missed_faces(detector, faces: np.ndarray, size: int) -> np.ndarray:
+    """The faces missed in plain grids of all of `faces`, 24 at a time, in order."""
+    missed = []
+    for start in range(0, len(faces), FACES):
+        chunk = faces[start : start + FACES]
+        hits, _ = found(detector, list(chunk), size)
+        missed += [face for face, hit in zip(chunk, hits) if not hit]
+    return np.stack(missed)
+
+
+def recall_rows(detector, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int]) -> list[dict]:
+    rows = []
+    for kind, change in kinds.items():
+        row = {"kind": kind}
+        hits = total = false = 0
+        for size in sizes:
+            size_hits = size_total = 0
+            for seed in seeds:
+                chosen = draw(min(FACES, len(faces)), seed, len(faces))
+                found_here, false_here = found(detector, [change(faces[i]) for i in chosen], size)
+                size_hits, size_total, false = (
+                    size_hits + sum(found_here),
+                    size_total + len(found_here),
+                    false + false_here,
+                )
+            row[f"recall_{size}px"] = round(size_hits / size_total, 3)
+            hits, total = hits + size_hits, total + size_total
+        row["recall"] = round(hits / total, 3)
+        row["false_positives_per_24_faces"] = round(false / total * FACES, 2)
+        row["faces_placed"] = total
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", required=True, help="a Kaggle-layout folder: <emotion>/*.jpg")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[48, 96, 160, 320])
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    faces, _, _ = load_faces(args.faces)
+    detector = face_detector("mtcnn")
+    rows = recall_rows(detector, faces, KINDS, args.seeds, args.sizes)
+    missed = missed_faces(detector, faces, 96)
+    rows += recall_rows(
+        detector, missed, {f"missed at 96 px ({len(missed)} faces)": KINDS["plain"]}, args.seeds, args.sizes
+    )
+    hard = [row for row in rows if row["kind"] != "plain"]
+    placed = sum(row["faces_placed"] for row in hard)
+    rows.append(
+        {
+            "kind": "all hard kinds",
+            **{
+                f"recall_{size}px": round(sum(r[f"recall_{size}px"] * r["faces_placed"] for r in hard) / placed, 3)
+                for size in args.sizes
+            },
+            "recall": round(sum(r["recall"] * r["faces_placed"] for r in hard) / placed, 3),
+            "false_positives_per_24_faces": round(
+                sum(r["false_positives_per_24_faces"] * r["faces_placed"] for r in hard) / placed, 2
+            ),
+            "faces_placed": placed,
+        }
+    )
+    for row in rows:
+        print(row)
+    if args.out:
+        about = f"hard_faces.py: <FER-2013 folder>/test, seeds {args.seeds}, sizes {args.sizes} px, mtcnn at 320 px"
+        write_csv(args.out, about, rows)
+
+
+if __name__ == "__main__":
+    main()
