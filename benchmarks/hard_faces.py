@@ -85,10 +85,37 @@ KINDS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def found(detector, faces: list[np.ndarray], size: int) -> tuple[list[bool], int]:
+def rotated_pass(image: np.ndarray, detector, degrees: float) -> list[tuple[int, int, int, int]]:
+    """Boxes found in a copy of `image` turned by `degrees` about its centre, mapped back: the
+    box of the same size around its centre turned back."""
+    height, width = image.shape[:2]
+    turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
+    copy = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
+    back = cv2.invertAffineTransform(turn)
+    boxes = []
+    for x, y, w, h in detect_faces(copy, detector, min_size=MIN_FACE):
+        cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
+        boxes.append((round(cx - w / 2), round(cy - h / 2), w, h))
+    return boxes
+
+
+def search(image: np.ndarray, detector, rotations: tuple[float, ...]) -> list[tuple[int, int, int, int]]:
+    """The boxes of one search, and of the passes on copies turned by `rotations` degrees that
+    overlap none of them."""
+    from grids import iou
+
+    boxes = detect_faces(image, detector, min_size=MIN_FACE)
+    for degrees in rotations:
+        for box in rotated_pass(image, detector, degrees):
+            if all(iou(box, kept) < 0.3 for kept in boxes):
+                boxes.append(box)
+    return boxes
+
+
+def found(detector, faces: list[np.ndarray], size: int, rotations: tuple[float, ...] = ()) -> tuple[list[bool], int]:
     """Which of `faces` are found in their grid, and the false positives."""
     image, placed = grid(faces, size)
-    matched, false = match(detect_faces(image, detector, min_size=MIN_FACE), placed)
+    matched, false = match(search(image, detector, rotations), placed)
     return [box is not None for box in matched], false
 
 
@@ -102,7 +129,9 @@ def missed_faces(detector, faces: np.ndarray, size: int) -> np.ndarray:
     return np.stack(missed)
 
 
-def recall_rows(detector, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int]) -> list[dict]:
+def recall_rows(
+    detector, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int], rotations: tuple[float, ...]
+) -> list[dict]:
     rows = []
     for kind, change in kinds.items():
         row = {"kind": kind}
@@ -111,7 +140,7 @@ def recall_rows(detector, faces: np.ndarray, kinds: dict, seeds: list[int], size
             size_hits = size_total = 0
             for seed in seeds:
                 chosen = draw(min(FACES, len(faces)), seed, len(faces))
-                found_here, false_here = found(detector, [change(faces[i]) for i in chosen], size)
+                found_here, false_here = found(detector, [change(faces[i]) for i in chosen], size, rotations)
                 size_hits, size_total, false = (
                     size_hits + sum(found_here),
                     size_total + len(found_here),
@@ -132,14 +161,22 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[48, 96, 160, 320])
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--rotated-passes",
+        type=float,
+        nargs="*",
+        default=[],
+        metavar="DEGREES",
+        help="a lever: also search copies of each grid turned by these angles (e.g. -30 30)",
+    )
     args = parser.parse_args()
+    rotations = tuple(args.rotated_passes)
     faces, _, _ = load_faces(args.faces)
     detector = face_detector("mtcnn")
-    rows = recall_rows(detector, faces, KINDS, args.seeds, args.sizes)
+    rows = recall_rows(detector, faces, KINDS, args.seeds, args.sizes, rotations)
     missed = missed_faces(detector, faces, 96)
-    rows += recall_rows(
-        detector, missed, {f"missed at 96 px ({len(missed)} faces)": KINDS["plain"]}, args.seeds, args.sizes
-    )
+    missed_kind = {f"missed at 96 px ({len(missed)} faces)": KINDS["plain"]}
+    rows += recall_rows(detector, missed, missed_kind, args.seeds, args.sizes, rotations)
     hard = [row for row in rows if row["kind"] != "plain"]
     placed = sum(row["faces_placed"] for row in hard)
     rows.append(
@@ -159,7 +196,8 @@ def main() -> None:
     for row in rows:
         print(row)
     if args.out:
-        about = f"hard_faces.py: <FER-2013 folder>/test, seeds {args.seeds}, sizes {args.sizes} px, mtcnn at 320 px"
+        passes = f", rotated passes {list(rotations)}" if rotations else ""
+        about = f"hard_faces.py: {Path(args.faces).name}/, seeds {args.seeds}, sizes {args.sizes} px, mtcnn{passes}"
         write_csv(args.out, about, rows)
 
 
