@@ -266,7 +266,7 @@ def run_predict(args) -> int:
         parquet_target = check_ray_options(args, inputs)
         timeline_target = check_timeline(args.timeline, [*inputs, *args.paths])
         check_annotated_videos(args, inputs)
-    except OutputError as problem:
+    except ValueError as problem:  # an OutputError, or a --engine ray option that cannot be used
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     if args.video_stride is not None:
@@ -302,7 +302,7 @@ def run_predict(args) -> int:
 def check_annotated_videos(args, inputs: list[Path]) -> None:
     """Refuse, before any work, an --annotate folder where a video's annotated copy would replace
     one of the inputs (the clip itself, in its own folder). Raises OutputError."""
-    from ferflow.faces.photo import VIDEO_SUFFIXES
+    from ferflow.faces.photo import is_video
     from ferflow.faces.predict import annotated_video_path
     from ferflow.io import OutputError
 
@@ -310,7 +310,7 @@ def check_annotated_videos(args, inputs: list[Path]) -> None:
         return
     resolved = {path.resolve() for path in inputs}
     for path in inputs:
-        if path.suffix.lower() in VIDEO_SUFFIXES:
+        if is_video(path):
             target = annotated_video_path(path, args.annotate, args.paths)
             if target.resolve() in resolved:
                 message = f"the annotated video '{target}' would replace the input '{path}'; choose another folder"
@@ -333,27 +333,27 @@ def check_timeline(path: str | None, inputs: list) -> tuple[Path, str] | None:
 
 def check_ray_options(args, inputs: list[Path]) -> tuple[Path, str] | None:
     """Check --engine ray's options before any work; the --parquet target (folder, as given) or
-    None. Raises OutputError naming the flag."""
+    None. Raises ValueError naming the flag (OutputError for the --parquet folder)."""
     from ferflow.io import OutputError, folder_target
 
     ray_only = {"--ray-address": args.ray_address, "--ray-workers": args.ray_workers, "--parquet": args.parquet}
     if args.engine != "ray":
         given = [flag for flag, value in ray_only.items() if value is not None]
         if given:
-            raise OutputError(f"{given[0]} needs --engine ray")
+            raise ValueError(f"{given[0]} needs --engine ray")
         return None
     from ferflow.faces.ray_engine import address_problem, parquet_problem, require_ray
 
     if args.ray_address is not None and address_problem(args.ray_address):
-        raise OutputError(address_problem(args.ray_address))
+        raise ValueError(address_problem(args.ray_address))
     try:
         require_ray(args.ray_address)
     except RuntimeError as missing:
-        raise OutputError(str(missing)) from None
+        raise ValueError(str(missing)) from None
     if args.annotate is not None:
-        raise OutputError("--annotate is not available with --engine ray; use the local engine for annotated copies")
+        raise ValueError("--annotate is not available with --engine ray; use the local engine for annotated copies")
     if args.ray_workers is not None and args.ray_workers < 1:
-        raise OutputError(f"--ray-workers must be 1 or more, got {args.ray_workers}")
+        raise ValueError(f"--ray-workers must be 1 or more, got {args.ray_workers}")
     if args.parquet is None:
         return None
     try:

@@ -490,9 +490,8 @@ def clip_seconds(cv2, clip, fps: float, max_seconds: float) -> float:
 
 def track_summaries(faces: list, class_names: tuple[str, ...]) -> list[dict[str, Any]]:
     """Per track: when it is seen, and the share of its sampled frames in each smoothed emotion."""
-    tracks: dict[int, list] = {}
-    for face in faces:
-        tracks.setdefault(face.track, []).append(face)
+    from ferflow.faces.video import group_by_track
+
     return [
         {
             "track": track,
@@ -500,7 +499,7 @@ def track_summaries(faces: list, class_names: tuple[str, ...]) -> list[dict[str,
             "to": max(f.time for f in group),
             "share": {name: sum(f.emotion_smoothed == name for f in group) / len(group) for name in class_names},
         }
-        for track, group in sorted(tracks.items())
+        for track, group in sorted(group_by_track(faces).items())
     ]
 
 

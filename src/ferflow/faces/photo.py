@@ -90,6 +90,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".g
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
 
 
+def is_video(path: str | Path) -> bool:
+    """Whether a file is read as a video, by its name."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
 class ImageError(ValueError):
     """One image cannot be decoded or searched for faces; the message names the file."""
 
@@ -104,7 +109,7 @@ class Image:
 
 def read_images(path: Path, video_stride: int | None) -> Iterator[Image]:
     """The image in `path`, or every `video_stride`-th frame of a video. Raises ValueError if unreadable."""
-    if path.suffix.lower() in VIDEO_SUFFIXES:
+    if is_video(path):
         if not video_stride:
             raise ValueError(f"'{path}' is a video; pass --video-stride N to classify every N-th frame")
         yield from read_video(path, video_stride)

@@ -36,6 +36,7 @@ from ferflow.faces.photo import (
     ImageError,
     crop_face,
     first_line,
+    is_video,
     read_images,
     resized_face,
     to_grey,
@@ -252,10 +253,6 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
     if options.annotate_dir is not None and not result.interrupted:
         annotate_videos(result, options, paths, inputs)
     return result
-
-
-def is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_SUFFIXES
 
 
 def annotated_video_path(source: Path, directory: Path, roots: list[str | Path]) -> Path:

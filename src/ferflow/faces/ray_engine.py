@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.faces.photo import VIDEO_SUFFIXES, first_line
+from ferflow.faces.photo import first_line, is_video
 from ferflow.faces.predict import (
     EngineError,
     FaceResult,
@@ -212,7 +212,7 @@ def scored_dataset(files: list[Path], model_path: Path, options: PredictOptions,
     context.execution_options.preserve_order = True  # the records in the local engine's order
     context.enable_progress_bars = options.progress
     options = dataclasses.replace(options, progress=False)  # the workers' own bars would be Ray's log lines
-    has_video = any(path.suffix.lower() in VIDEO_SUFFIXES for path in files)
+    has_video = any(is_video(path) for path in files)
     items = [{"path": os.fsencode(path)} for path in files]
     return ray.data.from_items(items).map_batches(
         FaceScorer,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,9 +48,7 @@ def assign_tracks(faces: list[FaceResult], max_gap_s: float = MAX_GAP_S, min_iou
     """Set `track` (1, 2, ...) on the faces of one video, given in frame order with their `time`."""
     tracks: list[Track] = []
     next_id = 1
-    by_frame: dict[int, list[FaceResult]] = defaultdict(list)
-    for face in faces:
-        by_frame[face.frame].append(face)
+    by_frame = group_by(faces, lambda face: face.frame)
     for frame in sorted(by_frame):
         now = by_frame[frame][0].time
         tracks = [track for track in tracks if now - track.time <= max_gap_s]
@@ -101,12 +99,20 @@ def follow_faces(faces: list[FaceResult], class_names: tuple[str, ...], smoothin
         smooth_tracks(video_faces, class_names, smoothing_s)
 
 
-def faces_by_video(faces: list[FaceResult]) -> dict[str, list[FaceResult]]:
-    videos: dict[str, list[FaceResult]] = defaultdict(list)
+def group_by(faces: list[FaceResult], key: Callable[[FaceResult], object]) -> dict:
+    """The faces under each value of `key`, in their order."""
+    groups: dict = defaultdict(list)
     for face in faces:
-        if face.frame is not None:
-            videos[face.file].append(face)
-    return dict(videos)
+        groups[key(face)].append(face)
+    return dict(groups)
+
+
+def faces_by_video(faces: list[FaceResult]) -> dict[str, list[FaceResult]]:
+    return group_by([face for face in faces if face.frame is not None], lambda face: face.file)
+
+
+def group_by_track(faces: list[FaceResult]) -> dict[int, list[FaceResult]]:
+    return group_by(faces, lambda face: face.track)
 
 
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
@@ -124,9 +130,7 @@ def write_annotated_video(
 
     cv2 = require_opencv("writing videos")
     written = file_target(target, inputs, inputs_resolved=True)
-    by_frame: dict[int, list[FaceResult]] = defaultdict(list)
-    for face in faces:
-        by_frame[face.frame].append(face)
+    by_frame = group_by(faces, lambda face: face.frame)
     fps = video_frame_rate(source) / stride
     writer = None
     with atomic_path(written, suffix=".mp4") as tmp:
@@ -213,13 +217,6 @@ def timeline_image(faces: list[FaceResult], class_names: tuple[str, ...], width:
                 draw.line(points, fill=EMOTION_COLOURS[i % len(EMOTION_COLOURS)], width=2)
     draw.text((left + plot_width / 2, height - 4), "time (s)", fill="black", font=font, anchor="mb")
     return image
-
-
-def group_by_track(faces: list[FaceResult]) -> dict[int, list[FaceResult]]:
-    tracks: dict[int, list[FaceResult]] = defaultdict(list)
-    for face in faces:
-        tracks[face.track].append(face)
-    return dict(tracks)
 
 
 def write_timeline(faces: list[FaceResult], class_names: tuple[str, ...], target: Path) -> None:
