@@ -30,6 +30,7 @@ import numpy as np
 from grids import FACES, draw, grid, load_faces, match, write_csv
 
 from ferflow.faces.detectors import detect_faces, face_detector
+from ferflow.faces.mtcnn import MtcnnDetector
 
 MIN_FACE = 24
 
@@ -99,23 +100,27 @@ def rotated_pass(image: np.ndarray, detector, degrees: float) -> list[tuple[int,
     return boxes
 
 
-def search(image: np.ndarray, detector, rotations: tuple[float, ...]) -> list[tuple[int, int, int, int]]:
-    """The boxes of one search, and of the passes on copies turned by `rotations` degrees that
-    overlap none of them."""
+def search(
+    image: np.ndarray, detector, rotations: tuple[float, ...], rotated_detector=None
+) -> list[tuple[int, int, int, int]]:
+    """The boxes of one search, and of the passes on copies turned by `rotations` degrees (by
+    `rotated_detector`, else `detector`) that overlap none of them."""
     from grids import iou
 
     boxes = detect_faces(image, detector, min_size=MIN_FACE)
     for degrees in rotations:
-        for box in rotated_pass(image, detector, degrees):
+        for box in rotated_pass(image, rotated_detector or detector, degrees):
             if all(iou(box, kept) < 0.3 for kept in boxes):
                 boxes.append(box)
     return boxes
 
 
-def found(detector, faces: list[np.ndarray], size: int, rotations: tuple[float, ...] = ()) -> tuple[list[bool], int]:
+def found(
+    detector, faces: list[np.ndarray], size: int, rotations: tuple[float, ...] = (), rotated_detector=None
+) -> tuple[list[bool], int]:
     """Which of `faces` are found in their grid, and the false positives."""
     image, placed = grid(faces, size)
-    matched, false = match(search(image, detector, rotations), placed)
+    matched, false = match(search(image, detector, rotations, rotated_detector), placed)
     return [box is not None for box in matched], false
 
 
@@ -130,7 +135,13 @@ def missed_faces(detector, faces: np.ndarray, size: int) -> np.ndarray:
 
 
 def recall_rows(
-    detector, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int], rotations: tuple[float, ...]
+    detector,
+    faces: np.ndarray,
+    kinds: dict,
+    seeds: list[int],
+    sizes: list[int],
+    rotations: tuple[float, ...],
+    rotated_detector=None,
 ) -> list[dict]:
     rows = []
     for kind, change in kinds.items():
@@ -140,7 +151,9 @@ def recall_rows(
             size_hits = size_total = 0
             for seed in seeds:
                 chosen = draw(min(FACES, len(faces)), seed, len(faces))
-                found_here, false_here = found(detector, [change(faces[i]) for i in chosen], size, rotations)
+                found_here, false_here = found(
+                    detector, [change(faces[i]) for i in chosen], size, rotations, rotated_detector
+                )
                 size_hits, size_total, false = (
                     size_hits + sum(found_here),
                     size_total + len(found_here),
@@ -169,14 +182,24 @@ def main() -> None:
         metavar="DEGREES",
         help="a lever: also search copies of each grid turned by these angles (e.g. -30 30)",
     )
+    parser.add_argument(
+        "--rotated-onet",
+        type=float,
+        metavar="THRESHOLD",
+        help="with --rotated-passes: the O-Net threshold a box found on a turned copy must pass "
+        f"(default: the detector's own, {MtcnnDetector.THRESHOLDS[2]})",
+    )
     args = parser.parse_args()
     rotations = tuple(args.rotated_passes)
     faces, _, _ = load_faces(args.faces)
     detector = face_detector("mtcnn")
-    rows = recall_rows(detector, faces, KINDS, args.seeds, args.sizes, rotations)
+    rotated_detector = None
+    if args.rotated_onet is not None:
+        rotated_detector = MtcnnDetector(thresholds=(*MtcnnDetector.THRESHOLDS[:2], args.rotated_onet))
+    rows = recall_rows(detector, faces, KINDS, args.seeds, args.sizes, rotations, rotated_detector)
     missed = missed_faces(detector, faces, 96)
     missed_kind = {f"missed at 96 px ({len(missed)} faces)": KINDS["plain"]}
-    rows += recall_rows(detector, missed, missed_kind, args.seeds, args.sizes, rotations)
+    rows += recall_rows(detector, missed, missed_kind, args.seeds, args.sizes, rotations, rotated_detector)
     hard = [row for row in rows if row["kind"] != "plain"]
     placed = sum(row["faces_placed"] for row in hard)
     rows.append(
@@ -197,6 +220,8 @@ def main() -> None:
         print(row)
     if args.out:
         passes = f", rotated passes {list(rotations)}" if rotations else ""
+        if rotations and args.rotated_onet is not None:
+            passes += f" (O-Net >= {args.rotated_onet})"
         about = f"hard_faces.py: {Path(args.faces).name}/, seeds {args.seeds}, sizes {args.sizes} px, mtcnn{passes}"
         write_csv(args.out, about, rows)
 
