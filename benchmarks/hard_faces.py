@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -100,49 +101,71 @@ def rotated_pass(image: np.ndarray, detector, degrees: float) -> list[tuple[int,
     return boxes
 
 
-def search(
-    image: np.ndarray, detector, rotations: tuple[float, ...], rotated_detector=None
-) -> list[tuple[int, int, int, int]]:
-    """The boxes of one search, and of the passes on copies turned by `rotations` degrees (by
-    `rotated_detector`, else `detector`) that overlap none of them."""
-    from grids import iou
+class MmodDetector:
+    """dlib's MMOD CNN face detector, read from `mmod_human_face_detector.dat` (in the
+    face_recognition_models package, CC0): measured here as a second detector, not shipped."""
 
-    boxes = detect_faces(image, detector, min_size=MIN_FACE)
-    for degrees in rotations:
-        for box in rotated_pass(image, rotated_detector or detector, degrees):
+    name = "dlib_mmod"
+    detect_size = 640
+
+    def __init__(self, weights: Path) -> None:
+        import dlib
+
+        self.network = dlib.cnn_face_detection_model_v1(str(weights))
+
+    def detect(self, pixels: np.ndarray, min_size: int) -> list[tuple[int, int, int, int]]:
+        found = self.network(np.ascontiguousarray(pixels), 0)  # its 80-px window: no upsampling at 640 px
+        boxes = [(r.rect.left(), r.rect.top(), r.rect.width(), r.rect.height()) for r in found]
+        return [box for box in boxes if min(box[2], box[3]) >= min_size]
+
+
+@dataclass(frozen=True)
+class Search:
+    """MTCNN's one search, and the levers measured on top of it: passes on copies turned by
+    `rotations` degrees (by `rotated_detector`, else `detector`), and a second detector. The
+    extra boxes are kept where they overlap none of the first search's."""
+
+    detector: object
+    rotations: tuple[float, ...] = ()
+    rotated_detector: object = None
+    second_detector: object = None
+
+    def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
+        from grids import iou
+
+        boxes = detect_faces(image, self.detector, min_size=MIN_FACE)
+        extra = [
+            box
+            for degrees in self.rotations
+            for box in rotated_pass(image, self.rotated_detector or self.detector, degrees)
+        ]
+        if self.second_detector is not None:
+            extra += detect_faces(image, self.second_detector, min_size=MIN_FACE)
+        for box in extra:
             if all(iou(box, kept) < 0.3 for kept in boxes):
                 boxes.append(box)
-    return boxes
+        return boxes
 
 
-def found(
-    detector, faces: list[np.ndarray], size: int, rotations: tuple[float, ...] = (), rotated_detector=None
-) -> tuple[list[bool], int]:
+def found(search: Search, faces: list[np.ndarray], size: int) -> tuple[list[bool], int]:
     """Which of `faces` are found in their grid, and the false positives."""
     image, placed = grid(faces, size)
-    matched, false = match(search(image, detector, rotations, rotated_detector), placed)
+    matched, false = match(search(image), placed)
     return [box is not None for box in matched], false
 
 
 def missed_faces(detector, faces: np.ndarray, size: int) -> np.ndarray:
-    """The faces missed in plain grids of all of `faces`, 24 at a time, in order."""
+    """The faces that `detector`'s one search misses in plain grids of all of `faces`, 24 at a
+    time, in order."""
     missed = []
     for start in range(0, len(faces), FACES):
         chunk = faces[start : start + FACES]
-        hits, _ = found(detector, list(chunk), size)
+        hits, _ = found(Search(detector), list(chunk), size)
         missed += [face for face, hit in zip(chunk, hits) if not hit]
     return np.stack(missed)
 
 
-def recall_rows(
-    detector,
-    faces: np.ndarray,
-    kinds: dict,
-    seeds: list[int],
-    sizes: list[int],
-    rotations: tuple[float, ...],
-    rotated_detector=None,
-) -> list[dict]:
+def recall_rows(search: Search, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int]) -> list[dict]:
     rows = []
     for kind, change in kinds.items():
         row = {"kind": kind}
@@ -151,9 +174,7 @@ def recall_rows(
             size_hits = size_total = 0
             for seed in seeds:
                 chosen = draw(min(FACES, len(faces)), seed, len(faces))
-                found_here, false_here = found(
-                    detector, [change(faces[i]) for i in chosen], size, rotations, rotated_detector
-                )
+                found_here, false_here = found(search, [change(faces[i]) for i in chosen], size)
                 size_hits, size_total, false = (
                     size_hits + sum(found_here),
                     size_total + len(found_here),
@@ -189,6 +210,12 @@ def main() -> None:
         help="with --rotated-passes: the O-Net threshold a box found on a turned copy must pass "
         f"(default: the detector's own, {MtcnnDetector.THRESHOLDS[2]})",
     )
+    parser.add_argument(
+        "--mmod",
+        type=Path,
+        metavar="DAT",
+        help="a lever: dlib's MMOD CNN detector (mmod_human_face_detector.dat) as a second detector",
+    )
     args = parser.parse_args()
     rotations = tuple(args.rotated_passes)
     faces, _, _ = load_faces(args.faces)
@@ -196,10 +223,11 @@ def main() -> None:
     rotated_detector = None
     if args.rotated_onet is not None:
         rotated_detector = MtcnnDetector(thresholds=(*MtcnnDetector.THRESHOLDS[:2], args.rotated_onet))
-    rows = recall_rows(detector, faces, KINDS, args.seeds, args.sizes, rotations, rotated_detector)
+    search = Search(detector, rotations, rotated_detector, MmodDetector(args.mmod) if args.mmod else None)
+    rows = recall_rows(search, faces, KINDS, args.seeds, args.sizes)
     missed = missed_faces(detector, faces, 96)
     missed_kind = {f"missed at 96 px ({len(missed)} faces)": KINDS["plain"]}
-    rows += recall_rows(detector, missed, missed_kind, args.seeds, args.sizes, rotations, rotated_detector)
+    rows += recall_rows(search, missed, missed_kind, args.seeds, args.sizes)
     hard = [row for row in rows if row["kind"] != "plain"]
     placed = sum(row["faces_placed"] for row in hard)
     rows.append(
@@ -222,6 +250,8 @@ def main() -> None:
         passes = f", rotated passes {list(rotations)}" if rotations else ""
         if rotations and args.rotated_onet is not None:
             passes += f" (O-Net >= {args.rotated_onet})"
+        if args.mmod:
+            passes += ", dlib MMOD as a second detector at 640 px"
         about = f"hard_faces.py: {Path(args.faces).name}/, seeds {args.seeds}, sizes {args.sizes} px, mtcnn{passes}"
         write_csv(args.out, about, rows)
 
