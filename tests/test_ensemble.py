@@ -142,3 +142,42 @@ def test_measured_figures_go_into_the_card_by_code_not_by_hand(members, tmp_path
     out.with_suffix(".json").write_text(json.dumps(card))
     assert main(["card", str(out), "--note", "again"]) == 2
     assert "unknown field(s) ['hand_note']" in capsys.readouterr().err
+
+
+def test_add_copies_a_trained_model_beside_the_card_as_its_next_member(members, faces, tmp_path, capsys) -> None:
+    import shutil
+
+    from ferflow.faces.predict import load_classifier
+    from ferflow.io import sha256_file
+
+    for member in members:  # a shipped ensemble: its members beside its card
+        shutil.copy(member, tmp_path)
+        shutil.copy(member.with_suffix(".json"), tmp_path)
+    assert main(["build", "--out", str(tmp_path / "ensemble.keras"), *(str(tmp_path / m.name) for m in members)]) == 0
+    card_path = tmp_path / "ensemble.json"
+    card = json.loads(card_path.read_text())
+    card_path.write_text(json.dumps({**card, "test_metrics": {"accuracy": 0.5}}))
+    run = save_member(tmp_path / "run", "model", 7)
+
+    assert main(["add", str(run), "--card", str(card_path)]) == 0, capsys.readouterr().err
+    added = tmp_path / "a_member2.keras"
+    card = json.loads(card_path.read_text())
+    assert [m["file"] for m in card["members"]] == ["a.keras", "b.keras", "a_member2.keras"]
+    assert card["members"][2]["sha256"] == sha256_file(added) and "test_metrics" not in card
+    assert card["training_seconds"] == 11.0 + 12.0 + 17.0
+    own = json.loads(added.with_suffix(".json").read_text())
+    assert own["run_model_sha256"] == sha256_file(run) and own["params"]["crop_size"] == 44
+    np.testing.assert_allclose(
+        load_classifier(added).model.predict_on_batch(faces),
+        load_classifier(run).model.predict_on_batch(faces),
+        atol=1e-6,
+    )
+
+    assert main(["add", str(run), "--card", str(card_path)]) == 2
+    assert "already a member" in capsys.readouterr().err
+    other = save_member(tmp_path / "run", "crop40", 8, crop_size=40)
+    assert main(["add", str(other), "--card", str(card_path)]) == 2
+    assert "takes 40 px crops" in capsys.readouterr().err
+    assert main(["add", str(run), "--card", str(tmp_path / "a.json")]) == 2
+    assert "lists no members" in capsys.readouterr().err
+    assert len(json.loads(card_path.read_text())["members"]) == 3 and not (tmp_path / "a_member3.keras").exists()

@@ -5,6 +5,8 @@
     # one model file that outputs the mean of its members' probabilities
     python -m ferflow.pipeline.ensemble build --out models/ensemble.keras \
         RUN_A/models/model.keras RUN_B/models/model.keras
+    # a trained model as the next member of a shipped ensemble: a copy beside its card, listed in it
+    python -m ferflow.pipeline.ensemble add RUN/models/model.keras --card models/pretrained/fer2013_ensemble.json
     # its figures into its model card, from the measurements' own files (nothing typed by hand)
     python -m ferflow.pipeline.ensemble card models/ensemble.keras --validation val.json \
         --test test.json --robustness robustness_test.json --note "how the training cost was counted"
@@ -117,6 +119,49 @@ def build(paths: list[Path], out: Path) -> dict[str, Any]:
     return sidecar
 
 
+MEMBER_FIELDS = ("arch", "class_names", "input", "params", "training_seconds")
+STALE_FIGURES = ("validation_metrics", "test_metrics", "training_note")
+
+
+def add_member(model_path: Path, card_path: Path) -> Path:
+    """Copy a trained model beside an ensemble's card as its next member (`<first member>_member<N>
+    .keras`, without optimizer state, with its own card) and list it in the ensemble's card, whose
+    measured figures are dropped until `card` writes the new ones. Returns the member's path."""
+    from ferflow.model.card import write_card
+    from ferflow.model.sidecar import sidecar_path
+    from ferflow.pipeline.ship import save_for_inference
+
+    card = read_sidecar(card_path)
+    members = card.get("members")
+    if not isinstance(members, list) or not members:
+        raise EnsembleError(f"'{card_path}' is not an ensemble's card (it lists no members)")
+    info = read_sidecar(model_path)
+    run_sha = sha256_file(model_path)
+    folder = card_path.parent
+    paths_now = [folder / member["file"] for member in members]
+    if any(read_sidecar(path).get("run_model_sha256") == run_sha for path in paths_now):
+        raise EnsembleError(f"'{model_path}' is already a member of '{card_path}'")
+    crop_sizes = [member.get("params", {}).get("crop_size", 0) for member in members]
+    check_members(
+        [*paths_now, model_path],
+        [tuple(card["class_names"])] * len(members) + [tuple(info["class_names"])],
+        [*crop_sizes, info.get("params", {}).get("crop_size", 0)],
+    )
+    target = folder / f"{Path(members[0]['file']).stem}_member{len(members)}.keras"
+    if target.exists():
+        raise EnsembleError(f"'{target}' exists but '{card_path}' does not list it; move it away first")
+    save_for_inference(model_path, target)
+    member_card = {key: info[key] for key in MEMBER_FIELDS if key in info}
+    member_card["run_model_sha256"] = run_sha
+    member_card["model_sha256"] = sha256_file(target)
+    write_card(sidecar_path(target), member_card)
+    members.append(member_record(target, member_card))
+    seconds = [member.get("training_seconds") for member in members]
+    card["training_seconds"] = sum(seconds) if all(s is not None for s in seconds) else None
+    write_card(card_path, {key: value for key, value in card.items() if key not in STALE_FIGURES})
+    return target
+
+
 def card_figures(
     validation: dict | None, test: dict | None, robustness: dict | None, note: str | None
 ) -> dict[str, Any]:
@@ -209,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     evaluate_parser.add_argument("--out", type=Path, help="also write the results to this JSON file")
     for p in (build_parser, evaluate_parser):
         p.add_argument("models", type=Path, nargs="+", help=".keras files trained by this pipeline")
+    add_parser = sub.add_parser("add", help="copy a trained model beside an ensemble's card as its next member")
+    add_parser.add_argument("model", type=Path, help="a .keras file trained by this pipeline, its sidecar beside it")
+    add_parser.add_argument(
+        "--card",
+        type=Path,
+        default=Path(paths.PRETRAINED) / "fer2013_ensemble.json",
+        help="the ensemble's card, its members beside it (default: %(default)s)",
+    )
     card_parser = sub.add_parser("card", help="write measured figures into an ensemble's model card")
     card_parser.add_argument("ensemble", type=Path, help="the ensemble's .keras file (its card is beside it)")
     card_parser.add_argument("--validation", type=Path, help="`evaluate --split val --out` of its members")
@@ -232,6 +285,10 @@ def main(argv: list[str] | None = None) -> int:
             card = read_sidecar(args.ensemble) | card_figures(*inputs, args.note)
             write_card(sidecar_path(args.ensemble), card)
             print(f"wrote {sidecar_path(args.ensemble)}")
+            return 0
+        if args.command == "add":
+            target = add_member(args.model, args.card)
+            print(f"wrote {target} and its card; '{args.card}' now lists it (its measured figures were dropped)")
             return 0
         if args.command == "build":
             if args.out.suffix != ".keras":
