@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -110,3 +111,22 @@ def test_the_python_floor_is_the_one_ci_tests() -> None:
     workflow = yaml.safe_load((REPO / ".github" / "workflows" / "ci.yml").read_text())
     tested = workflow["jobs"]["ci"]["strategy"]["matrix"]["python-version"]
     assert floor == f">={tested[0]}" and f"Python {tested[0]} to {tested[-1]}" in (REPO / "README.md").read_text()
+
+
+def test_the_quality_help_quotes_the_shipped_models_test_accuracy() -> None:
+    """`fer predict --help` says what each --quality reaches on FER-2013's test faces: the single
+    model's centre crop and the ensemble's ten-crop, as their cards record them."""
+    import argparse
+
+    from ferflow.apps.cli import _model_arguments
+
+    parser = argparse.ArgumentParser()
+    _model_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    assets = REPO / "src" / "ferflow" / "assets"
+    single = json.loads((assets / "fer2013.json").read_text())["test_metrics"]["accuracy"]
+    card = json.loads((assets / "fer2013_ensemble.json").read_text())
+    ensemble, members = card["test_metrics"]["tencrop_accuracy"], len(card["onnx_members"])
+    assert f"fast: the shipped single model ({single:.1%} of FER-2013's test faces right" in help_text
+    count = {2: "two", 3: "three", 4: "four", 5: "five"}[members]
+    assert f"best: {count} models averaged over ten crops of each face ({ensemble:.1%};" in help_text

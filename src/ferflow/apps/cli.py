@@ -40,8 +40,9 @@ def _model_arguments(p) -> None:
         "--quality",
         choices=list(QUALITIES),
         default=DEFAULT_QUALITY,
-        help="fast: the shipped single model; best: the shipped three-model ensemble with ten-crop "
-        f"(slower, more accurate; see the docs for both) (default: {DEFAULT_QUALITY})",
+        help="fast: the shipped single model (65.6%% of FER-2013's test faces right; about 26 ms a "
+        "640x480 photo on 2 CPU cores); best: three models averaged over ten crops of each face "
+        f"(68.7%%; about 42 ms a photo) (default: {DEFAULT_QUALITY})",
     )
     p.add_argument(
         "--model",
