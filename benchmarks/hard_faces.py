@@ -28,12 +28,18 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from detectors import FACE_FREE
 from grids import FACES, draw, grid, load_faces, match, write_csv
 
-from ferflow.faces.detectors import detect_faces, face_detector
+from ferflow.faces.detectors import TURNED_ONET, detect_faces, detect_turned_faces, face_detector
 from ferflow.faces.mtcnn import MtcnnDetector
 
 MIN_FACE = 24
+# Photos without faces, beside detectors.py's: scikit-image's own, none of them holding a face.
+MORE_FACE_FREE = (
+    "binary_blobs", "cell", "checkerboard", "clock", "colorwheel", "grass", "gravel", "horse",
+    "moon", "page", "retina", "text",
+)  # fmt: skip
 
 
 def rotated(degrees: float) -> Callable[[np.ndarray], np.ndarray]:
@@ -87,20 +93,6 @@ KINDS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
-def rotated_pass(image: np.ndarray, detector, degrees: float) -> list[tuple[int, int, int, int]]:
-    """Boxes found in a copy of `image` turned by `degrees` about its centre, mapped back: the
-    box of the same size around its centre turned back."""
-    height, width = image.shape[:2]
-    turn = cv2.getRotationMatrix2D((width / 2, height / 2), degrees, 1.0)
-    copy = cv2.warpAffine(image, turn, (width, height), borderMode=cv2.BORDER_REPLICATE)
-    back = cv2.invertAffineTransform(turn)
-    boxes = []
-    for x, y, w, h in detect_faces(copy, detector, min_size=MIN_FACE):
-        cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
-        boxes.append((round(cx - w / 2), round(cy - h / 2), w, h))
-    return boxes
-
-
 class MmodDetector:
     """dlib's MMOD CNN face detector, read from `mmod_human_face_detector.dat` (in the
     face_recognition_models package, CC0): measured here as a second detector, not shipped."""
@@ -122,23 +114,26 @@ class MmodDetector:
 @dataclass(frozen=True)
 class Search:
     """MTCNN's one search, and the levers measured on top of it: passes on copies turned by
-    `rotations` degrees (by `rotated_detector`, else `detector`), and a second detector. The
-    extra boxes are kept where they overlap none of the first search's."""
+    `rotations` degrees (`fer predict --find-turned`'s code; O-Net must reach `rotated_onet`),
+    and a second detector. The extra boxes are kept where they overlap none of the first
+    search's; with `only_where_none`, the extra searches run only on photos where the first
+    finds no face (as in `fer predict`)."""
 
     detector: object
     rotations: tuple[float, ...] = ()
-    rotated_detector: object = None
+    rotated_onet: float = 0.0
     second_detector: object = None
+    only_where_none: bool = False
 
     def __call__(self, image: np.ndarray) -> list[tuple[int, int, int, int]]:
         from grids import iou
 
         boxes = detect_faces(image, self.detector, min_size=MIN_FACE)
-        extra = [
-            box
-            for degrees in self.rotations
-            for box in rotated_pass(image, self.rotated_detector or self.detector, degrees)
-        ]
+        if boxes and self.only_where_none:
+            return boxes
+        extra = []
+        if self.rotations:
+            extra += detect_turned_faces(image, self.detector, MIN_FACE, turns=self.rotations, onet=self.rotated_onet)
         if self.second_detector is not None:
             extra += detect_faces(image, self.second_detector, min_size=MIN_FACE)
         for box in extra:
@@ -147,11 +142,15 @@ class Search:
         return boxes
 
 
-def found(search: Search, faces: list[np.ndarray], size: int) -> tuple[list[bool], int]:
-    """Which of `faces` are found in their grid, and the false positives."""
-    image, placed = grid(faces, size)
-    matched, false = match(search(image), placed)
-    return [box is not None for box in matched], false
+def found(search: Search, faces: list[np.ndarray], size: int, alone: bool = False) -> tuple[list[bool], int]:
+    """Which of `faces` are found in their grid (or, `alone`, each in a photo of its own, as in a
+    portrait), and the false positives."""
+    hits, false = [], 0
+    for group in [[face] for face in faces] if alone else [faces]:
+        image, placed = grid(group, size)
+        matched, false_here = match(search(image), placed)
+        hits, false = hits + [box is not None for box in matched], false + false_here
+    return hits, false
 
 
 def missed_faces(detector, faces: np.ndarray, size: int) -> np.ndarray:
@@ -165,7 +164,9 @@ def missed_faces(detector, faces: np.ndarray, size: int) -> np.ndarray:
     return np.stack(missed)
 
 
-def recall_rows(search: Search, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int]) -> list[dict]:
+def recall_rows(
+    search: Search, faces: np.ndarray, kinds: dict, seeds: list[int], sizes: list[int], alone: bool = False
+) -> list[dict]:
     rows = []
     for kind, change in kinds.items():
         row = {"kind": kind}
@@ -174,7 +175,7 @@ def recall_rows(search: Search, faces: np.ndarray, kinds: dict, seeds: list[int]
             size_hits = size_total = 0
             for seed in seeds:
                 chosen = draw(min(FACES, len(faces)), seed, len(faces))
-                found_here, false_here = found(search, [change(faces[i]) for i in chosen], size)
+                found_here, false_here = found(search, [change(faces[i]) for i in chosen], size, alone)
                 size_hits, size_total, false = (
                     size_hits + sum(found_here),
                     size_total + len(found_here),
@@ -207,8 +208,9 @@ def main() -> None:
         "--rotated-onet",
         type=float,
         metavar="THRESHOLD",
+        default=0.0,
         help="with --rotated-passes: the O-Net threshold a box found on a turned copy must pass "
-        f"(default: the detector's own, {MtcnnDetector.THRESHOLDS[2]})",
+        f"(default: the detector's own, {MtcnnDetector.THRESHOLDS[2]}; fer predict's: {TURNED_ONET})",
     )
     parser.add_argument(
         "--mmod",
@@ -223,18 +225,27 @@ def main() -> None:
         metavar=("PNET", "RNET", "ONET"),
         help=f"a lever: MTCNN's stage thresholds (default: the shipped {MtcnnDetector.THRESHOLDS})",
     )
+    parser.add_argument(
+        "--only-where-none",
+        action="store_true",
+        help="run the levers' extra searches only on photos where the first search finds no face",
+    )
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="place each face alone in a photo of its own (a portrait), not 24 to a grid; also "
+        "count the boxes found in face-free photos",
+    )
     args = parser.parse_args()
     rotations = tuple(args.rotated_passes)
     faces, _, _ = load_faces(args.faces)
     detector = MtcnnDetector(thresholds=tuple(args.thresholds)) if args.thresholds else face_detector("mtcnn")
-    rotated_detector = None
-    if args.rotated_onet is not None:
-        rotated_detector = MtcnnDetector(thresholds=(*MtcnnDetector.THRESHOLDS[:2], args.rotated_onet))
-    search = Search(detector, rotations, rotated_detector, MmodDetector(args.mmod) if args.mmod else None)
-    rows = recall_rows(search, faces, KINDS, args.seeds, args.sizes)
+    second = MmodDetector(args.mmod) if args.mmod else None
+    search = Search(detector, rotations, args.rotated_onet, second, args.only_where_none)
+    rows = recall_rows(search, faces, KINDS, args.seeds, args.sizes, args.alone)
     missed = missed_faces(face_detector("mtcnn"), faces, 96)  # the shipped search's misses, whatever the levers
     missed_kind = {f"missed at 96 px ({len(missed)} faces)": KINDS["plain"]}
-    rows += recall_rows(search, missed, missed_kind, args.seeds, args.sizes)
+    rows += recall_rows(search, missed, missed_kind, args.seeds, args.sizes, args.alone)
     hard = [row for row in rows if row["kind"] != "plain"]
     placed = sum(row["faces_placed"] for row in hard)
     rows.append(
@@ -251,16 +262,30 @@ def main() -> None:
             "faces_placed": placed,
         }
     )
+    face_free = ""
+    if args.alone:
+        from skimage import data as skimage_data
+
+        photos = [getattr(skimage_data, name)() for name in FACE_FREE + MORE_FACE_FREE]
+        photos += [np.rot90(photo) for photo in photos]  # and each on its side
+        face_free = f", {sum(len(search(photo)) for photo in photos)} boxes in {len(photos)} face-free photos"
     for row in rows:
         print(row)
+    print(face_free)
     if args.out:
         passes = f" {'/'.join(map(str, args.thresholds))}" if args.thresholds else ""
         passes += f", rotated passes {list(rotations)}" if rotations else ""
-        if rotations and args.rotated_onet is not None:
+        if rotations and args.rotated_onet:
             passes += f" (O-Net >= {args.rotated_onet})"
         if args.mmod:
             passes += ", dlib MMOD as a second detector at 640 px"
-        about = f"hard_faces.py: {Path(args.faces).name}/, seeds {args.seeds}, sizes {args.sizes} px, mtcnn{passes}"
+        if args.only_where_none:
+            passes += " where the first search finds none"
+        placing = "each face alone in its photo" if args.alone else "24 faces a grid"
+        about = (
+            f"hard_faces.py: {Path(args.faces).name}/, seeds {args.seeds}, sizes {args.sizes} px, {placing}, "
+            f"mtcnn{passes}{face_free}"
+        )
         write_csv(args.out, about, rows)
 
 

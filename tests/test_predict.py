@@ -743,3 +743,58 @@ def test_a_large_photo_is_reduced_first_and_still_shrinks_like_opencv() -> None:
     copy = detection_copy(large, 320, 240)
     expected = cv2.resize(large, (320, 240), interpolation=cv2.INTER_AREA)
     assert copy.shape == expected.shape and np.abs(copy.astype(int) - expected).mean() < 1.0
+
+
+def tilted_face_photo(degrees: float) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A grey 400x300 photo holding the sample's angry face, 144 px, turned by `degrees`; and the
+    upright square the face had before it was turned."""
+    from PIL import Image as PILImage
+
+    face = PILImage.open(next(iter(PLACED))).convert("L").resize((144, 144), PILImage.BICUBIC)
+    turned = face.rotate(degrees, resample=PILImage.BILINEAR, expand=True, fillcolor=200)
+    canvas = PILImage.new("L", (400, 300), 200)
+    canvas.paste(turned, (120, 60))
+    centre_x, centre_y = 120 + turned.width / 2, 60 + turned.height / 2
+    return np.asarray(canvas), (round(centre_x - 72), round(centre_y - 72), 144, 144)
+
+
+def test_a_turned_copy_holds_the_whole_photo_and_maps_its_points_back() -> None:
+    from ferflow.faces.photo import turned_copy
+
+    photo = np.zeros((120, 300, 3), dtype=np.uint8)
+    photo[30:34, 40:44] = 255  # a dot near a corner, which a same-size copy would lose
+    for degrees in (-30, 30, 45, 90):
+        copy, back = turned_copy(photo, degrees)
+        ys, xs = np.nonzero(copy[..., 0] > 100)
+        # In continuous coordinates (a box's edges), pixel i spans i..i+1: the dot's centre is (42, 32).
+        x, y = back @ np.array([xs.mean() + 0.5, ys.mean() + 0.5, 1.0])
+        assert abs(x - 42) < 0.75 and abs(y - 32) < 0.75, (degrees, x, y)
+    assert turned_copy(photo, 90)[0].shape == (300, 120, 3)
+    assert turned_copy(photo[..., 0], 30)[0].shape == (254, 320)
+
+
+def test_a_tilted_head_missed_upright_is_found_on_turned_copies_and_face_free_photos_stay_so() -> None:
+    from ferflow.faces.detectors import detect_turned_faces
+
+    detector = face_detector()
+    for degrees in (40, 45, -45):
+        photo, upright = tilted_face_photo(degrees)
+        assert detect_faces(photo, detector) == []
+        found = detect_turned_faces(photo, detector)
+        assert len(found) == 1 and iou(found[0], upright) > 0.5, (degrees, found)
+    for name in ("coffee", "rocket", "brick", "chelsea"):
+        assert detect_turned_faces(getattr(skimage_data, name)(), detector) == [], name
+
+
+def test_find_turned_is_an_option_and_on_with_quality_best(tmp_path) -> None:
+    photo, upright = tilted_face_photo(40)
+    path = tmp_path / "tilted.png"
+    cv2.imwrite(str(path), photo)
+    for extra, faces in (([], 0), (["--find-turned"], 1), (["--quality", "best"], 1)):
+        out = tmp_path / f"faces{len(extra)}{faces}.json"
+        code = main(["predict", str(path), "--json", str(out), *extra])
+        records = json.loads(out.read_text())["faces"]
+        assert len(records) == faces and code == (EXIT_OK if faces else EXIT_NOTHING), (extra, code)
+        if faces:
+            box = tuple(records[0][key] for key in ("x", "y", "width", "height"))
+            assert iou(box, upright) > 0.5

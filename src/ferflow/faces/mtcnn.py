@@ -215,19 +215,23 @@ class Mtcnn:
         self.pnet = PackedPNet(pnet, scale_factor, thresholds[0])
         self.rnet, self.onet = rnet_patches, onet_patches
 
-    def find(self, rgb: np.ndarray) -> np.ndarray:
-        """Boxes (x1, y1, x2, y2, confidence) of the faces in an RGB photo, best first."""
-        self.pnet.threshold, self.pnet.scale_factor = self.thresholds[0], self.scale_factor  # settings may change
+    def find(self, rgb: np.ndarray, thresholds: tuple[float, float, float] | None = None) -> np.ndarray:
+        """Boxes (x1, y1, x2, y2, confidence) of the faces in an RGB photo, best first; `thresholds`
+        replace the detector's own for this call."""
+        thresholds = thresholds or self.thresholds
+        self.pnet.threshold, self.pnet.scale_factor = thresholds[0], self.scale_factor  # settings may change
         image = (rgb.astype(np.float32) - 127.5) / 128  # the package's normalization (exact in float32)
-        boxes = to_square(refine_boxes(image[None], self.pnet(image), self.rnet, self.thresholds[1], 0.7, "union"))
-        boxes = refine_boxes(image[None], boxes, self.onet, self.thresholds[2], 0.7, "min")
+        boxes = to_square(refine_boxes(image[None], self.pnet(image), self.rnet, thresholds[1], 0.7, "union"))
+        boxes = refine_boxes(image[None], boxes, self.onet, thresholds[2], 0.7, "min")
         height, width = rgb.shape[:2]
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width - 1)  # inside the photo, as the package keeps them
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height - 1)
         return boxes
 
-    def detect(self, pixels: np.ndarray, min_size: int) -> list[Box]:
-        found = self.find(to_rgb(pixels))
+    def detect(
+        self, pixels: np.ndarray, min_size: int, thresholds: tuple[float, float, float] | None = None
+    ) -> list[Box]:
+        found = self.find(to_rgb(pixels), thresholds)
         # (x, y, width, height), rounded as the package rounds them. The default pyramid (faces
         # from 20 px) is used and smaller boxes are dropped here.
         corners_and_sides = np.round(np.column_stack([found[:, :2], found[:, 2:4] - found[:, :2]]))

@@ -26,6 +26,31 @@ OPENCV_EXTRA = "pip install 'ferflow[opencv]'"
 Box = tuple[int, int, int, int]  # a face's (x, y, width, height) in a photo's pixels
 
 
+def iou(a: Box | np.ndarray, b: Box | np.ndarray) -> float:
+    """Intersection over union of two (x, y, width, height) boxes."""
+    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
+    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    union = a[2] * a[3] + b[2] * b[3] - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def turned_copy(pixels: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+    """`pixels` turned by `degrees` anticlockwise about its centre, on a canvas that holds all of
+    it (the corners in the photo's mean colour), and the 2x3 matrix that maps a point (x, y, 1)
+    of the copy back to the photo."""
+    image = PILImage.fromarray(np.ascontiguousarray(pixels))
+    fill = tuple(int(v) for v in np.asarray(pixels).reshape(-1, 1 if pixels.ndim == 2 else pixels.shape[2]).mean(0))
+    copy = np.asarray(image.rotate(degrees, resample=PILImage.BILINEAR, expand=True, fillcolor=fill))
+    angle = math.radians(degrees)
+    cos, sin = math.cos(angle), math.sin(angle)
+    (height, width), (copy_height, copy_width) = pixels.shape[:2], copy.shape[:2]
+    # Anticlockwise on screen (y down): a point's offset from the centre turns back by the inverse.
+    turn_back = np.array([[cos, -sin], [sin, cos]])
+    shift = np.array([width / 2, height / 2]) - turn_back @ np.array([copy_width / 2, copy_height / 2])
+    return copy, np.column_stack([turn_back, shift])
+
+
 def to_grey(pixels: np.ndarray) -> np.ndarray:
     """8-bit grey: Pillow's conversion of an RGB photo (as in training); a grey one as it is."""
     return pixels if pixels.ndim == 2 else np.asarray(PILImage.fromarray(pixels, mode="RGB").convert("L"))

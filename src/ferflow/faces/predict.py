@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ferflow import IMAGE_SIZE, paths
-from ferflow.faces.detectors import DEFAULT_DETECTOR, Box, detect_faces, face_detector
+from ferflow.faces.detectors import DEFAULT_DETECTOR, Box, detect_faces, detect_turned_faces, face_detector
 from ferflow.faces.photo import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -124,6 +124,7 @@ class PredictOptions:
     min_face: int = 30
     detect_size: int | None = None  # larger photos are detected on a copy this large; None: the detector's
     detector: str = DEFAULT_DETECTOR
+    find_turned: bool = False  # where a photo shows no upright face, search turned copies (MTCNN)
     batch_size: int = MODEL_BATCH  # faces gathered across images before they are classified
     progress: bool = False  # a tqdm bar on stderr for more than a few files
     video_stride: int | None = None
@@ -298,6 +299,8 @@ def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list
     if detector is None:
         return [(0, 0, grey.shape[1], grey.shape[0])], [resized_face(grey, IMAGE_SIZE)]
     boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
+    if not boxes and options.find_turned:
+        boxes = detect_turned_faces(image.pixels, detector, options.min_face, options.detect_size)
     return boxes, crops_at(grey, boxes, options)
 
 

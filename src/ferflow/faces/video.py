@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ferflow.faces.photo import iou
 from ferflow.faces.records import FaceResult
 
 MAX_GAP_S = 1.0  # a track unseen for longer ends; the face gets a new one when it comes back
@@ -33,15 +34,6 @@ class Track:
     box: np.ndarray  # x, y, width, height, as floats
     velocity: np.ndarray  # of the box's corner, pixels a second
     time: float  # when it was last seen
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two (x, y, width, height) boxes."""
-    x1, y1 = max(a[0], b[0]), max(a[1], b[1])
-    x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 def assign_tracks(faces: list[FaceResult], max_gap_s: float = MAX_GAP_S, min_iou: float = MIN_IOU) -> None:
