@@ -31,6 +31,7 @@ def face_free_folder(folder: Path, count: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         photo = getattr(data, FACE_FREE[index % len(FACE_FREE)])()
+        photo = photo.astype(np.uint8) * 255 if photo.dtype == bool else photo  # the horse is a mask
         photo = photo if photo.ndim == 3 else cv2.cvtColor(photo, cv2.COLOR_GRAY2RGB)
         photo = cv2.resize(cv2.cvtColor(photo, cv2.COLOR_RGB2BGR), (640, 480), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str(folder / f"photo{index:03d}.jpg"), np.roll(photo, 7 * index, axis=1))

@@ -130,12 +130,21 @@ def detect_turned_faces(
     if not isinstance(detector, Mtcnn):
         return []
     thresholds = (*detector.thresholds[:2], max(detector.thresholds[2], onet))
+    max_side = max_side or detector.detect_size
+    height, width = pixels.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    # Turn the small copy that detection would search anyway: turning the whole photo costs more.
+    small = (
+        pixels if scale == 1.0 else detection_copy(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
+    )
     boxes: list[Box] = []
     for degrees in turns:
-        copy, back = turned_copy(pixels, degrees)
-        for x, y, w, h in detect_faces(copy, detector, min_size, max_side, thresholds=thresholds):
+        copy, back = turned_copy(small, degrees)
+        for x, y, w, h in detect_faces(
+            copy, detector, max(1, round(min_size * scale)), max_side, thresholds=thresholds
+        ):
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
-            box = (int(round(cx - w / 2)), int(round(cy - h / 2)), w, h)
+            box = tuple(int(round(v / scale)) for v in (cx - w / 2, cy - h / 2, w, h))
             if all(iou(box, kept) < 0.3 for kept in boxes):
                 boxes.append(box)
     return sorted(boxes, key=lambda b: -b[2] * b[3])
