@@ -74,11 +74,11 @@ def serve_ready_seconds(extra: list[str], repeats: int) -> float:
     return round(statistics.median(times), 3)
 
 
-def per_photo_ms(classifier, folder: Path, detector: str, tta: bool, count: int) -> float:
-    """Warm time per extra photo: (a folder of `count` photos - one photo) / (count - 1)."""
-    from ferflow.faces.predict import PredictOptions, predict_paths
+def per_photo_ms(classifier, folder: Path, options, count: int) -> float:
+    """Warm time per extra photo with PredictOptions `options`: (a folder of `count` photos - one
+    photo) / (count - 1)."""
+    from ferflow.faces.predict import predict_paths
 
-    options = PredictOptions(detector=detector, tta=tta)
     photos = sorted(folder.glob("*.jpg"))
     predict_paths(photos[:2], classifier, options)  # warm-up: graphs built, caches filled
     start = time.perf_counter()
@@ -87,6 +87,13 @@ def per_photo_ms(classifier, folder: Path, detector: str, tta: bool, count: int)
     start = time.perf_counter()
     predict_paths(photos[:count], classifier, options)
     return round((time.perf_counter() - start - one) / (count - 1) * 1000, 1)
+
+
+def report(results: dict, out: Path | None) -> None:
+    """Print the results, and write them to `out` if given."""
+    print(json.dumps(results, indent=1))
+    if out:
+        out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 def faces_per_second(classifier, tta: bool, count: int = 4096) -> float:
@@ -105,7 +112,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--photos", type=int, default=41)
     args = parser.parse_args()
-    from ferflow.faces.predict import QUALITIES, load_classifier
+    from ferflow.faces.predict import QUALITIES, PredictOptions, load_classifier
 
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
@@ -132,9 +139,9 @@ def main() -> int:
         onnx_best = load_classifier(QUALITIES["best"][0])
         keras = load_classifier(KERAS_MODEL)
         results["per_extra_photo_ms"] = {
-            "onnx": per_photo_ms(onnx_fast, folder, "mtcnn", False, args.photos),
-            "onnx_best": per_photo_ms(onnx_best, folder, "mtcnn", True, args.photos),
-            "tensorflow": per_photo_ms(keras, folder, "mtcnn_tensorflow", False, args.photos),
+            "onnx": per_photo_ms(onnx_fast, folder, PredictOptions(), args.photos),
+            "onnx_best": per_photo_ms(onnx_best, folder, PredictOptions(tta=True, find_turned=True), args.photos),
+            "tensorflow": per_photo_ms(keras, folder, PredictOptions(detector="mtcnn_tensorflow"), args.photos),
         }
         print(results, flush=True)
     results["faces_per_second"] = {
@@ -142,9 +149,7 @@ def main() -> int:
         "onnx_best": faces_per_second(onnx_best, True, 1024),
         "tensorflow": faces_per_second(keras, False),
     }
-    print(json.dumps(results, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    report(results, args.out)
     return 0
 
 

@@ -11,16 +11,14 @@ warm time per extra photo: (a folder of N photos - one photo) / (N - 1), the med
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
-from onnx_runtime import photo_folder
+from onnx_runtime import per_photo_ms, photo_folder, report
 
 FACE_FREE = ("coffee", "chelsea", "rocket", "brick", "horse", "moon", "page", "clock", "grass", "gravel")
 
@@ -38,20 +36,9 @@ def face_free_folder(folder: Path, count: int) -> Path:
     return folder
 
 
-def per_photo_ms(classifier, folder: Path, options, repeats: int) -> float:
-    from ferflow.faces.predict import predict_paths
-
-    photos = sorted(folder.glob("*.jpg"))
-    predict_paths(photos[:2], classifier, options)  # warm-up: sessions and caches
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        predict_paths(photos[:1], classifier, options)
-        one = time.perf_counter() - start
-        start = time.perf_counter()
-        predict_paths(photos, classifier, options)
-        times.append((time.perf_counter() - start - one) / (len(photos) - 1) * 1000)
-    return round(statistics.median(times), 1)
+def median_ms(classifier, folder: Path, options, repeats: int) -> float:
+    photos = len(list(folder.glob("*.jpg")))
+    return round(statistics.median(per_photo_ms(classifier, folder, options, photos) for _ in range(repeats)), 1)
 
 
 def main() -> int:
@@ -80,13 +67,11 @@ def main() -> int:
         }
         for kind, folder in folders.items():
             results["ms_per_extra_640x480_photo"][kind] = {
-                mode: per_photo_ms(classifier, folder, options, args.repeats)
+                mode: median_ms(classifier, folder, options, args.repeats)
                 for mode, (classifier, options) in modes.items()
             }
             print(kind, results["ms_per_extra_640x480_photo"][kind], flush=True)
-    print(json.dumps(results, indent=1))
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=1) + "\n")
+    report(results, args.out)
     return 0
 
 

@@ -89,6 +89,16 @@ def face_detector(name: str = DEFAULT_DETECTOR):
     return kinds[name]()
 
 
+def shrunk(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """(`pixels` downscaled to at most `max_side` on the long side, the scale): what is searched."""
+    height, width = pixels.shape[:2]
+    scale = min(1.0, max_side / max(height, width))
+    if scale == 1.0:
+        return pixels, scale
+    # At least one pixel a side: a very thin photo would otherwise shrink to nothing.
+    return detection_copy(pixels, max(1, round(width * scale)), max(1, round(height * scale))), scale
+
+
 def detect_faces(
     pixels: np.ndarray, detector, min_size: int = 30, max_side: int | None = None, **settings
 ) -> list[Box]:
@@ -97,13 +107,7 @@ def detect_faces(
     Images larger than `max_side` (default: the detector's `detect_size`) are detected on a
     downscaled copy. `settings` go to the detector's `detect` (MTCNN: `thresholds`).
     """
-    max_side = max_side or detector.detect_size
-    height, width = pixels.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
-    # At least one pixel a side: a very thin photo would otherwise shrink to nothing.
-    small = (
-        pixels if scale == 1.0 else detection_copy(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
-    )
+    small, scale = shrunk(pixels, max_side or detector.detect_size)
     boxes = detector.detect(small, max(12, round(min_size * scale)), **settings)
     mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]
     return sorted(mapped, key=lambda b: -b[2] * b[3])
@@ -131,12 +135,8 @@ def detect_turned_faces(
         return []
     thresholds = (*detector.thresholds[:2], max(detector.thresholds[2], onet))
     max_side = max_side or detector.detect_size
-    height, width = pixels.shape[:2]
-    scale = min(1.0, max_side / max(height, width))
     # Turn the small copy that detection would search anyway: turning the whole photo costs more.
-    small = (
-        pixels if scale == 1.0 else detection_copy(pixels, max(1, round(width * scale)), max(1, round(height * scale)))
-    )
+    small, scale = shrunk(pixels, max_side)
     boxes: list[Box] = []
     for degrees in turns:
         copy, back = turned_copy(small, degrees)
