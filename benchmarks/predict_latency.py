@@ -34,12 +34,11 @@ def main() -> None:
     import cv2
     from skimage import data as skimage_data
 
-    from ferflow.faces.detectors import DEFAULT_DETECTOR
+    from ferflow.faces.detectors import DEFAULT_DETECTOR, detect_faces
     from ferflow.faces.predict import (
         DEFAULT_MODEL,
         PredictOptions,
         classify_faces,
-        detect_faces,
         face_detector,
         load_classifier,
         predict_paths,

@@ -17,12 +17,12 @@ from skimage import data as skimage_data
 
 from ferflow import CLASS_NAMES
 from ferflow.apps.cli import EXIT_NOTHING, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from ferflow.faces.detectors import detect_faces
 from ferflow.faces.mtcnn import Mtcnn, MtcnnDetector, MtcnnTensorFlow
 from ferflow.faces.photo import Image, crop_face, decode_image, face_frame
 from ferflow.faces.predict import (
     ModelFileError,
     PredictOptions,
-    detect_faces,
     face_detector,
     load_classifier,
     locate_faces,
@@ -764,12 +764,17 @@ def test_a_turned_copy_holds_the_whole_photo_and_maps_its_points_back() -> None:
     photo = np.zeros((120, 300, 3), dtype=np.uint8)
     photo[30:34, 40:44] = 255  # a dot near a corner, which a same-size copy would lose
     for degrees in (-30, 30, 45, 90):
-        copy, back = turned_copy(photo, degrees)
-        ys, xs = np.nonzero(copy[..., 0] > 100)
-        # In continuous coordinates (a box's edges), pixel i spans i..i+1: the dot's centre is (42, 32).
-        x, y = back @ np.array([xs.mean() + 0.5, ys.mean() + 0.5, 1.0])
-        assert abs(x - 42) < 0.75 and abs(y - 32) < 0.75, (degrees, x, y)
+        for max_side in (None, 200):
+            copy, back = turned_copy(photo, degrees, max_side)
+            assert max(copy.shape[:2]) <= (max_side or 400)
+            weights = copy[..., 0].astype(float)  # the dot, blurred where the copy is shrunk
+            ys, xs = np.indices(weights.shape)
+            # In continuous coordinates (a box's edges), pixel i spans i..i+1: the dot's centre is (42, 32).
+            centre = [(xs * weights).sum() / weights.sum() + 0.5, (ys * weights).sum() / weights.sum() + 0.5, 1.0]
+            x, y = back @ np.array(centre)
+            assert abs(x - 42) < 0.75 and abs(y - 32) < 0.75, (degrees, max_side, x, y)
     assert turned_copy(photo, 90)[0].shape == (300, 120, 3)
+    assert turned_copy(photo, 90, 200)[0].shape == (200, 80, 3)
     assert turned_copy(photo[..., 0], 30)[0].shape == (254, 320)
 
 

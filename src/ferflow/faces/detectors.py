@@ -108,6 +108,11 @@ def detect_faces(
     downscaled copy. `settings` go to the detector's `detect` (MTCNN: `thresholds`).
     """
     small, scale = shrunk(pixels, max_side or detector.detect_size)
+    return faces_in_copy(small, scale, detector, min_size, **settings)
+
+
+def faces_in_copy(small: np.ndarray, scale: float, detector, min_size: int = 30, **settings) -> list[Box]:
+    """`detect_faces` on the copy that `shrunk` made at `scale`: boxes in the original's pixels."""
     boxes = detector.detect(small, max(12, round(min_size * scale)), **settings)
     mapped = [tuple(int(round(v / scale)) for v in box) for box in boxes]
     return sorted(mapped, key=lambda b: -b[2] * b[3])
@@ -131,20 +136,35 @@ def detect_turned_faces(
     """Faces found on copies of `pixels` turned by `turns` degrees, each as the upright box of the
     same size around the face's centre in `pixels`; a box that overlaps an earlier one is dropped.
     MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`."""
+    max_side = max_side or detector.detect_size
+    # Turn the small copy that detection searches anyway: turning the whole photo costs more.
+    small, scale = shrunk(pixels, max_side)
+    return turned_faces_in_copy(small, scale, detector, min_size, max_side, turns, onet)
+
+
+def turned_faces_in_copy(
+    small: np.ndarray,
+    scale: float,
+    detector,
+    min_size: int = 30,
+    max_side: int | None = None,
+    turns: tuple[float, ...] = TURNS,
+    onet: float = TURNED_ONET,
+) -> list[Box]:
+    """`detect_turned_faces` on the copy that `shrunk` made at `scale`: boxes in the original's pixels."""
     if not isinstance(detector, Mtcnn):
         return []
     thresholds = (*detector.thresholds[:2], max(detector.thresholds[2], onet))
-    max_side = max_side or detector.detect_size
-    # Turn the small copy that detection would search anyway: turning the whole photo costs more.
-    small, scale = shrunk(pixels, max_side)
     boxes: list[Box] = []
     for degrees in turns:
-        copy, back = turned_copy(small, degrees)
-        for x, y, w, h in detect_faces(
-            copy, detector, max(1, round(min_size * scale)), max_side, thresholds=thresholds
-        ):
+        # Turned and fitted to `max_side` in one step: the canvas that holds the turned copy is larger.
+        copy, back = turned_copy(small, degrees, max_side or detector.detect_size)
+        copy_scale = 1 / float(np.hypot(*back[:, 0]))  # the fitting's shrink, from the matrix's length
+        found = detector.detect(copy, max(12, round(min_size * scale * copy_scale)), thresholds=thresholds)
+        for x, y, w, h in found:
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
-            box = tuple(int(round(v / scale)) for v in (cx - w / 2, cy - h / 2, w, h))
+            side_w, side_h = w / copy_scale, h / copy_scale
+            box = tuple(int(round(v / scale)) for v in (cx - side_w / 2, cy - side_h / 2, side_w, side_h))
             if all(iou(box, kept) < 0.3 for kept in boxes):
                 boxes.append(box)
     return sorted(boxes, key=lambda b: -b[2] * b[3])

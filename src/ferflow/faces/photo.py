@@ -35,20 +35,28 @@ def iou(a: Box | np.ndarray, b: Box | np.ndarray) -> float:
     return float(inter / union) if union > 0 else 0.0
 
 
-def turned_copy(pixels: np.ndarray, degrees: float) -> tuple[np.ndarray, np.ndarray]:
+def turned_copy(pixels: np.ndarray, degrees: float, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`pixels` turned by `degrees` anticlockwise about its centre, on a canvas that holds all of
-    it (the corners in the photo's mean colour), and the 2x3 matrix that maps a point (x, y, 1)
-    of the copy back to the photo."""
-    image = PILImage.fromarray(np.ascontiguousarray(pixels))
-    fill = tuple(int(v) for v in np.asarray(pixels).reshape(-1, 1 if pixels.ndim == 2 else pixels.shape[2]).mean(0))
-    copy = np.asarray(image.rotate(degrees, resample=PILImage.BILINEAR, expand=True, fillcolor=fill))
+    it (the corners in the photo's mean colour), shrunk in the same step to at most `max_side` on
+    its long side, and the 2x3 matrix that maps a point (x, y, 1) of the copy back to the photo."""
     angle = math.radians(degrees)
-    cos, sin = math.cos(angle), math.sin(angle)
-    (height, width), (copy_height, copy_width) = pixels.shape[:2], copy.shape[:2]
-    # Anticlockwise on screen (y down): a point's offset from the centre turns back by the inverse.
-    turn_back = np.array([[cos, -sin], [sin, cos]])
-    shift = np.array([width / 2, height / 2]) - turn_back @ np.array([copy_width / 2, copy_height / 2])
-    return copy, np.column_stack([turn_back, shift])
+    cos, sin = round(math.cos(angle), 15), round(math.sin(angle), 15)
+    height, width = pixels.shape[:2]
+    # The canvas of Pillow's rotate(expand=True), computed as it computes it (rounding included).
+    xs = [cos * (x - width / 2) - sin * (y - height / 2) + width / 2 for x in (0, width) for y in (0, height)]
+    ys = [sin * (x - width / 2) + cos * (y - height / 2) + height / 2 for x in (0, width) for y in (0, height)]
+    canvas = (math.ceil(max(xs)) - math.floor(min(xs)), math.ceil(max(ys)) - math.floor(min(ys)))
+    scale = min(1.0, max_side / max(canvas)) if max_side else 1.0
+    size = (max(1, round(canvas[0] * scale)), max(1, round(canvas[1] * scale)))
+    # Anticlockwise on screen (y down): a point's offset from the centre turns back by the inverse,
+    # and one bilinear step turns and shrinks (a second resize would cost as much as the turn).
+    turn_back = np.array([[cos, -sin], [sin, cos]]) / scale
+    shift = np.array([width / 2, height / 2]) - turn_back @ np.array([size[0] / 2, size[1] / 2])
+    back = np.column_stack([turn_back, shift])
+    fill = tuple(int(v) for v in np.asarray(pixels).reshape(-1, 1 if pixels.ndim == 2 else pixels.shape[2]).mean(0))
+    image = PILImage.fromarray(np.ascontiguousarray(pixels))
+    copy = image.transform(size, PILImage.Transform.AFFINE, tuple(back.ravel()), PILImage.BILINEAR, fillcolor=fill)
+    return np.asarray(copy), back
 
 
 def to_grey(pixels: np.ndarray) -> np.ndarray:

@@ -28,7 +28,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ferflow import IMAGE_SIZE, paths
-from ferflow.faces.detectors import DEFAULT_DETECTOR, Box, detect_faces, detect_turned_faces, face_detector
+from ferflow.faces.detectors import (
+    DEFAULT_DETECTOR,
+    Box,
+    face_detector,
+    faces_in_copy,
+    shrunk,
+    turned_faces_in_copy,
+)
 from ferflow.faces.photo import (
     IMAGE_SUFFIXES,
     VIDEO_SUFFIXES,
@@ -298,9 +305,11 @@ def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list
     grey = to_grey(image.pixels)
     if detector is None:
         return [(0, 0, grey.shape[1], grey.shape[0])], [resized_face(grey, IMAGE_SIZE)]
-    boxes = detect_faces(image.pixels, detector, options.min_face, options.detect_size)
+    max_side = options.detect_size or detector.detect_size
+    small, scale = shrunk(image.pixels, max_side)  # one copy for both searches
+    boxes = faces_in_copy(small, scale, detector, options.min_face)
     if not boxes and options.find_turned:
-        boxes = detect_turned_faces(image.pixels, detector, options.min_face, options.detect_size)
+        boxes = turned_faces_in_copy(small, scale, detector, options.min_face, max_side)
     return boxes, crops_at(grey, boxes, options)
 
 
