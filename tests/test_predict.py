@@ -779,7 +779,7 @@ def test_a_turned_copy_holds_the_whole_photo_and_maps_its_points_back() -> None:
 
 
 def test_a_tilted_head_missed_upright_is_found_on_turned_copies_and_face_free_photos_stay_so() -> None:
-    from ferflow.faces.detectors import detect_turned_faces
+    from ferflow.faces.detectors import detect_turned_faces, shrunk
 
     detector = face_detector()
     for degrees in (40, 45, -45):
@@ -787,6 +787,7 @@ def test_a_tilted_head_missed_upright_is_found_on_turned_copies_and_face_free_ph
         assert detect_faces(photo, detector) == []
         found = detect_turned_faces(photo, detector)
         assert len(found) == 1 and iou(found[0], upright) > 0.5, (degrees, found)
+        assert detect_turned_faces(photo, detector, copy=shrunk(photo, detector.detect_size)) == found
     for name in ("coffee", "rocket", "brick", "chelsea"):
         assert detect_turned_faces(getattr(skimage_data, name)(), detector) == [], name
 

@@ -132,35 +132,24 @@ def detect_turned_faces(
     max_side: int | None = None,
     turns: tuple[float, ...] = TURNS,
     onet: float = TURNED_ONET,
+    copy: tuple[np.ndarray, float] | None = None,
 ) -> list[Box]:
     """Faces found on copies of `pixels` turned by `turns` degrees, each as the upright box of the
     same size around the face's centre in `pixels`; a box that overlaps an earlier one is dropped.
-    MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`."""
-    max_side = max_side or detector.detect_size
-    # Turn the small copy that detection searches anyway: turning the whole photo costs more.
-    small, scale = shrunk(pixels, max_side)
-    return turned_faces_in_copy(small, scale, detector, min_size, max_side, turns, onet)
-
-
-def turned_faces_in_copy(
-    small: np.ndarray,
-    scale: float,
-    detector,
-    min_size: int = 30,
-    max_side: int | None = None,
-    turns: tuple[float, ...] = TURNS,
-    onet: float = TURNED_ONET,
-) -> list[Box]:
-    """`detect_turned_faces` on the copy that `shrunk` made at `scale`: boxes in the original's pixels."""
+    MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`. `copy` is
+    the (copy, scale) that `shrunk(pixels, max_side)` gives, where the caller has made it already."""
     if not isinstance(detector, Mtcnn):
         return []
+    max_side = max_side or detector.detect_size
+    # Turn the small copy that detection searches anyway: turning the whole photo costs more.
+    small, scale = copy or shrunk(pixels, max_side)
     thresholds = (*detector.thresholds[:2], max(detector.thresholds[2], onet))
     boxes: list[Box] = []
     for degrees in turns:
         # Turned and fitted to `max_side` in one step: the canvas that holds the turned copy is larger.
-        copy, back = turned_copy(small, degrees, max_side or detector.detect_size)
+        turned, back = turned_copy(small, degrees, max_side)
         copy_scale = 1 / float(np.hypot(*back[:, 0]))  # the fitting's shrink, from the matrix's length
-        found = detector.detect(copy, max(12, round(min_size * scale * copy_scale)), thresholds=thresholds)
+        found = detector.detect(turned, max(12, round(min_size * scale * copy_scale)), thresholds=thresholds)
         for x, y, w, h in found:
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
             side_w, side_h = w / copy_scale, h / copy_scale

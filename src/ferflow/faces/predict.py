@@ -31,10 +31,10 @@ from ferflow import IMAGE_SIZE, paths
 from ferflow.faces.detectors import (
     DEFAULT_DETECTOR,
     Box,
+    detect_turned_faces,
     face_detector,
     faces_in_copy,
     shrunk,
-    turned_faces_in_copy,
 )
 from ferflow.faces.photo import (
     IMAGE_SUFFIXES,
@@ -309,7 +309,7 @@ def _locate_faces(image: Image, options: PredictOptions, detector) -> tuple[list
     small, scale = shrunk(image.pixels, max_side)  # one copy for both searches
     boxes = faces_in_copy(small, scale, detector, options.min_face)
     if not boxes and options.find_turned:
-        boxes = turned_faces_in_copy(small, scale, detector, options.min_face, max_side)
+        boxes = detect_turned_faces(image.pixels, detector, options.min_face, max_side, copy=(small, scale))
     return boxes, crops_at(grey, boxes, options)
 
 
