@@ -134,8 +134,8 @@ def test_detecting_every_5_frames_keeps_both_tracks_with_a_fifth_of_the_searches
     import ferflow.faces.predict as predict
 
     searches = []
-    detect = predict.detect_faces
-    monkeypatch.setattr(predict, "detect_faces", lambda *a, **k: searches.append(1) or detect(*a, **k))
+    detect = predict.faces_in_copy
+    monkeypatch.setattr(predict, "faces_in_copy", lambda *a, **k: searches.append(1) or detect(*a, **k))
     options = predict.PredictOptions(video_stride=1, detect_every=5)
     faces = predict.predict_paths([clip_run["clip"]], predict.load_classifier(), options).faces
     assert len(searches) == 20
