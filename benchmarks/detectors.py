@@ -28,6 +28,7 @@ from PIL import Image as PILImage
 from skimage import data as skimage_data
 
 from ferflow.faces.detectors import DETECTORS, detect_faces, face_detector
+from ferflow.faces.mtcnn import load_second_look
 
 FACE_FREE = ("coffee", "chelsea", "rocket", "cat", "brick", "immunohistochemistry", "hubble_deep_field")
 
@@ -96,6 +97,17 @@ def main() -> None:
         default=None,
         help="mtcnn only: P/R/O-Net thresholds as 0.6/0.7/0.8 (each value is a row; default: ferflow's)",
     )
+    parser.add_argument(
+        "--second-look",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="THRESHOLD",
+        help="mtcnn only: its second look at the candidates O-Net doubts, kept at this score (each value is a row)",
+    )
+    parser.add_argument(
+        "--second-look-file", type=Path, metavar="ONNX", help="the second look's file (default: the package's)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=int, nargs="+", default=[48, 96, 160, 320])
     parser.add_argument("--out", type=Path)
@@ -119,20 +131,23 @@ def main() -> None:
                 if args.thresholds
                 else [detector.thresholds],
                 args.scale_factors or [detector.scale_factor],
+                args.second_look or [None],
             )
         else:
-            settings = [(None, None)]
-        for (thresholds, scale_factor), max_side in itertools.product(
+            settings = [(None, None, None)]
+        for (thresholds, scale_factor, look), max_side in itertools.product(
             list(settings), args.max_sides or [detector.detect_size]
         ):
             if name == "mtcnn":
                 detector.thresholds, detector.scale_factor = thresholds, scale_factor
+                detector.second_look = None if look is None else load_second_look(look, args.second_look_file)
             rows.append(
                 {
                     "detector": name,
                     "max_side": max_side,
                     "thresholds": "/".join(map(str, thresholds)) if thresholds else "",
                     "scale_factor": scale_factor or "",
+                    "second_look": "" if look is None else look,
                     **measure(detector, faces, args.seeds, args.sizes, max_side, portraits, face_free, photo_640),
                 }
             )

@@ -32,7 +32,7 @@ from detectors import FACE_FREE
 from grids import FACES, draw, grid, load_faces, match, write_csv
 
 from ferflow.faces.detectors import TURNED_ONET, detect_faces, detect_turned_faces, face_detector
-from ferflow.faces.mtcnn import MtcnnDetector
+from ferflow.faces.mtcnn import SECOND_LOOK_FILE, MtcnnDetector, load_second_look
 
 MIN_FACE = 24
 # Photos without faces, beside detectors.py's: scikit-image's own, none of them holding a face.
@@ -226,6 +226,18 @@ def main() -> None:
         help=f"a lever: MTCNN's stage thresholds (default: the shipped {MtcnnDetector.THRESHOLDS})",
     )
     parser.add_argument(
+        "--second-look",
+        type=float,
+        metavar="THRESHOLD",
+        help="a lever: MTCNN's second look at the candidates O-Net doubts, kept at this score",
+    )
+    parser.add_argument(
+        "--second-look-file",
+        type=Path,
+        metavar="ONNX",
+        help="with --second-look: the network's file (default: the package's)",
+    )
+    parser.add_argument(
         "--only-where-none",
         action="store_true",
         help="run the levers' extra searches only on photos where the first search finds no face",
@@ -240,6 +252,9 @@ def main() -> None:
     rotations = tuple(args.rotated_passes)
     faces, _, _ = load_faces(args.faces)
     detector = MtcnnDetector(thresholds=tuple(args.thresholds)) if args.thresholds else face_detector("mtcnn")
+    if args.second_look is not None:  # on a detector of its own: the shared one finds the misses below
+        detector = MtcnnDetector(thresholds=detector.thresholds)
+        detector.second_look = load_second_look(args.second_look, args.second_look_file)
     second = MmodDetector(args.mmod) if args.mmod else None
     search = Search(detector, rotations, args.rotated_onet, second, args.only_where_none)
     rows = recall_rows(search, faces, KINDS, args.seeds, args.sizes, args.alone)
@@ -281,6 +296,8 @@ def main() -> None:
             passes += ", dlib MMOD as a second detector at 640 px"
         if args.only_where_none:
             passes += " where the first search finds none"
+        if args.second_look is not None:
+            passes += f", second look >= {args.second_look} ({Path(args.second_look_file or SECOND_LOOK_FILE).name})"
         placing = "each face alone in its photo" if args.alone else "24 faces a grid"
         about = (
             f"hard_faces.py: {Path(args.faces).name}/, seeds {args.seeds}, sizes {args.sizes} px, {placing}, "

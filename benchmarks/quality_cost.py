@@ -1,4 +1,4 @@
-"""Time per photo of each `--quality`, and of `--find-turned`, on photos with a face and on
+"""Time per photo of each `--quality`, and of `--find-turned` and `--second-look`, on photos with a face and on
 photos without one, measured in one run. Run it alone on the machine.
 
     python benchmarks/quality_cost.py --out benchmarks/results/quality_cost_cpu.json
@@ -53,7 +53,11 @@ def main() -> int:
     modes = {
         "fast": (fast, PredictOptions()),
         "fast --find-turned": (fast, PredictOptions(find_turned=True)),
-        "best (ten-crop, --find-turned)": (best, PredictOptions(tta=True, find_turned=True)),
+        "fast --second-look": (fast, PredictOptions(second_look=True)),
+        "best (ten-crop, --find-turned, --second-look)": (
+            best,
+            PredictOptions(tta=True, find_turned=True, second_look=True),
+        ),
     }
     results: dict = {
         "machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",

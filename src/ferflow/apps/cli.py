@@ -42,7 +42,8 @@ def _model_arguments(p) -> None:
         default=DEFAULT_QUALITY,
         help="fast: the shipped single model (65.6%% of FER-2013's test faces right; about 26 ms a "
         "640x480 photo on 2 CPU cores); best: three models averaged over ten crops of each face "
-        f"(68.7%%; about 42 ms a photo) (default: {DEFAULT_QUALITY})",
+        "(68.7%%; about 42 ms a photo), and tilted or covered faces searched harder (--find-turned, "
+        f"--second-look) (default: {DEFAULT_QUALITY})",
     )
     p.add_argument(
         "--model",
@@ -129,6 +130,12 @@ def _predict_parser(sub) -> None:
         help="where a photo or frame shows no upright face, also search copies turned by 30 degrees "
         "either way, for tilted heads (mtcnn only; such photos take about 3x as long to search; "
         "on with --quality best)",
+    )
+    p.add_argument(
+        "--second-look",
+        action="store_true",
+        help="take a second look at the faces MTCNN's last stage doubts, which finds more faces "
+        "half covered by a hand or sunglasses (mtcnn only; on with --quality best)",
     )
     ray = p.add_argument_group("many photos", "score on a Ray cluster (pip install 'ferflow[ray]'; docs/photos.md)")
     ray.add_argument(
@@ -264,6 +271,7 @@ def run_predict(args) -> int:
             annotate_dir=args.annotate,
             detector=args.detector,
             find_turned=args.find_turned or args.quality == "best",
+            second_look=args.second_look or args.quality == "best",
             progress=args.json is None,
         )  # scripts that ask for JSON get no progress bar
     except ValueError as problem:
@@ -288,7 +296,7 @@ def run_predict(args) -> int:
             return EXIT_USAGE
     if not args.no_detect:
         try:  # built once here and shared (face_detector caches it), before the model loads
-            face_detector(args.detector)
+            face_detector(options.detector, options.second_look)
         except (RuntimeError, ValueError) as error:
             print(f"error: --detector {args.detector}: {error}", file=sys.stderr)
             return EXIT_USAGE

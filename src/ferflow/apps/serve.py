@@ -301,8 +301,9 @@ def create_app(
     and `allowed_hosts`). Keras models are not safe to call from several threads at once, so
     predictions take a lock; requests are still accepted concurrently, within the memory bounds."""
     served = model or {"quality": "custom", "file": classifier.path.name, "runtime": classifier.runtime, "tta": False}
-    options = options or PredictOptions(tta=served["tta"], find_turned=served.get("quality") == "best")
-    detector = face_detector(options.detector) if options.detect else None
+    best = served.get("quality") == "best"
+    options = options or PredictOptions(tta=served["tta"], find_turned=best, second_look=best)
+    detector = face_detector(options.detector, options.second_look) if options.detect else None
     summary = {**model_summary(classifier), "model": served}
     predicting = threading.Lock()
     decoding = MemoryBudget(DECODE_BUDGET_BYTES)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.faces.mtcnn import Mtcnn, MtcnnDetector, MtcnnTensorFlow
+from ferflow.faces.mtcnn import SECOND_LOOK_THRESHOLD, Mtcnn, MtcnnDetector, MtcnnTensorFlow, load_second_look
 from ferflow.faces.photo import Box, detection_copy, iou, require_opencv, to_grey, turned_copy
 
 DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
@@ -70,14 +70,23 @@ class DlibHogDetector:
         return boxes
 
 
-@functools.cache
-def face_detector(name: str = DEFAULT_DETECTOR):
+def face_detector(name: str = DEFAULT_DETECTOR, second_look: bool = False):
     """A detector by name (see DETECTORS), built once per process and shared.
 
     Building MTCNN (three networks and their weights) costs more than detecting one photo,
     so repeated `predict_paths` calls must not pay it again. Detectors keep no state
-    between calls.
+    between calls. `second_look`: MTCNN takes a second look at the candidates its last stage
+    doubts (`ferflow.faces.mtcnn.SecondLook`), which finds more covered faces; it is a detector
+    of its own, and other detectors ignore it.
     """
+    return shared_detector(name, bool(second_look) and name in SECOND_LOOK_DETECTORS)
+
+
+SECOND_LOOK_DETECTORS = ("mtcnn", "mtcnn_tensorflow")
+
+
+@functools.cache
+def shared_detector(name: str, second_look: bool):
     kinds = {
         "haar": HaarDetector,
         "dlib_hog": DlibHogDetector,
@@ -86,7 +95,13 @@ def face_detector(name: str = DEFAULT_DETECTOR):
     }
     if name not in kinds:
         raise ValueError(f"unknown face detector {name!r}; choose one of {list(DETECTORS)}")
-    return kinds[name]()
+    detector = kinds[name]()
+    if second_look:
+        detector.second_look = load_second_look(SECOND_LOOK_THRESHOLD)
+    return detector
+
+
+face_detector.cache_clear = shared_detector.cache_clear  # the next call builds afresh
 
 
 def shrunk(pixels: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:

@@ -4,10 +4,13 @@ The image pyramid goes through P-Net in one call (`PackedPNet`), then R-Net and 
 candidates' patches (`refine_boxes`). `MtcnnDetector` runs the networks exported to ONNX on ONNX
 Runtime (the default; the package's assets); `MtcnnTensorFlow` runs the package's own networks
 on TensorFlow, to export them and to check the ONNX detector against. Boxes, suppression and
-the pyramid reproduce the package's (tests compare them).
+the pyramid reproduce the package's (tests compare them). A detector may take a second look
+(`SecondLook`, this project's own small network) at the candidates O-Net doubts.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 
@@ -166,25 +169,66 @@ class PackedPNet:
         return to_square(boxes[suppress_overlaps(boxes, self.nms_all)])
 
 
+def patch_fractions(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """As the package's extract_patches: boxes as (y1, x1, y2, x2) fractions of `image`'s height
+    and width (`image` with a batch axis)."""
+    height, width = image.shape[1:3]
+    return (boxes[:, [1, 0, 3, 2]] / [height, width, height, width]).astype(np.float32)
+
+
 def refine_boxes(
-    image: np.ndarray, boxes: np.ndarray, score_patches, threshold: float, nms: float, method: str
+    image: np.ndarray,
+    boxes: np.ndarray,
+    score_patches,
+    threshold: float,
+    nms: float,
+    method: str,
+    second_look: SecondLook | None = None,
 ) -> np.ndarray:
     """MTCNN's second or third stage: score each box's patch, move the box, keep confident ones.
 
     `image` is the normalized photo with a batch axis, `boxes` rows of (x1, y1, x2, y2, score),
-    `score_patches` a `graph_function` with a patch size.
+    `score_patches` a `graph_function` with a patch size. With a `second_look`, boxes scored
+    between its `lowest` and `threshold` are kept where it says they are faces.
     """
     if len(boxes) == 0:  # the network takes no empty batch
         return boxes
-    height, width = image.shape[1:3]
-    # As the package's extract_patches: (y1, x1, y2, x2) over the photo's height and width.
-    fractions = (boxes[:, [1, 0, 3, 2]] / [height, width, height, width]).astype(np.float32)
+    fractions = patch_fractions(image, boxes)
     outputs = score_patches(image, fractions)
     offsets, scores = np.asarray(outputs[0]), np.asarray(outputs[-1])  # O-Net's landmarks in between
     sides = np.tile(boxes[:, 2:4] - boxes[:, 0:2] + 1, 2)  # the package's + 1
     moved = np.column_stack([boxes[:, :4] + offsets * sides, scores[:, 1]])
-    moved = best_first(moved[moved[:, 4] > threshold])
+    keep = moved[:, 4] > threshold
+    if second_look is not None:
+        doubtful = ~keep & (moved[:, 4] >= second_look.lowest)
+        if doubtful.any():
+            keep[doubtful] = second_look(image[0], fractions[doubtful])
+    moved = best_first(moved[keep])
     return moved[suppress_overlaps(moved, nms, method)]
+
+
+class SecondLook:
+    """A small network's second look at the candidates O-Net doubts (scored from `lowest` up to
+    its threshold): each candidate's 48x48 patch, in grey, is a face when the network's score
+    reaches `threshold`. Trained on covered faces, which O-Net scores as low as clutter
+    (docs/face-detection.md)."""
+
+    SIZE = 48
+
+    def __init__(self, network, threshold: float, lowest: float = 0.02) -> None:
+        self.network, self.threshold, self.lowest = network, threshold, lowest
+
+    def scores(self, image: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+        """The network's face scores of the patches at `fractions` of the normalized `image`."""
+        return self.network(grey_patches(image, fractions, self.SIZE)).reshape(-1)
+
+    def __call__(self, image: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+        return self.scores(image, fractions) >= self.threshold
+
+
+def grey_patches(image: np.ndarray, fractions: np.ndarray, size: int) -> np.ndarray:
+    """(n, size, size, 1) grey patches of the normalized `image` at `fractions`, as O-Net cuts them."""
+    return crop_and_resize(image, fractions, size).mean(axis=3, keepdims=True)
 
 
 class Mtcnn:
@@ -214,19 +258,30 @@ class Mtcnn:
         self.scale_factor = scale_factor  # between the image pyramid's levels
         self.pnet = PackedPNet(pnet, scale_factor, thresholds[0])
         self.rnet, self.onet = rnet_patches, onet_patches
+        self.second_look: SecondLook | None = None  # off unless set
 
     def find(self, rgb: np.ndarray, thresholds: tuple[float, float, float] | None = None) -> np.ndarray:
         """Boxes (x1, y1, x2, y2, confidence) of the faces in an RGB photo, best first; `thresholds`
         replace the detector's own for this call."""
         thresholds = thresholds or self.thresholds
-        self.pnet.threshold, self.pnet.scale_factor = thresholds[0], self.scale_factor  # settings may change
-        image = (rgb.astype(np.float32) - 127.5) / 128  # the package's normalization (exact in float32)
-        boxes = to_square(refine_boxes(image[None], self.pnet(image), self.rnet, thresholds[1], 0.7, "union"))
-        boxes = refine_boxes(image[None], boxes, self.onet, thresholds[2], 0.7, "min")
+        image, boxes = self.candidates(rgb, thresholds)
+        # Not where a caller asks O-Net for more than its own threshold (the turned copies' search).
+        second_look = self.second_look if thresholds[2] <= self.thresholds[2] else None
+        boxes = refine_boxes(image[None], boxes, self.onet, thresholds[2], 0.7, "min", second_look)
         height, width = rgb.shape[:2]
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width - 1)  # inside the photo, as the package keeps them
         boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, height - 1)
         return boxes
+
+    def candidates(
+        self, rgb: np.ndarray, thresholds: tuple[float, float, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The normalized photo and the squared boxes that P-Net and R-Net keep: O-Net's input."""
+        thresholds = thresholds or self.thresholds
+        self.pnet.threshold, self.pnet.scale_factor = thresholds[0], self.scale_factor  # settings may change
+        image = (rgb.astype(np.float32) - 127.5) / 128  # the package's normalization (exact in float32)
+        boxes = to_square(refine_boxes(image[None], self.pnet(image), self.rnet, thresholds[1], 0.7, "union"))
+        return image, boxes
 
     def detect(
         self, pixels: np.ndarray, min_size: int, thresholds: tuple[float, float, float] | None = None
@@ -251,6 +306,18 @@ class MtcnnDetector(Mtcnn):
 
         pnet, rnet, onet = (OnnxModel(asset(MTCNN_FILES[n]), threads) for n in ("pnet", "rnet", "onet"))
         super().__init__(pnet.outputs, patch_scorer(rnet, 24), patch_scorer(onet, 48), **settings)
+
+
+SECOND_LOOK_FILE = "face_second_look.onnx"
+# The second look's score for a face, chosen on validation faces (docs/face-detection.md).
+SECOND_LOOK_THRESHOLD = 0.8
+
+
+def load_second_look(threshold: float, path: str | Path | None = None, threads: int | None = None) -> SecondLook:
+    """The second look on ONNX Runtime, from the package's assets unless `path` names a file."""
+    from ferflow.model.onnx_runtime import OnnxModel, asset
+
+    return SecondLook(OnnxModel(path or asset(SECOND_LOOK_FILE), threads).predict_on_batch, threshold)
 
 
 def patch_scorer(network, size: int):

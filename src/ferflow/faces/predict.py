@@ -132,6 +132,7 @@ class PredictOptions:
     detect_size: int | None = None  # larger photos are detected on a copy this large; None: the detector's
     detector: str = DEFAULT_DETECTOR
     find_turned: bool = False  # where a photo shows no upright face, search turned copies (MTCNN)
+    second_look: bool = False  # a second look at the candidates MTCNN's last stage doubts (covered faces)
     batch_size: int = MODEL_BATCH  # faces gathered across images before they are classified
     progress: bool = False  # a tqdm bar on stderr for more than a few files
     video_stride: int | None = None
@@ -185,7 +186,7 @@ def predict_paths(paths: list[str | Path], classifier: Classifier, options: Pred
     options = options or PredictOptions()
     files, problems = expand_paths(paths, options.video_stride is not None, skip=options.annotate_dir)
     result = Prediction(problems=problems)
-    detector = face_detector(options.detector) if options.detect else None
+    detector = face_detector(options.detector, options.second_look) if options.detect else None
     inputs = {path.resolve() for path in files}  # an annotated copy never replaces one of them
     pending: list[tuple[Image, list[Box], list[np.ndarray]]] = []
 

@@ -155,7 +155,7 @@ class FaceScorer:
         self.classifier = load_classifier(model_path, threads)
         self.options = options
         if options.detect:
-            face_detector(options.detector)
+            face_detector(options.detector, options.second_look)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         files = [os.fsdecode(bytes(path)) for path in batch["path"]]
