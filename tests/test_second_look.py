@@ -84,10 +84,15 @@ def test_the_turned_copies_stricter_search_takes_no_second_look() -> None:
     detector = MtcnnDetector()
     shown = []
     detector.second_look = SecondLook(lambda patches: shown.append(len(patches)) or np.ones((len(patches), 1)), 0.5)
-    detector.find(to_rgb(photo), thresholds=(*detector.thresholds[:2], 0.97))
+    stricter = (*detector.thresholds[:2], 0.97)
+    detector.find(to_rgb(photo), thresholds=stricter)
     assert shown == []
     detector.find(to_rgb(photo))
     assert shown and shown[0] >= 1
+    own = SecondLook(lambda patches: np.zeros((len(patches), 1)), 0.5)  # a caller's own look, saying no
+    shown.clear()
+    assert len(detector.find(to_rgb(photo), thresholds=stricter, second_look=own)) == 0
+    assert shown == []  # the caller's replaced the detector's
 
 
 def test_face_detector_with_the_second_look_is_its_own_shared_instance() -> None:

@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ferflow.faces.mtcnn import SECOND_LOOK_THRESHOLD, Mtcnn, MtcnnDetector, MtcnnTensorFlow, load_second_look
+from ferflow.faces.mtcnn import (
+    SECOND_LOOK_THRESHOLD,
+    Mtcnn,
+    MtcnnDetector,
+    MtcnnTensorFlow,
+    SecondLook,
+    load_second_look,
+)
 from ferflow.faces.photo import Box, detection_copy, iou, require_opencv, to_grey, turned_copy
 
 DETECTORS = ("haar", "dlib_hog", "mtcnn", "mtcnn_tensorflow")
@@ -148,11 +155,13 @@ def detect_turned_faces(
     turns: tuple[float, ...] = TURNS,
     onet: float = TURNED_ONET,
     copy: tuple[np.ndarray, float] | None = None,
+    second_look: SecondLook | None = None,
 ) -> list[Box]:
     """Faces found on copies of `pixels` turned by `turns` degrees, each as the upright box of the
     same size around the face's centre in `pixels`; a box that overlaps an earlier one is dropped.
-    MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`. `copy` is
-    the (copy, scale) that `shrunk(pixels, max_side)` gives, where the caller has made it already."""
+    MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`, or, with a
+    `second_look`, that must pass what O-Net doubts. `copy` is the (copy, scale) that
+    `shrunk(pixels, max_side)` gives, where the caller has made it already."""
     if not isinstance(detector, Mtcnn):
         return []
     max_side = max_side or detector.detect_size
@@ -164,7 +173,8 @@ def detect_turned_faces(
         # Turned and fitted to `max_side` in one step: the canvas that holds the turned copy is larger.
         turned, back = turned_copy(small, degrees, max_side)
         copy_scale = 1 / float(np.hypot(*back[:, 0]))  # the fitting's shrink, from the matrix's length
-        found = detector.detect(turned, max(12, round(min_size * scale * copy_scale)), thresholds=thresholds)
+        min_here = max(12, round(min_size * scale * copy_scale))
+        found = detector.detect(turned, min_here, thresholds=thresholds, second_look=second_look)
         for x, y, w, h in found:
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
             side_w, side_h = w / copy_scale, h / copy_scale

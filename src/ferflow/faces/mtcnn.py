@@ -260,13 +260,20 @@ class Mtcnn:
         self.rnet, self.onet = rnet_patches, onet_patches
         self.second_look: SecondLook | None = None  # off unless set
 
-    def find(self, rgb: np.ndarray, thresholds: tuple[float, float, float] | None = None) -> np.ndarray:
+    def find(
+        self,
+        rgb: np.ndarray,
+        thresholds: tuple[float, float, float] | None = None,
+        second_look: SecondLook | None = None,
+    ) -> np.ndarray:
         """Boxes (x1, y1, x2, y2, confidence) of the faces in an RGB photo, best first; `thresholds`
-        replace the detector's own for this call."""
+        and `second_look` replace the detector's own for this call."""
         thresholds = thresholds or self.thresholds
         image, boxes = self.candidates(rgb, thresholds)
-        # Not where a caller asks O-Net for more than its own threshold (the turned copies' search).
-        second_look = self.second_look if thresholds[2] <= self.thresholds[2] else None
+        # The detector's own second look is not for a caller that asks O-Net for more than its own
+        # threshold (the turned copies' search): that caller passes one of its own, if any.
+        if second_look is None and thresholds[2] <= self.thresholds[2]:
+            second_look = self.second_look
         boxes = refine_boxes(image[None], boxes, self.onet, thresholds[2], 0.7, "min", second_look)
         height, width = rgb.shape[:2]
         boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, width - 1)  # inside the photo, as the package keeps them
@@ -284,9 +291,13 @@ class Mtcnn:
         return image, boxes
 
     def detect(
-        self, pixels: np.ndarray, min_size: int, thresholds: tuple[float, float, float] | None = None
+        self,
+        pixels: np.ndarray,
+        min_size: int,
+        thresholds: tuple[float, float, float] | None = None,
+        second_look: SecondLook | None = None,
     ) -> list[Box]:
-        found = self.find(to_rgb(pixels), thresholds)
+        found = self.find(to_rgb(pixels), thresholds, second_look)
         # (x, y, width, height), rounded as the package rounds them. The default pyramid (faces
         # from 20 px) is used and smaller boxes are dropped here.
         corners_and_sides = np.round(np.column_stack([found[:, :2], found[:, 2:4] - found[:, :2]]))
