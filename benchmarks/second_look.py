@@ -21,7 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from grids import load_faces
+from grids import iou, load_faces
 
 from ferflow.faces.detectors import shrunk
 from ferflow.faces.mtcnn import MtcnnDetector, grey_patches, patch_fractions
@@ -34,8 +34,6 @@ SEED = 0
 def background_photos() -> list[np.ndarray]:
     """Grey photos without faces that no benchmark measures (scikit-learn's, scikit-image's,
     matplotlib's sample images)."""
-    from pathlib import Path as P
-
     import matplotlib
     import sklearn.datasets
     from skimage import data as skimage_data
@@ -44,7 +42,7 @@ def background_photos() -> list[np.ndarray]:
     for name in ("coins", "logo", "microaneurysms", "shepp_logan_phantom", "checkerboard"):
         photos.append(np.asarray(getattr(skimage_data, name)()))
     photos += list(skimage_data.stereo_motorcycle()[:2])
-    sample_data = P(matplotlib.get_data_path()) / "sample_data"
+    sample_data = Path(matplotlib.get_data_path()) / "sample_data"
     for name in ("logo2.png", "Minduka_Present_Blue_Pack.png"):
         photos.append(cv2.imread(str(sample_data / name), cv2.IMREAD_COLOR))
     return [grey(photo) for photo in photos]
@@ -137,14 +135,8 @@ def scene(
 
 def overlaps(box: np.ndarray, placed: list[tuple[int, int, int, int]]) -> float:
     """The largest IoU of an (x1, y1, x2, y2) box with the placed (x, y, w, h) faces."""
-    best = 0.0
-    for x, y, w, h in placed:
-        ix = max(0.0, min(box[2], x + w) - max(box[0], x))
-        iy = max(0.0, min(box[3], y + h) - max(box[1], y))
-        inter = ix * iy
-        union = (box[2] - box[0]) * (box[3] - box[1]) + w * h - inter
-        best = max(best, inter / union if union > 0 else 0.0)
-    return best
+    corners_and_sides = (box[0], box[1], box[2] - box[0], box[3] - box[1])
+    return max((iou(corners_and_sides, face) for face in placed), default=0.0)
 
 
 def examples(detector: MtcnnDetector, photo: np.ndarray, placed: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,8 +148,8 @@ def examples(detector: MtcnnDetector, photo: np.ndarray, placed: list) -> tuple[
         return np.empty((0, 48, 48, 1), np.float32), np.empty(0, np.int8), np.empty(0, np.float32)
     fractions = patch_fractions(image[None], boxes)
     onet = np.asarray(detector.onet(image[None], fractions)[-1])[:, 1]
-    iou = np.array([overlaps(box[:4] / scale, placed) for box in boxes])
-    labels = np.where(iou >= 0.5, 1, np.where(iou < 0.3, 0, -1)).astype(np.int8)
+    overlap = np.array([overlaps(box[:4] / scale, placed) for box in boxes])
+    labels = np.where(overlap >= 0.5, 1, np.where(overlap < 0.3, 0, -1)).astype(np.int8)
     return grey_patches(image, fractions, 48), labels, onet.astype(np.float32)
 
 

@@ -159,8 +159,8 @@ def detect_turned_faces(
 ) -> list[Box]:
     """Faces found on copies of `pixels` turned by `turns` degrees, each as the upright box of the
     same size around the face's centre in `pixels`; a box that overlaps an earlier one is dropped.
-    MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`, or, with a
-    `second_look`, that must pass what O-Net doubts. `copy` is the (copy, scale) that
+    MTCNN only (other detectors return no boxes): its O-Net must give at least `onet`; with a
+    `second_look`, a face O-Net doubts may pass that instead. `copy` is the (copy, scale) that
     `shrunk(pixels, max_side)` gives, where the caller has made it already."""
     if not isinstance(detector, Mtcnn):
         return []
