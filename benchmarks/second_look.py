@@ -23,9 +23,9 @@ import cv2
 import numpy as np
 from grids import iou, load_faces
 
-from ferflow.faces.detectors import shrunk
+from ferflow.faces.detectors import TURNS, shrunk, upright_box
 from ferflow.faces.mtcnn import MtcnnDetector, grey_patches, patch_fractions
-from ferflow.faces.photo import to_rgb
+from ferflow.faces.photo import to_rgb, turned_copy
 
 DETECT_SIZE = 320
 SEED = 0
@@ -39,7 +39,7 @@ def background_photos() -> list[np.ndarray]:
     from skimage import data as skimage_data
 
     photos = [np.asarray(image) for image in sklearn.datasets.load_sample_images().images]
-    for name in ("coins", "logo", "microaneurysms", "shepp_logan_phantom", "checkerboard"):
+    for name in ("coins", "logo", "microaneurysms", "shepp_logan_phantom"):
         photos.append(np.asarray(getattr(skimage_data, name)()))
     photos += list(skimage_data.stereo_motorcycle()[:2])
     sample_data = Path(matplotlib.get_data_path()) / "sample_data"
@@ -55,6 +55,49 @@ def grey(photo: np.ndarray) -> np.ndarray:
     if photo.ndim == 3:
         photo = cv2.cvtColor(photo[:, :, :3], cv2.COLOR_RGB2GRAY)
     return photo
+
+
+def drawn_background(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A face-free picture drawn from nothing: lines of random text, a regular pattern
+    (checks, stripes, a grid of dots) or scattered shapes, on a plain ground."""
+    ground, ink = (int(v) for v in rng.integers(0, 256, size=2))
+    canvas = np.full((height, width), ground, np.uint8)
+    kind = rng.random()
+    if kind < 0.4:  # text: a page, a sign, a screen
+        scale = float(np.exp(rng.uniform(np.log(0.3), np.log(2.0))))
+        font = int(rng.choice([0, 1, 2, 3, 4, 6, 7])) | (16 if rng.random() < 0.3 else 0)
+        thickness = int(rng.integers(1, 4))
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.,;:!?()-+=/ "))
+        line = int(30 * scale) + int(rng.integers(2, 20))
+        for y in range(int(rng.integers(line // 2, line + 1)), height + line, line):
+            words = "".join(rng.choice(letters, size=int(rng.integers(5, 80))))
+            cv2.putText(canvas, words, (int(rng.integers(-20, 20)), y), font, scale, ink, thickness, cv2.LINE_AA)
+    elif kind < 0.7:  # a regular pattern
+        step = int(rng.integers(4, 80))
+        ys, xs = np.mgrid[0:height, 0:width]
+        pattern = rng.integers(3)
+        if pattern == 0:
+            mask = (ys // step + xs // step) % 2 == 1
+        elif pattern == 1:
+            angle = rng.uniform(0, np.pi)
+            mask = ((xs * np.cos(angle) + ys * np.sin(angle)) // step) % 2 == 1
+        else:
+            mask = np.hypot(ys % step - step / 2, xs % step - step / 2) < step * rng.uniform(0.1, 0.45)
+        canvas[mask] = ink
+    else:  # scattered shapes and lines
+        for _ in range(int(rng.integers(5, 40))):
+            shade = int(rng.integers(0, 256))
+            a = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            b = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+            thickness = int(rng.choice([-1, 1, 2, 4]))
+            shape = rng.integers(3)
+            if shape == 0:
+                cv2.rectangle(canvas, a, b, shade, thickness)
+            elif shape == 1:
+                cv2.circle(canvas, a, int(rng.integers(3, max(4, min(height, width) // 3))), shade, thickness)
+            else:
+                cv2.line(canvas, a, b, shade, max(1, thickness))
+    return canvas
 
 
 def occluded(face: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -101,11 +144,18 @@ def crop_of(photo: np.ndarray, height: int, width: int, rng: np.random.Generator
     return crop[:, ::-1].copy() if rng.random() < 0.5 else crop
 
 
+def ground(photo: np.ndarray, height: int, width: int, drawn: float, rng: np.random.Generator) -> np.ndarray:
+    """A crop of a background `photo` or, with probability `drawn`, a drawn picture."""
+    if drawn and rng.random() < drawn:
+        return drawn_background(height, width, rng)
+    return crop_of(photo, height, width, rng)
+
+
 def scene(
-    faces: np.ndarray, backgrounds: list[np.ndarray], rng: np.random.Generator
+    faces: np.ndarray, backgrounds: list[np.ndarray], rng: np.random.Generator, drawn: float = 0.0
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """A grey photo and the (x, y, w, h) of the faces placed in it: 24 faces in a grid on grey,
-    one to four faces on a background photo's crop, or a background crop with no face."""
+    one to four faces on a background, or a background with no face."""
     kind = rng.random()
     if kind < 0.3:
         size = int(rng.integers(40, 321))
@@ -116,7 +166,7 @@ def scene(
         size = int(rng.integers(40, 200))
         count = int(rng.integers(1, 5))
         height, width = int(size * rng.uniform(1.3, 2.5)), int(size * count * rng.uniform(1.2, 2.0))
-        canvas = crop_of(backgrounds[rng.integers(len(backgrounds))], height, width, rng)
+        canvas = ground(backgrounds[rng.integers(len(backgrounds))], height, width, drawn, rng)
         step = width // count
         spots = [
             (i * step + int(rng.integers(0, max(1, step - size))), int(rng.integers(0, height - size + 1)))
@@ -124,7 +174,8 @@ def scene(
         ]
     else:
         side = int(rng.integers(200, 700))
-        return crop_of(backgrounds[rng.integers(len(backgrounds))], side, int(side * rng.uniform(0.6, 1.6)), rng), []
+        photo = backgrounds[rng.integers(len(backgrounds))]
+        return ground(photo, side, int(side * rng.uniform(0.6, 1.6)), drawn, rng), []
     placed = []
     for left, top in spots:
         face = changed(faces[rng.integers(len(faces))], rng)
@@ -133,34 +184,49 @@ def scene(
     return canvas, placed
 
 
-def overlaps(box: np.ndarray, placed: list[tuple[int, int, int, int]]) -> float:
-    """The largest IoU of an (x1, y1, x2, y2) box with the placed (x, y, w, h) faces."""
-    corners_and_sides = (box[0], box[1], box[2] - box[0], box[3] - box[1])
-    return max((iou(corners_and_sides, face) for face in placed), default=0.0)
+def overlaps(box: tuple[float, ...], placed: list[tuple[int, int, int, int]]) -> float:
+    """The largest IoU of an (x, y, w, h) box with the placed (x, y, w, h) faces."""
+    return max((iou(box, face) for face in placed), default=0.0)
 
 
-def examples(detector: MtcnnDetector, photo: np.ndarray, placed: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def in_photo(box: np.ndarray, back: np.ndarray | None, scale: float) -> tuple[float, ...]:
+    """A candidate's (x1, y1, x2, y2) on the searched copy as the (x, y, w, h) box in the photo,
+    mapped as `detect_turned_faces` maps it (`back` None: the copy is only shrunk)."""
+    x, y, w, h = box[0], box[1], box[2] - box[0], box[3] - box[1]
+    return tuple(v / scale for v in (x, y, w, h)) if back is None else upright_box((x, y, w, h), back, scale)
+
+
+def examples(
+    detector: MtcnnDetector, photo: np.ndarray, placed: list, turn: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The candidates' grey 48x48 patches as O-Net sees them, their labels (1 face, 0 not, -1
-    neither) and O-Net's scores."""
+    neither) and O-Net's scores; with a `turn`, on the copy turned by it that `--find-turned`
+    searches."""
     small, scale = shrunk(photo, DETECT_SIZE)
+    back = None
+    if turn:
+        small, back = turned_copy(small, turn, DETECT_SIZE)
     image, boxes = detector.candidates(to_rgb(small))
     if len(boxes) == 0:
         return np.empty((0, 48, 48, 1), np.float32), np.empty(0, np.int8), np.empty(0, np.float32)
     fractions = patch_fractions(image[None], boxes)
     onet = np.asarray(detector.onet(image[None], fractions)[-1])[:, 1]
-    overlap = np.array([overlaps(box[:4] / scale, placed) for box in boxes])
+    overlap = np.array([overlaps(in_photo(box, back, scale), placed) for box in boxes])
     labels = np.where(overlap >= 0.5, 1, np.where(overlap < 0.3, 0, -1)).astype(np.int8)
     return grey_patches(image, fractions, 48), labels, onet.astype(np.float32)
 
 
-def build_examples(faces: np.ndarray, count: int) -> dict[str, np.ndarray]:
+def build_examples(faces: np.ndarray, count: int, drawn: float = 0.0, turned: float = 0.0) -> dict[str, np.ndarray]:
+    """Examples from `count` scenes; a share `drawn` of the backgrounds are drawn pictures, and a
+    share `turned` of the scenes are searched on a copy turned as `--find-turned` turns it."""
     rng = np.random.default_rng(SEED)
     backgrounds = background_photos()
     detector = MtcnnDetector()
     patches, labels, onet = [], [], []
     for i in range(count):
-        photo, placed = scene(faces, backgrounds, rng)
-        p, lab, o = examples(detector, cv2.cvtColor(photo, cv2.COLOR_GRAY2RGB), placed)
+        photo, placed = scene(faces, backgrounds, rng, drawn)
+        turn = float(rng.choice(TURNS)) if turned and rng.random() < turned else 0.0
+        p, lab, o = examples(detector, cv2.cvtColor(photo, cv2.COLOR_GRAY2RGB), placed, turn)
         keep = lab >= 0
         patches.append(p[keep].astype(np.float16))
         labels.append(lab[keep])
@@ -203,7 +269,7 @@ def train(data: dict[str, np.ndarray], epochs: int):
     return model
 
 
-def second_look_card(data: dict[str, np.ndarray], scenes: int, epochs: int, worst: float) -> dict:
+def second_look_card(data: dict[str, np.ndarray], settings: dict, worst: float) -> dict:
     """The ONNX file's model card: what goes in, what comes out, what it was trained on."""
     return {
         "class_names": ["not a face", "face"],
@@ -215,7 +281,7 @@ def second_look_card(data: dict[str, np.ndarray], scenes: int, epochs: int, wors
             "(pixel - 127.5) / 128; one output: the probability of a face",
         },
         "arch": "second_look",
-        "params": {"scenes": scenes, "epochs": epochs, "seed": SEED},
+        "params": {**settings, "seed": SEED},
         "data": {
             "source": f"benchmarks/second_look.py: {len(data['y'])} candidates ({int(data['y'].sum())} faces) "
             "from FER-2013's training split, changed and placed in photos, and from the sample photos of "
@@ -225,7 +291,7 @@ def second_look_card(data: dict[str, np.ndarray], scenes: int, epochs: int, wors
     }
 
 
-def export(model, data: dict[str, np.ndarray], scenes: int, epochs: int, target: Path) -> float:
+def export(model, data: dict[str, np.ndarray], settings: dict, target: Path) -> float:
     """Write `model` to `target` as ONNX with its card, checked against Keras on 256 examples."""
     from ferflow.model.card import embed_in_onnx
     from ferflow.model.export import export_model
@@ -238,7 +304,7 @@ def export(model, data: dict[str, np.ndarray], scenes: int, epochs: int, target:
     if worst > 1e-4:
         partial.unlink()
         raise SystemExit(f"error: the ONNX export differs from Keras by {worst:.2e}")
-    embed_in_onnx(partial, second_look_card(data, scenes, epochs, worst))
+    embed_in_onnx(partial, second_look_card(data, settings, worst))
     partial.replace(target)
     return worst
 
@@ -248,6 +314,8 @@ def main() -> None:
     parser.add_argument("--faces", required=True, help="the training faces: dataset.npz:train")
     parser.add_argument("--scenes", type=int, default=2400)
     parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--drawn", type=float, default=0.0, help="share of backgrounds drawn (text, patterns, shapes)")
+    parser.add_argument("--turned", type=float, default=0.0, help="share of scenes searched on a turned copy")
     parser.add_argument("--examples", type=Path, help="a cache of the examples (.npz): read if it exists, else written")
     parser.add_argument("--out", type=Path, required=True, help="the ONNX file to write")
     args = parser.parse_args()
@@ -256,12 +324,15 @@ def main() -> None:
         data = dict(np.load(args.examples))
     else:
         faces, _, _ = load_faces(args.faces)
-        data = build_examples(faces, args.scenes)
+        data = build_examples(faces, args.scenes, args.drawn, args.turned)
         if args.examples:
             np.savez_compressed(args.examples, **data)
     print(f"{len(data['y'])} examples, {int(data['y'].sum())} faces, {time.perf_counter() - started:.0f} s")
     model = train(data, args.epochs)
-    worst = export(model, data, args.scenes, args.epochs, args.out)
+    settings = {"scenes": args.scenes, "epochs": args.epochs}
+    if args.drawn or args.turned:  # the shipped network's card lists only what it used
+        settings |= {"drawn": args.drawn, "turned": args.turned}
+    worst = export(model, data, settings, args.out)
     summary = {"examples": int(len(data["y"])), "faces": int(data["y"].sum()), "max_abs_difference": worst}
     print(json.dumps(summary), f"{args.out}, {time.perf_counter() - started:.0f} s")
 

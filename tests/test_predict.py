@@ -778,6 +778,22 @@ def test_a_turned_copy_holds_the_whole_photo_and_maps_its_points_back() -> None:
     assert turned_copy(photo[..., 0], 30)[0].shape == (254, 320)
 
 
+def test_a_box_on_a_turned_copy_maps_back_upright_around_the_same_point() -> None:
+    from ferflow.faces.detectors import upright_box
+    from ferflow.faces.photo import turned_copy
+
+    scale = 0.5  # the photo (400 x 300) was shrunk to this copy before it was turned
+    small = np.zeros((150, 200), dtype=np.uint8)
+    for degrees, max_side in ((30, None), (-30, 160), (90, 100)):
+        copy, back = turned_copy(small, degrees, max_side)
+        fitted = max(turned_copy(small, degrees)[0].shape) / max(copy.shape)  # copy pixels per canvas pixel
+        to_copy = np.linalg.inv(np.vstack([back, [0, 0, 1]]))[:2]
+        cx, cy = to_copy @ np.array([200 * scale, 100 * scale, 1.0])  # where the photo's (200, 100) lies
+        x, y, w, h = upright_box((cx - 10, cy - 5, 20, 10), back, scale)
+        assert np.allclose([x + w / 2, y + h / 2], [200, 100]), degrees
+        assert np.allclose([w, h], [20 * fitted / scale, 10 * fitted / scale], rtol=0.01), degrees
+
+
 def test_a_tilted_head_missed_upright_is_found_on_turned_copies_and_face_free_photos_stay_so() -> None:
     from ferflow.faces.detectors import detect_turned_faces, shrunk
 

@@ -147,6 +147,17 @@ TURNS = (-30.0, 30.0)
 TURNED_ONET = 0.97
 
 
+def upright_box(box: tuple[float, float, float, float], back: np.ndarray, scale: float) -> tuple[float, ...]:
+    """An (x, y, w, h) box found on a turned copy as the upright box of the same size around the
+    same centre in the photo: `back` is `turned_copy`'s matrix, `scale` the shrink of the copy
+    that was turned."""
+    x, y, w, h = box
+    copy_scale = 1 / float(np.hypot(*back[:, 0]))  # the fitting's shrink, from the matrix's length
+    cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
+    side_w, side_h = w / copy_scale, h / copy_scale
+    return tuple(v / scale for v in (cx - side_w / 2, cy - side_h / 2, side_w, side_h))
+
+
 def detect_turned_faces(
     pixels: np.ndarray,
     detector,
@@ -176,9 +187,7 @@ def detect_turned_faces(
         min_here = max(12, round(min_size * scale * copy_scale))
         found = detector.detect(turned, min_here, thresholds=thresholds, second_look=second_look)
         for x, y, w, h in found:
-            cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
-            side_w, side_h = w / copy_scale, h / copy_scale
-            box = tuple(int(round(v / scale)) for v in (cx - side_w / 2, cy - side_h / 2, side_w, side_h))
+            box = tuple(int(round(v)) for v in upright_box((x, y, w, h), back, scale))
             if all(iou(box, kept) < 0.3 for kept in boxes):
                 boxes.append(box)
     return sorted(boxes, key=lambda b: -b[2] * b[3])
