@@ -1,6 +1,6 @@
 """Facial-emotion recognition on FER-2013: the library behind the pipeline notebooks."""
 
-__version__ = "0.2.1"  # pyproject.toml reads it; CHANGELOG.md says what changed
+__version__ = "0.2.0"  # pyproject.toml reads it; CHANGELOG.md says what changed
 
 # The seven FER-2013 emotions, in the alphabetical order of the Kaggle folders.
 CLASS_NAMES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
